@@ -1,0 +1,206 @@
+//! Voice activity detection (earshot, 16 kHz, 16 ms frames) and endpointing: turns a stream of
+//! 16 kHz samples into utterances with speech start, optional barge-in signal and end.
+//! Pure and synchronous; the caller feeds it and acts on the returned events.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// earshot's fixed frame: 256 samples = 16 ms at 16 kHz.
+const VAD_FRAME: usize = 256;
+const VAD_FRAME_MS: u64 = 16;
+
+/// Endpointing parameters.
+#[derive(Debug, Clone)]
+pub struct EndpointerConfig {
+    /// earshot score above which a frame is speech.
+    pub threshold: f32,
+    /// Continuous speech before an utterance starts.
+    pub min_speech: Duration,
+    /// Speech within an utterance before it may interrupt playback.
+    pub barge_in_min_speech: Duration,
+    /// Silence that ends an utterance.
+    pub end_of_utterance: Duration,
+    /// Audio kept from before the start.
+    pub pre_roll: Duration,
+    /// Longest utterance.
+    pub max_utterance: Duration,
+}
+
+/// What the endpointer saw in the samples just pushed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VadEvent {
+    /// An utterance started; carries the pre-roll and the speech so far.
+    Started(Vec<i16>),
+    /// More audio of the current utterance (speech and hangover silence).
+    Audio(Vec<i16>),
+    /// The utterance has had enough speech to count as an interruption.
+    BargeIn,
+    /// The utterance ended; `cut` when it hit the maximum length.
+    Ended {
+        /// True when cut at `max_utterance` rather than ended by silence.
+        cut: bool,
+    },
+}
+
+/// Streaming VAD with hangover-based endpointing.
+pub struct Endpointer {
+    detector: Box<earshot::Detector>,
+    cfg: EndpointerConfig,
+    frame: Vec<i16>,
+    /// Recent audio before an utterance: pre-roll plus the speech that has not yet reached
+    /// `min_speech`.
+    history: VecDeque<i16>,
+    history_cap: usize,
+    speech_run_ms: u64,
+    in_utterance: bool,
+    utterance_ms: u64,
+    utterance_speech_ms: u64,
+    silence_run_ms: u64,
+    barge_in_sent: bool,
+}
+
+impl Endpointer {
+    /// A fresh endpointer.
+    pub fn new(cfg: EndpointerConfig) -> Self {
+        let history_cap = ((cfg.pre_roll + cfg.min_speech).as_millis() as usize + 32) * 16;
+        Self {
+            detector: earshot::Detector::default_boxed(),
+            cfg,
+            frame: Vec::with_capacity(VAD_FRAME),
+            history: VecDeque::new(),
+            history_cap,
+            speech_run_ms: 0,
+            in_utterance: false,
+            utterance_ms: 0,
+            utterance_speech_ms: 0,
+            silence_run_ms: 0,
+            barge_in_sent: false,
+        }
+    }
+
+    /// True while an utterance is open.
+    pub fn in_utterance(&self) -> bool {
+        self.in_utterance
+    }
+
+    /// Feeds 16 kHz mono samples; returns what happened, in order.
+    pub fn push(&mut self, samples: &[i16], events: &mut Vec<VadEvent>) {
+        for &s in samples {
+            self.frame.push(s);
+            if self.frame.len() == VAD_FRAME {
+                let frame = std::mem::replace(&mut self.frame, Vec::with_capacity(VAD_FRAME));
+                let score = self.detector.predict_i16(&frame);
+                self.on_frame(frame, score >= self.cfg.threshold, events);
+            }
+        }
+    }
+
+    /// Feeds one 16 ms frame with a known speech decision (used by `push` and by tests).
+    fn on_frame(&mut self, frame: Vec<i16>, speech: bool, events: &mut Vec<VadEvent>) {
+        if !self.in_utterance {
+            self.history.extend(frame.iter().copied());
+            let excess = self.history.len().saturating_sub(self.history_cap);
+            self.history.drain(..excess);
+            self.speech_run_ms = if speech {
+                self.speech_run_ms + VAD_FRAME_MS
+            } else {
+                0
+            };
+            if self.speech_run_ms >= self.cfg.min_speech.as_millis() as u64 {
+                self.in_utterance = true;
+                self.utterance_ms = self.history.len() as u64 / 16;
+                self.utterance_speech_ms = self.speech_run_ms;
+                self.silence_run_ms = 0;
+                self.barge_in_sent = false;
+                events.push(VadEvent::Started(self.history.drain(..).collect()));
+                self.check_barge_in(events);
+            }
+            return;
+        }
+        self.utterance_ms += VAD_FRAME_MS;
+        if speech {
+            self.utterance_speech_ms += VAD_FRAME_MS;
+            self.silence_run_ms = 0;
+        } else {
+            self.silence_run_ms += VAD_FRAME_MS;
+        }
+        events.push(VadEvent::Audio(frame));
+        self.check_barge_in(events);
+        let cut = self.utterance_ms >= self.cfg.max_utterance.as_millis() as u64;
+        if cut || self.silence_run_ms >= self.cfg.end_of_utterance.as_millis() as u64 {
+            self.in_utterance = false;
+            self.speech_run_ms = 0;
+            events.push(VadEvent::Ended { cut });
+        }
+    }
+
+    fn check_barge_in(&mut self, events: &mut Vec<VadEvent>) {
+        if !self.barge_in_sent
+            && self.utterance_speech_ms >= self.cfg.barge_in_min_speech.as_millis() as u64
+        {
+            self.barge_in_sent = true;
+            events.push(VadEvent::BargeIn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> EndpointerConfig {
+        EndpointerConfig {
+            threshold: 0.5,
+            min_speech: Duration::from_millis(48),
+            barge_in_min_speech: Duration::from_millis(96),
+            end_of_utterance: Duration::from_millis(160),
+            pre_roll: Duration::from_millis(64),
+            max_utterance: Duration::from_millis(1_600),
+        }
+    }
+
+    fn run(e: &mut Endpointer, pattern: &str) -> Vec<VadEvent> {
+        let mut ev = Vec::new();
+        for c in pattern.chars() {
+            e.on_frame(vec![0; VAD_FRAME], c == 'S', &mut ev);
+        }
+        ev
+    }
+
+    fn kinds(ev: &[VadEvent]) -> String {
+        ev.iter()
+            .map(|e| match e {
+                VadEvent::Started(_) => 'B',
+                VadEvent::Audio(_) => '.',
+                VadEvent::BargeIn => '!',
+                VadEvent::Ended { cut: false } => 'E',
+                VadEvent::Ended { cut: true } => 'C',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_blips_do_not_start_an_utterance() {
+        let mut e = Endpointer::new(cfg());
+        assert_eq!(kinds(&run(&mut e, "SS_SS_S__")), "");
+    }
+
+    #[test]
+    fn utterance_starts_after_min_speech_and_ends_after_hangover() {
+        let mut e = Endpointer::new(cfg());
+        let ev = run(&mut e, "____SSSSSS__________");
+        // starts at the 3rd speech frame, barge-in at 6 speech frames, ends after 10 silent ones.
+        assert_eq!(kinds(&ev), "B...!..........E");
+        let VadEvent::Started(audio) = &ev[0] else { panic!() };
+        // All 7 frames so far fit in the history (pre-roll + min speech + margin).
+        assert_eq!(audio.len(), 7 * VAD_FRAME);
+    }
+
+    #[test]
+    fn long_monologue_is_cut() {
+        let mut e = Endpointer::new(cfg());
+        let ev = run(&mut e, &"S".repeat(200));
+        assert!(kinds(&ev).contains('C'));
+        assert!(e.in_utterance(), "speech continues into a new utterance");
+    }
+}

@@ -1,0 +1,100 @@
+//! Retry policy for bot requests: what may be resent, and how long to wait. Pure, so the
+//! rules in kore-webhook.md's error table are unit-tested without a server.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// The outcome of one HTTP attempt, reduced to what the policy needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A response with this status.
+    Status(u16),
+    /// The connection could not be made: the request never left.
+    ConnectFailed,
+    /// The request was sent but no response arrived in time.
+    TimedOut,
+    /// Another transport error after the request may have been sent.
+    Broken,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAction {
+    /// Give up.
+    Stop,
+    /// Try again after a backoff.
+    Retry,
+}
+
+/// Decides whether an attempt may be repeated. `idempotent` requests (session events) may be
+/// resent whenever the failure is transient; a `text` turn only when the bot cannot have
+/// seen it (429, 503, connection refused), so a caller's words are never processed twice.
+pub fn classify(attempt: Attempt, idempotent: bool) -> RetryAction {
+    match attempt {
+        Attempt::Status(429 | 503) | Attempt::ConnectFailed => RetryAction::Retry,
+        Attempt::Status(s) if s >= 500 && idempotent => RetryAction::Retry,
+        Attempt::TimedOut | Attempt::Broken if idempotent => RetryAction::Retry,
+        _ => RetryAction::Stop,
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^n)]`, or
+/// exactly `retry_after` when the server asked for it.
+pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
+    const BASE: Duration = Duration::from_millis(200);
+    const CAP: Duration = Duration::from_secs(5);
+    retry_after.unwrap_or_else(|| {
+        let ceiling = BASE.saturating_mul(1u32 << n.min(16)).min(CAP);
+        ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
+    })
+}
+
+/// Parses `Retry-After` in its delta-seconds form (the form rate limiters use).
+pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_turns_are_resent_only_when_unseen() {
+        for (a, want) in [
+            (Attempt::Status(429), RetryAction::Retry),
+            (Attempt::Status(503), RetryAction::Retry),
+            (Attempt::ConnectFailed, RetryAction::Retry),
+            (Attempt::Status(504), RetryAction::Stop),
+            (Attempt::Status(500), RetryAction::Stop),
+            (Attempt::Status(400), RetryAction::Stop),
+            (Attempt::Status(401), RetryAction::Stop),
+            (Attempt::TimedOut, RetryAction::Stop),
+        ] {
+            assert_eq!(classify(a, false), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn session_events_are_resent_on_any_transient_failure() {
+        for a in [Attempt::Status(500), Attempt::Status(504), Attempt::TimedOut, Attempt::Broken] {
+            assert_eq!(classify(a, true), RetryAction::Retry, "{a:?}");
+        }
+        assert_eq!(classify(Attempt::Status(401), true), RetryAction::Stop);
+    }
+
+    #[test]
+    fn backoff_stays_within_bounds() {
+        for n in 0..40 {
+            for _ in 0..50 {
+                let d = backoff(n, None);
+                assert!(d <= Duration::from_secs(5));
+                let d = backoff(n, Some(Duration::from_secs(2)));
+                assert_eq!(d, Duration::from_secs(2));
+            }
+        }
+        assert_eq!(parse_retry_after(Some(" 3 ")), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(parse_retry_after(None), None);
+    }
+}

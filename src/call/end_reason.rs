@@ -1,0 +1,32 @@
+//! Why a call ended: a closed set with stable snake_case codes for logs and records.
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEndReason {
+    /// The provider sent `stop` (the caller hung up).
+    CallerHangup,
+    /// The media socket closed without `stop`.
+    SocketClosed,
+    /// The provider broke its protocol (malformed, binary or oversized frames, bad codec).
+    ProtocolError,
+    /// The stream never started.
+    NoStart,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// A task of the call died unexpectedly.
+    Internal,
+}
+
+impl CallEndReason {
+    /// Stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            CallEndReason::CallerHangup => "caller.hangup",
+            CallEndReason::SocketClosed => "caller.socket_closed",
+            CallEndReason::ProtocolError => "provider.protocol_error",
+            CallEndReason::NoStart => "provider.no_start",
+            CallEndReason::Shutdown => "daemon.shutdown",
+            CallEndReason::Internal => "internal",
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Call orchestration: one isolated set of tasks per call under its own cancellation token.
+//! `handle_socket` waits for the provider's start (buffering early media), then hands the call
+//! to the [`session`] actor, which owns all call state and drives the pure turn logic in
+//! [`state`]. The listener (STT), speaker (TTS) and bot worker are helper tasks.
+
+pub mod end_reason;
+pub mod listener;
+pub mod registry;
+pub mod session;
+pub mod speaker;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::bot::BotChannel;
+use crate::config::Settings;
+use crate::stt::SpeechToText;
+use crate::telephony::ws::{self, LinkEvent};
+use crate::telephony::{InboundEvent, MediaProtocol, Provider};
+use crate::tts::TextToSpeech;
+pub use end_reason::CallEndReason;
+pub use registry::Registry;
+
+/// How long a connection may stay open without a start message.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What every call shares: settings, engines, the bot channel and the live-call registry.
+pub struct CallDeps {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Speech-to-text backend.
+    pub stt: Arc<dyn SpeechToText>,
+    /// Text-to-speech backend.
+    pub tts: Arc<dyn TextToSpeech>,
+    /// Bot channel.
+    pub bot: Arc<dyn BotChannel>,
+    /// Live calls.
+    pub registry: Arc<Registry>,
+    /// Parent of every call's token: cancelled when the daemon stops.
+    pub calls_cancel: CancellationToken,
+    /// Tracks every call so shutdown can wait for them.
+    pub calls: TaskTracker,
+}
+
+/// Serves one media socket from upgrade to teardown. `permit` holds the admission slot.
+pub async fn handle_socket(
+    socket: WebSocket,
+    provider: Provider,
+    protocol: Box<dyn MediaProtocol>,
+    deps: Arc<CallDeps>,
+    conn_id: String,
+    permit: OwnedSemaphorePermit,
+) {
+    let span = tracing::info_span!("call", conn = %conn_id, provider = provider.name(),
+        call_id = tracing::field::Empty, user = tracing::field::Empty);
+    async move {
+        let _permit = permit;
+        let cancel = deps.calls_cancel.child_token();
+        let tracker = TaskTracker::new();
+        let max = deps.settings.twilio.max_message_bytes;
+        let mut link = ws::spawn(socket, protocol, max, &tracker, cancel.clone());
+
+        // Wait for start; keep media and digits that come first (providers reorder).
+        let mut early = Vec::new();
+        let early_limit = deps.settings.twilio.max_early_media_frames;
+        let deadline = tokio::time::sleep(START_TIMEOUT);
+        tokio::pin!(deadline);
+        let start = loop {
+            let ev = tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!("No start message in time; closing.");
+                    break Err(CallEndReason::NoStart);
+                }
+                _ = cancel.cancelled() => break Err(CallEndReason::Shutdown),
+                ev = link.events.recv() => ev.unwrap_or(LinkEvent::Closed),
+            };
+            match ev {
+                LinkEvent::Event(InboundEvent::Start(s)) => break Ok(s),
+                LinkEvent::Event(ev @ (InboundEvent::Audio(_) | InboundEvent::Dtmf(_))) => {
+                    if early.len() >= early_limit {
+                        tracing::warn!(frames = early.len(), "Too much media before start; closing.");
+                        break Err(CallEndReason::NoStart);
+                    }
+                    early.push(ev);
+                }
+                LinkEvent::Event(InboundEvent::Stop) | LinkEvent::Closed => {
+                    tracing::info!("Stream ended before start.");
+                    break Err(CallEndReason::NoStart);
+                }
+                LinkEvent::Event(InboundEvent::Mark(_)) => {}
+                LinkEvent::Error(e) => {
+                    tracing::warn!(error = %e, "Protocol error before start; closing.");
+                    break Err(CallEndReason::ProtocolError);
+                }
+            }
+        };
+        match start {
+            Ok(start) => {
+                tracing::Span::current().record("call_id", start.call_id.as_str());
+                let reason = session::run(
+                    session::SessionInit { start, provider, early, link, tracker: tracker.clone(), cancel: cancel.clone() },
+                    &deps,
+                )
+                .await;
+                tracing::debug!(reason = reason.code(), "Call finished.");
+            }
+            Err(reason) => tracing::info!(reason = reason.code(), "Connection closed without a call."),
+        }
+        cancel.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    }
+    .instrument(span)
+    .await
+}

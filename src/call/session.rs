@@ -1,0 +1,376 @@
+//! The per-call actor. It alone owns the call's state; it `select!`s over provider events,
+//! listener events, bot events, speaker events, the turn logic's next deadline and the call's
+//! cancellation, feeds them to [`TurnState`] and carries out the resulting actions. At the end
+//! every helper is cancelled and, if a bot session was opened, it is closed exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::end_reason::CallEndReason;
+use super::listener::{self, ListenerEvent, LISTENER_AUDIO_CAPACITY, LISTENER_EVENT_CAPACITY};
+use super::speaker::{
+    self, SpeakerCommand, SpeakerConfig, SpeakerEvent, SPEAKER_COMMAND_CAPACITY,
+    SPEAKER_EVENT_CAPACITY,
+};
+use super::state::{CallAction, CallInput, TurnConfig, TurnState};
+use super::CallDeps;
+use crate::audio::vad::EndpointerConfig;
+use crate::bot::{BotChannel, BotError, BotReply, BotSession, TurnInput, BOT_REPLY_CAPACITY};
+use crate::stt::SttParams;
+use crate::telephony::ws::{LinkEvent, MediaLink};
+use crate::telephony::{CallStart, InboundEvent, Provider};
+
+/// Actor → bot worker requests (one in flight; the turn logic never queues more than one).
+const BOT_REQUEST_CAPACITY: usize = 4;
+/// Bot worker → actor events.
+const BOT_EVENT_CAPACITY: usize = 16;
+
+/// Everything the actor starts with.
+pub struct SessionInit {
+    /// The provider's start message.
+    pub start: CallStart,
+    /// Which provider.
+    pub provider: Provider,
+    /// Media and digits received before start.
+    pub early: Vec<InboundEvent>,
+    /// The socket.
+    pub link: MediaLink,
+    /// The call's task tracker.
+    pub tracker: TaskTracker,
+    /// The call's token.
+    pub cancel: CancellationToken,
+}
+
+enum BotRequest {
+    Open,
+    Turn(TurnInput),
+}
+
+enum BotEvent {
+    Reply(BotReply),
+    Done(Result<(), BotError>),
+}
+
+/// Timing of the turn in flight, for the latency log line.
+struct TurnTiming {
+    speech_ended: Option<Instant>,
+    decode_ms: Option<u64>,
+}
+
+/// Runs the call to its end and returns why it ended.
+pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
+    let SessionInit {
+        start,
+        provider,
+        early,
+        mut link,
+        tracker,
+        cancel,
+    } = init;
+    let s = &deps.settings;
+    let user = deps.registry.claim(
+        start.caller.as_deref().unwrap_or(&start.call_id),
+        &start.call_id,
+    );
+    tracing::Span::current().record("user", user.id());
+    tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
+        called = start.called.as_deref().unwrap_or("-"), "Call started.");
+    let session = BotSession {
+        call_id: start.call_id.clone(),
+        user_id: user.id().to_string(),
+        caller: start.caller.clone(),
+        called: start.called.clone(),
+        provider: provider.name(),
+        custom: start.custom.clone(),
+    };
+    let started = Instant::now();
+
+    // Bot worker: one request at a time, replies forwarded as they arrive.
+    let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
+    let (bot_ev_tx, mut bot_events) = mpsc::channel(BOT_EVENT_CAPACITY);
+    tracker.spawn(bot_worker(
+        deps.bot.clone(),
+        session.clone(),
+        bot_rx,
+        bot_ev_tx,
+        cancel.child_token(),
+    ));
+
+    // Listener: caller audio → VAD → STT.
+    let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+    let (lis_tx, mut listener_events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+    let stt_cancel = cancel.child_token();
+    match deps
+        .stt
+        .open(SttParams { call_id: start.call_id.clone() }, stt_cancel.clone())
+        .await
+    {
+        Ok(stream) => {
+            let vad = EndpointerConfig {
+                threshold: s.audio.vad_threshold,
+                min_speech: s.audio.min_speech,
+                barge_in_min_speech: s.audio.barge_in_min_speech,
+                end_of_utterance: s.audio.end_of_utterance,
+                pre_roll: s.audio.pre_roll,
+                max_utterance: s.audio.max_utterance,
+            };
+            tracker.spawn(listener::run(audio_rx, start.inbound_rate, vad, stream, lis_tx, stt_cancel));
+        }
+        // The call goes on without speech input (digits still work).
+        Err(e) => tracing::error!(error = %e, "STT session failed to open; speech input disabled."),
+    }
+
+    // Speaker: TTS → paced frames → provider.
+    let (spk_tx, spk_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
+    let (spk_ev_tx, mut speaker_events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
+    tracker.spawn(speaker::run(
+        SpeakerConfig {
+            tts: deps.tts.clone(),
+            out_rate: start.outbound_rate,
+            lead: s.audio.playback_lead,
+        },
+        spk_rx,
+        link.commands.clone(),
+        spk_ev_tx,
+        cancel.child_token(),
+    ));
+
+    let crate::config::BotSettings::KoreV2(kore) = &s.bot;
+    let turns = TurnState::new(TurnConfig {
+        barge_in: s.audio.barge_in,
+        dtmf: s.dtmf.clone(),
+        fallback_text: kore.fallback_text.clone(),
+    });
+    let _ = bot_tx.send(BotRequest::Open).await;
+    let session_opened = true;
+
+    let mut ctx = Actor {
+        turns,
+        bot_tx,
+        spk_tx,
+        audio_tx,
+        timing: TurnTiming { speech_ended: None, decode_ms: None },
+        dropped_frames: 0,
+        n_turns: 0,
+        reply_received: None,
+    };
+    for ev in early {
+        ctx.on_inbound(ev);
+    }
+
+    let reason = loop {
+        let deadline = ctx.turns.next_deadline();
+        let now = Instant::now();
+        let input = tokio::select! {
+            _ = cancel.cancelled() => break CallEndReason::Shutdown,
+            ev = link.events.recv() => match ev.unwrap_or(LinkEvent::Closed) {
+                LinkEvent::Event(InboundEvent::Stop) => {
+                    tracing::info!("Caller hung up.");
+                    break CallEndReason::CallerHangup;
+                }
+                LinkEvent::Event(ev) => { ctx.on_inbound_input(ev) }
+                LinkEvent::Closed => {
+                    tracing::info!("Media socket closed.");
+                    break CallEndReason::SocketClosed;
+                }
+                LinkEvent::Error(e) => {
+                    tracing::error!(error = %e, "Provider protocol error; ending the call.");
+                    break CallEndReason::ProtocolError;
+                }
+            },
+            Some(ev) = listener_events.recv() => ctx.on_listener(ev),
+            Some(ev) = bot_events.recv() => ctx.on_bot(ev),
+            Some(ev) = speaker_events.recv() => ctx.on_speaker(ev),
+            _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => Some(CallInput::Tick),
+        };
+        if let Some(input) = input {
+            let actions = ctx.turns.on(input, Instant::now());
+            if ctx.act(actions).await.is_err() {
+                break CallEndReason::Internal;
+            }
+        }
+    };
+
+    // Teardown: stop every helper (in-flight bot requests and polls included), then close the
+    // bot session outside the call's token so shutdown cannot skip it.
+    cancel.cancel();
+    if session_opened {
+        match deps.bot.close(&session).await {
+            Ok(()) => tracing::info!("Bot session closed."),
+            Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
+        }
+    }
+    tracing::info!(reason = reason.code(), duration_ms = started.elapsed().as_millis() as u64,
+        turns = ctx.n_turns, dropped_frames = ctx.dropped_frames, "Call ended.");
+    reason
+}
+
+struct Actor {
+    turns: TurnState,
+    bot_tx: mpsc::Sender<BotRequest>,
+    spk_tx: mpsc::Sender<SpeakerCommand>,
+    audio_tx: mpsc::Sender<Vec<i16>>,
+    timing: TurnTiming,
+    dropped_frames: u64,
+    n_turns: u64,
+    reply_received: Option<Instant>,
+}
+
+impl Actor {
+    /// Early events replayed after start.
+    fn on_inbound(&mut self, ev: InboundEvent) {
+        if let Some(input) = self.on_inbound_input(ev) {
+            // Early digits: no actions can be pending yet except collection.
+            let _ = self.turns.on(input, Instant::now());
+        }
+    }
+
+    fn on_inbound_input(&mut self, ev: InboundEvent) -> Option<CallInput> {
+        match ev {
+            InboundEvent::Audio(pcm) => {
+                if self.audio_tx.try_send(pcm).is_err() {
+                    self.dropped_frames += 1;
+                    if self.dropped_frames.is_power_of_two() {
+                        tracing::warn!(dropped = self.dropped_frames, "Caller audio dropped: recognition is behind.");
+                    }
+                }
+                None
+            }
+            InboundEvent::Dtmf(d) => {
+                tracing::info!(digit = %d, "Key pressed.");
+                Some(CallInput::Digit(d))
+            }
+            InboundEvent::Mark(name) => speaker::parse_mark(&name).map(CallInput::Played),
+            InboundEvent::Start(_) => {
+                tracing::warn!("Second start message ignored.");
+                None
+            }
+            InboundEvent::Stop => None,
+        }
+    }
+
+    fn on_listener(&mut self, ev: ListenerEvent) -> Option<CallInput> {
+        match ev {
+            ListenerEvent::SpeechStarted => Some(CallInput::SpeechStarted),
+            ListenerEvent::BargeIn => Some(CallInput::BargeIn),
+            ListenerEvent::SpeechEnded(at) => {
+                self.timing.speech_ended = Some(at);
+                None
+            }
+            ListenerEvent::Transcript(t) => {
+                tracing::info!(text = %t.text, confidence = t.confidence.unwrap_or(0.0),
+                    audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Caller said.");
+                self.timing.decode_ms = Some(t.decode_ms);
+                Some(CallInput::Utterance { text: t.text, confidence: t.confidence })
+            }
+            ListenerEvent::SttFailed(e) => {
+                tracing::warn!(error = %e, "Speech recognition failed for one utterance.");
+                None
+            }
+        }
+    }
+
+    fn on_bot(&mut self, ev: BotEvent) -> Option<CallInput> {
+        match ev {
+            BotEvent::Reply(r) => {
+                tracing::info!(text = %r.text, "Bot said.");
+                self.reply_received = Some(Instant::now());
+                Some(CallInput::BotReply(r.text))
+            }
+            BotEvent::Done(Ok(())) => Some(CallInput::BotDone { ok: true }),
+            BotEvent::Done(Err(e)) => {
+                tracing::error!(error = %e, code = e.code(), "Bot request failed; speaking the fallback.");
+                Some(CallInput::BotDone { ok: false })
+            }
+        }
+    }
+
+    fn on_speaker(&mut self, ev: SpeakerEvent) -> Option<CallInput> {
+        match ev {
+            SpeakerEvent::FirstAudio { id, latency } => {
+                tracing::info!(message = id, reply_to_audio_ms = latency.as_secs_f64() * 1e3, "Bot audio started.");
+                None
+            }
+            SpeakerEvent::Failed { id, error } => {
+                tracing::error!(message = id, error = %error, "Could not speak a bot message.");
+                Some(CallInput::Played(id))
+            }
+        }
+    }
+
+    async fn act(&mut self, actions: Vec<CallAction>) -> Result<(), ()> {
+        for a in actions {
+            match a {
+                CallAction::SendTurn(turn) => {
+                    self.n_turns += 1;
+                    let now = Instant::now();
+                    let since_speech = self.timing.speech_ended.take().filter(|_| turn.mode == crate::bot::InputMode::Speech);
+                    let decode_ms = self.timing.decode_ms.take().unwrap_or(0);
+                    let eos_ms = since_speech.map(|t| (now - t).as_secs_f64() * 1e3);
+                    tracing::info!(text = %turn.text, mode = turn.mode.as_str(),
+                        end_of_speech_to_request_ms = eos_ms.unwrap_or(-1.0),
+                        overhead_ms = eos_ms.map(|m| m - decode_ms as f64).unwrap_or(-1.0),
+                        "Turn sent to bot.");
+                    self.bot_tx.send(BotRequest::Turn(turn)).await.map_err(drop)?;
+                }
+                CallAction::Speak { id, text } => {
+                    let received = self.reply_received.unwrap_or_else(Instant::now);
+                    self.spk_tx.send(SpeakerCommand::Say { id, text, received }).await.map_err(drop)?;
+                }
+                CallAction::StopPlayback => {
+                    tracing::info!("Barge-in: playback cleared.");
+                    self.spk_tx.send(SpeakerCommand::Clear).await.map_err(drop)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn bot_worker(
+    bot: Arc<dyn BotChannel>,
+    session: BotSession,
+    mut requests: mpsc::Receiver<BotRequest>,
+    events: mpsc::Sender<BotEvent>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let req = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = requests.recv() => match r { Some(r) => r, None => return },
+        };
+        let (reply_tx, mut reply_rx) = mpsc::channel(BOT_REPLY_CAPACITY);
+        let call = async {
+            match &req {
+                BotRequest::Open => bot.open(&session, &reply_tx).await,
+                BotRequest::Turn(t) => bot.send_turn(&session, t, &reply_tx).await,
+            }
+        };
+        tokio::pin!(call);
+        let res = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                res = &mut call => break res,
+                Some(r) = reply_rx.recv() => {
+                    if events.send(BotEvent::Reply(r)).await.is_err() { return; }
+                }
+            }
+        };
+        while let Ok(r) = reply_rx.try_recv() {
+            if events.send(BotEvent::Reply(r)).await.is_err() {
+                return;
+            }
+        }
+        if events.send(BotEvent::Done(res)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How long teardown waits for helpers.
+pub const TEARDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,252 @@
+//! The call's mouth: bot messages → TTS stream → resampling to the provider's rate → fixed
+//! 20 ms frames paced a bounded distance ahead of playback → a mark after each message.
+//! It owns everything queued for output, so a clear drops it all in one place and in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::audio::pacer::Pacer;
+use crate::audio::resample::Resampler;
+use crate::audio::FRAME_MS;
+use crate::telephony::OutboundCommand;
+use crate::tts::{TextToSpeech, TtsStream};
+
+/// Actor → speaker commands.
+pub const SPEAKER_COMMAND_CAPACITY: usize = 16;
+/// Speaker → actor events.
+pub const SPEAKER_EVENT_CAPACITY: usize = 16;
+/// Frames held ready per message before synthesis is paused (~2 s).
+const MAX_READY_FRAMES: usize = 100;
+
+/// What the speaker is asked to do.
+#[derive(Debug)]
+pub enum SpeakerCommand {
+    /// Speak `text` as message `id`; `received` is when the bot's reply reached the call.
+    Say {
+        /// Message id.
+        id: u64,
+        /// Text.
+        text: String,
+        /// For latency.
+        received: Instant,
+    },
+    /// Drop everything queued and clear the provider's buffer.
+    Clear,
+}
+
+/// What the speaker reports.
+#[derive(Debug)]
+pub enum SpeakerEvent {
+    /// The first frame of message `id` went out `latency` after the reply arrived.
+    FirstAudio {
+        /// Message id.
+        id: u64,
+        /// Reply received → first frame sent.
+        latency: Duration,
+    },
+    /// Message `id` could not be spoken.
+    Failed {
+        /// Message id.
+        id: u64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// The mark name for message `id`.
+pub fn mark_name(id: u64) -> String {
+    format!("vx-{id}")
+}
+
+/// Parses a mark name made by [`mark_name`].
+pub fn parse_mark(name: &str) -> Option<u64> {
+    name.strip_prefix("vx-")?.parse().ok()
+}
+
+struct Current {
+    id: u64,
+    received: Instant,
+    stream: TtsStream,
+    cancel: CancellationToken,
+    resampler: Resampler,
+    carry: Vec<i16>,
+    ready: VecDeque<Vec<i16>>,
+    tts_done: bool,
+    first_sent: bool,
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Speaker configuration.
+pub struct SpeakerConfig {
+    /// Shared TTS backend.
+    pub tts: Arc<dyn TextToSpeech>,
+    /// Provider's outbound sample rate.
+    pub out_rate: u32,
+    /// How far ahead of playback to send.
+    pub lead: Duration,
+}
+
+/// Runs until cancelled or the command channel closes.
+pub async fn run(
+    cfg: SpeakerConfig,
+    mut commands: mpsc::Receiver<SpeakerCommand>,
+    out: mpsc::Sender<OutboundCommand>,
+    events: mpsc::Sender<SpeakerEvent>,
+    cancel: CancellationToken,
+) {
+    let frame_len = (cfg.out_rate as u64 * FRAME_MS / 1000) as usize;
+    let mut queue: VecDeque<(u64, String, Instant)> = VecDeque::new();
+    let mut current: Option<Current> = None;
+    let mut pacer = Pacer::new(cfg.lead);
+    loop {
+        if current.is_none() {
+            if let Some((id, text, received)) = queue.pop_front() {
+                match start(&cfg, id, &text, received, &cancel).await {
+                    Ok(c) => current = Some(c),
+                    Err(error) => {
+                        let _ = events.send(SpeakerEvent::Failed { id, error }).await;
+                        continue;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        let due = current
+            .as_ref()
+            .filter(|c| !c.ready.is_empty())
+            .map(|_| pacer.next_due(now));
+        let want_chunk = current
+            .as_ref()
+            .is_some_and(|c| !c.tts_done && c.ready.len() < MAX_READY_FRAMES);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            cmd = commands.recv() => match cmd {
+                None => return,
+                Some(SpeakerCommand::Say { id, text, received }) => queue.push_back((id, text, received)),
+                Some(SpeakerCommand::Clear) => {
+                    current = None;
+                    queue.clear();
+                    pacer.reset();
+                    if out.send(OutboundCommand::Clear).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            chunk = next_chunk(&mut current), if want_chunk => {
+                let Some(c) = current.as_mut() else { continue };
+                match chunk {
+                    Some(Ok(pcm)) => {
+                        let mut resampled = Vec::with_capacity(pcm.len());
+                        c.resampler.process(&pcm, &mut resampled);
+                        push_frames(c, &resampled, frame_len, false);
+                    }
+                    Some(Err(e)) => {
+                        let id = c.id;
+                        current = None;
+                        let _ = events.send(SpeakerEvent::Failed { id, error: e.to_string() }).await;
+                        continue;
+                    }
+                    None => {
+                        let mut tail = Vec::new();
+                        c.resampler.flush(&mut tail);
+                        push_frames(c, &tail, frame_len, true);
+                        c.tts_done = true;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
+                let Some(c) = current.as_mut() else { continue };
+                let Some(frame) = c.ready.pop_front() else { continue };
+                if out.send(OutboundCommand::Audio(frame)).await.is_err() {
+                    return;
+                }
+                let sent_at = Instant::now();
+                pacer.on_sent(sent_at);
+                if !c.first_sent {
+                    c.first_sent = true;
+                    let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received };
+                    let _ = events.send(ev).await;
+                }
+            }
+        }
+        if current.as_ref().is_some_and(|c| c.tts_done && c.ready.is_empty()) {
+            if let Some(c) = current.take() {
+                if out.send(OutboundCommand::Mark(mark_name(c.id))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn start(
+    cfg: &SpeakerConfig,
+    id: u64,
+    text: &str,
+    received: Instant,
+    cancel: &CancellationToken,
+) -> Result<Current, String> {
+    let resampler = Resampler::new(cfg.tts.sample_rate(), cfg.out_rate).map_err(|e| e.to_string())?;
+    let child = cancel.child_token();
+    let stream = cfg
+        .tts
+        .synthesize(text, child.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Current {
+        id,
+        received,
+        stream,
+        cancel: child,
+        resampler,
+        carry: Vec::new(),
+        ready: VecDeque::new(),
+        tts_done: false,
+        first_sent: false,
+    })
+}
+
+async fn next_chunk(
+    current: &mut Option<Current>,
+) -> Option<Result<Vec<i16>, crate::tts::TtsError>> {
+    match current {
+        Some(c) => c.stream.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Cuts audio into whole frames; at the end the last partial frame is padded with silence.
+fn push_frames(c: &mut Current, pcm: &[i16], frame_len: usize, last: bool) {
+    c.carry.extend_from_slice(pcm);
+    let whole = c.carry.len() / frame_len * frame_len;
+    for f in c.carry[..whole].chunks(frame_len) {
+        c.ready.push_back(f.to_vec());
+    }
+    c.carry.drain(..whole);
+    if last && !c.carry.is_empty() {
+        let mut f = std::mem::take(&mut c.carry);
+        f.resize(frame_len, 0);
+        c.ready.push_back(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_names_round_trip() {
+        assert_eq!(parse_mark(&mark_name(42)), Some(42));
+        assert_eq!(parse_mark("other"), None);
+    }
+}

@@ -1,0 +1,370 @@
+//! Configuration: the raw TOML/env shape (this file), its validation into typed
+//! [`Settings`] (`validate.rs`) and redacted secrets (`secret.rs`).
+//!
+//! Sources, later wins: built-in defaults, the TOML file, `VOXHOOK__SECTION__KEY` environment
+//! variables. Loading and validation touch no network; every problem is reported at once.
+
+mod secret;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use secret::SensitiveString;
+pub use validate::{
+    validate, AudioSettings, BotSettings, ConfigError, DtmfSettings, JwtAlgorithm, KoreSettings,
+    ServerSettings, Settings, SttSettings, TtsSettings, TwilioSettings, WhisperSettings,
+};
+
+/// The whole configuration file as written by the operator.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// HTTP/WebSocket listener and admission.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Telephony provider adapters.
+    #[serde(default)]
+    pub telephony: TelephonyConfig,
+    /// VAD, endpointing, barge-in and playback.
+    #[serde(default)]
+    pub audio: AudioConfig,
+    /// Keypad digit collection.
+    #[serde(default)]
+    pub dtmf: DtmfConfig,
+    /// Speech-to-text backend.
+    #[serde(default)]
+    pub stt: SttConfig,
+    /// Text-to-speech backend.
+    #[serde(default)]
+    pub tts: TtsConfig,
+    /// The chatbot's webhook channel.
+    pub bot: Option<BotConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Calls beyond this are refused with 503 before the WebSocket upgrade.
+    pub max_concurrent_calls: usize,
+    /// Public base URL the provider dials (`wss://host`); used to check request signatures.
+    pub public_url: Option<String>,
+    /// How long live calls may continue after SIGTERM before they are ended.
+    pub shutdown_grace_period_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_concurrent_calls: 100,
+            public_url: None,
+            shutdown_grace_period_secs: 30,
+        }
+    }
+}
+
+/// `[telephony]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TelephonyConfig {
+    /// `[telephony.twilio]`
+    #[serde(default)]
+    pub twilio: TwilioConfig,
+}
+
+/// `[telephony.twilio]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    /// Serve the `/twilio` route.
+    pub enabled: bool,
+    /// Check `X-Twilio-Signature` on the upgrade (needs `auth_token` and `server.public_url`).
+    pub validate_signature: bool,
+    /// Twilio account auth token (secret).
+    pub auth_token: SensitiveString,
+    /// A text frame larger than this ends the call as a protocol error.
+    pub max_message_bytes: usize,
+    /// Media frames buffered while waiting for `start`; beyond this the call is refused.
+    pub max_early_media_frames: usize,
+    /// Custom parameter names that carry the caller's and the called number.
+    pub caller_parameter: String,
+    /// See `caller_parameter`.
+    pub called_parameter: String,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            validate_signature: false,
+            auth_token: SensitiveString::default(),
+            max_message_bytes: 64 * 1024,
+            max_early_media_frames: 250,
+            caller_parameter: "from".into(),
+            called_parameter: "to".into(),
+        }
+    }
+}
+
+/// `[audio]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// earshot score (0..1) above which a 16 ms frame counts as speech.
+    pub vad_threshold: f32,
+    /// Speech must last this long before it counts as the caller talking.
+    pub min_speech_ms: u64,
+    /// Silence that ends an utterance (VAD hangover).
+    pub end_of_utterance_ms: u64,
+    /// Audio kept from before speech was detected, so first syllables are not clipped.
+    pub pre_roll_ms: u64,
+    /// Longest utterance; a monologue is cut and sent at this length.
+    pub max_utterance_ms: u64,
+    /// Let the caller interrupt the bot by speaking or pressing a key.
+    pub barge_in: bool,
+    /// Speech during playback must last this long to interrupt.
+    pub barge_in_min_speech_ms: u64,
+    /// How far ahead of real time outbound audio may be sent to the provider.
+    pub playback_lead_ms: u64,
+    /// How long to wait for the last mark of the goodbye before hanging up.
+    pub final_mark_timeout_ms: u64,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            vad_threshold: 0.5,
+            min_speech_ms: 160,
+            end_of_utterance_ms: 700,
+            pre_roll_ms: 300,
+            max_utterance_ms: 30_000,
+            barge_in: true,
+            barge_in_min_speech_ms: 240,
+            playback_lead_ms: 200,
+            final_mark_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// `[dtmf]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DtmfConfig {
+    /// Key that ends digit entry (not sent to the bot); empty for none.
+    pub terminator: String,
+    /// Digit entry ends after this long without a key.
+    pub inter_digit_timeout_ms: u64,
+    /// Digit entry ends at this many digits.
+    pub max_digits: usize,
+}
+
+impl Default for DtmfConfig {
+    fn default() -> Self {
+        Self {
+            terminator: "#".into(),
+            inter_digit_timeout_ms: 3_000,
+            max_digits: 20,
+        }
+    }
+}
+
+/// `[stt]`, tagged by `provider`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SttConfig {
+    /// Embedded whisper.cpp (offline).
+    Whisper(WhisperConfig),
+}
+
+impl Default for SttConfig {
+    fn default() -> Self {
+        Self::Whisper(WhisperConfig::default())
+    }
+}
+
+/// `[stt] provider = "whisper"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhisperConfig {
+    /// ggml model file (made by `scripts/install-model.py`).
+    pub model_path: String,
+    /// Spoken language code.
+    pub language: String,
+    /// Threads per decode.
+    pub threads: usize,
+    /// Decodes running at once across all calls; more wait their turn.
+    pub max_parallel_decodes: usize,
+}
+
+impl Default for WhisperConfig {
+    fn default() -> Self {
+        Self {
+            model_path: "models/ggml-tiny.en.bin".into(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes: 1,
+        }
+    }
+}
+
+/// `[tts]`, tagged by `provider`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TtsConfig {
+    /// Embedded flite (offline).
+    Flite(FliteConfig),
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        Self::Flite(FliteConfig::default())
+    }
+}
+
+/// `[tts] provider = "flite"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FliteConfig {
+    /// Voice name; `slt` (cmu_us_slt, female, 16 kHz) is built in.
+    pub voice: String,
+    /// Syntheses running at once across all calls.
+    pub max_parallel: usize,
+}
+
+impl Default for FliteConfig {
+    fn default() -> Self {
+        Self {
+            voice: "slt".into(),
+            max_parallel: 2,
+        }
+    }
+}
+
+/// `[bot]`, tagged by `platform`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "platform", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BotConfig {
+    /// Kore.ai XO Webhook channel, API v2 (sync with polling).
+    KoreV2(KoreConfig),
+}
+
+/// `[bot] platform = "kore_v2"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KoreConfig {
+    /// The channel's full webhook URL, e.g. `https://bots.kore.ai/chatbot/v2/webhook/st-…`
+    /// (with `/hookInstance/{id}` for a further instance).
+    pub webhook_url: String,
+    /// The app's client id (`appId` claim).
+    pub client_id: String,
+    /// The app's client secret (HS256/HS512).
+    #[serde(default)]
+    pub client_secret: SensitiveString,
+    /// PEM private key (RS256/RS512).
+    #[serde(default)]
+    pub private_key: SensitiveString,
+    /// `HS256`, `HS512`, `RS256` or `RS512`.
+    #[serde(default = "default_jwt_algorithm")]
+    pub jwt_algorithm: String,
+    /// Token lifetime.
+    #[serde(default = "default_jwt_ttl_secs")]
+    pub jwt_ttl_secs: u64,
+    /// Put `userIdentity` (= `from.id`) in the token.
+    #[serde(default)]
+    pub jwt_user_identity: bool,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Pause between polls of a `pollId`.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Longest wait for a turn's polled messages.
+    #[serde(default = "default_poll_max_wait_secs")]
+    pub poll_max_wait_secs: u64,
+    /// Attempts for one request when the failure is retryable (429, 503, refused).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Deadline of one turn's request including retries.
+    #[serde(default = "default_turn_deadline_secs")]
+    pub turn_deadline_secs: u64,
+    /// Deadline for delivering `SESSION_CLOSURE`, retries included.
+    #[serde(default = "default_closure_deadline_secs")]
+    pub closure_deadline_secs: u64,
+    /// Spoken when the bot cannot answer a turn.
+    #[serde(default = "default_fallback_text")]
+    pub fallback_text: String,
+    /// Extra string fields put in every request's `customData`.
+    #[serde(default)]
+    pub custom_data: HashMap<String, String>,
+}
+
+fn default_jwt_algorithm() -> String {
+    "HS256".into()
+}
+const fn default_jwt_ttl_secs() -> u64 {
+    60
+}
+const fn default_request_timeout_ms() -> u64 {
+    15_000
+}
+const fn default_poll_interval_ms() -> u64 {
+    500
+}
+const fn default_poll_max_wait_secs() -> u64 {
+    60
+}
+const fn default_max_attempts() -> u32 {
+    4
+}
+const fn default_turn_deadline_secs() -> u64 {
+    20
+}
+const fn default_closure_deadline_secs() -> u64 {
+    10
+}
+fn default_fallback_text() -> String {
+    "Sorry, I am having trouble answering right now. Please try again in a moment.".into()
+}
+
+/// Errors that stop the configuration from loading at all (before validation).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read or parsed, or a value has the wrong type.
+    #[error("cannot load configuration: {0}")]
+    Parse(#[from] config::ConfigError),
+}
+
+/// Reads the TOML file (if given) and `VOXHOOK__…` variables from `env` into a [`RawConfig`].
+/// `env` is injected so tests never mutate the process environment.
+pub fn load(file: Option<&Path>, env: HashMap<String, String>) -> Result<RawConfig, LoadError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    finish(builder, env)
+}
+
+/// Loads from a TOML string (tests and the demo).
+pub fn load_str(toml: &str, env: HashMap<String, String>) -> Result<RawConfig, LoadError> {
+    let builder = config::Config::builder()
+        .add_source(config::File::from_str(toml, config::FileFormat::Toml));
+    finish(builder, env)
+}
+
+fn finish(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    env: HashMap<String, String>,
+) -> Result<RawConfig, LoadError> {
+    let env = config::Environment::with_prefix("VOXHOOK")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env.into_iter().collect()));
+    Ok(builder.add_source(env).build()?.try_deserialize()?)
+}

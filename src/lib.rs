@@ -1,0 +1,28 @@
+//! voxhook puts a webhook chatbot on the phone: a telephony provider streams a call over a
+//! WebSocket, voxhook recognises the caller's speech and digits, sends them to the bot's
+//! webhook channel and speaks the replies back.
+//!
+//! Where to start (see ARCHITECTURE.md for the full map):
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`app`] | wiring, startup, shutdown order |
+//! | [`server`] | HTTP routes, admission, readiness |
+//! | [`telephony`] | provider wire protocols → neutral events |
+//! | [`call`] | one actor per call, turn-taking, barge-in, DTMF |
+//! | [`audio`] | G.711, resampling, VAD, pacing, WAV |
+//! | [`stt`] / [`tts`] | speech engines behind one trait each |
+//! | [`bot`] | bot platform clients (Kore.ai XO Webhook v2) |
+//! | [`config`] | typed, validated configuration |
+//! | [`sim`] | a development bot and a simulated caller for demos and tests |
+
+pub mod app;
+pub mod audio;
+pub mod bot;
+pub mod call;
+pub mod config;
+pub mod server;
+pub mod sim;
+pub mod stt;
+pub mod telephony;
+pub mod tts;

@@ -1,0 +1,97 @@
+//! The HTTP listener (axum): media WebSocket routes per provider, `/live` and `/ready`.
+//! Admission (`max_concurrent_calls`), draining and provider authentication are decided
+//! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::Semaphore;
+
+use crate::call::{self, CallDeps};
+use crate::telephony::twilio::{signature, TwilioOptions, TwilioProtocol};
+use crate::telephony::Provider;
+
+/// Shared state of the HTTP handlers.
+pub struct ServerState {
+    /// What calls need.
+    pub deps: Arc<CallDeps>,
+    /// One permit per admitted call.
+    pub admission: Arc<Semaphore>,
+    /// Set when shutdown begins: new calls are refused and `/ready` fails.
+    pub draining: AtomicBool,
+}
+
+/// Builds the router.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/twilio", get(twilio))
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+async fn ready(State(st): State<Arc<ServerState>>) -> Response {
+    if st.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    if !st.deps.bot.auth_ok() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "bot authentication failing\n").into_response();
+    }
+    "ready\n".into_response()
+}
+
+async fn twilio(
+    State(st): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let s = &st.deps.settings;
+    if !s.twilio.enabled {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if st.draining.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if let (Some(token), Some(public)) = (&s.twilio.signature_token, &s.server.public_url) {
+        let url = signature::signed_url(public, uri.path_and_query().map_or("/twilio", |p| p.as_str()));
+        let sig = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !signature::verify(token.expose(), &url, sig) {
+            tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
+            return StatusCode::FORBIDDEN.into_response();
+        }
+    }
+    let Ok(permit) = st.admission.clone().try_acquire_owned() else {
+        tracing::warn!(limit = s.server.max_concurrent_calls, "At capacity; call refused.");
+        return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
+    };
+    let protocol = Box::new(TwilioProtocol::new(TwilioOptions {
+        caller_parameter: s.twilio.caller_parameter.clone(),
+        called_parameter: s.twilio.called_parameter.clone(),
+    }));
+    let deps = st.deps.clone();
+    let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    ws.max_message_size(s.twilio.max_message_bytes)
+        .max_frame_size(s.twilio.max_message_bytes)
+        .on_failed_upgrade(|e| tracing::warn!(error = %e, "WebSocket upgrade failed."))
+        .on_upgrade(move |socket| {
+            let calls = deps.calls.clone();
+            calls.track_future(call::handle_socket(
+                socket,
+                Provider::Twilio,
+                protocol,
+                deps,
+                conn_id,
+                permit,
+            ))
+        })
+}

@@ -1,0 +1,7 @@
+//! Simulators for trying and testing voxhook without a phone or a bot account: a local
+//! Kore-compatible development bot ([`kore`]), a Twilio Media Streams caller ([`caller`]) and
+//! the demo call that uses both ([`demo`]).
+
+pub mod caller;
+pub mod demo;
+pub mod kore;

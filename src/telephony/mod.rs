@@ -1,0 +1,109 @@
+//! Telephony: provider media-stream protocols behind one seam. Each provider is one module
+//! that turns its wire frames into protocol-neutral [`InboundEvent`]s and encodes
+//! [`OutboundCommand`]s back; `ws.rs` runs the socket with any of them. The call core never
+//! sees provider JSON. A new provider is one module plus one line in [`Provider`].
+
+pub mod twilio;
+pub mod ws;
+
+use std::collections::BTreeMap;
+
+/// A provider protocol served on its own WebSocket route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Twilio Media Streams (`<Connect><Stream>`), route `/twilio`.
+    Twilio,
+}
+
+impl Provider {
+    /// Stable name used in logs, metrics and `customData.provider`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Twilio => "twilio",
+        }
+    }
+}
+
+/// What the provider told us when the stream started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStart {
+    /// The provider's call id (Twilio `callSid`).
+    pub call_id: String,
+    /// The media stream id (Twilio `streamSid`), needed on every outbound message.
+    pub stream_id: String,
+    /// Caller's number, when passed.
+    pub caller: Option<String>,
+    /// Called number, when passed.
+    pub called: Option<String>,
+    /// Every custom parameter as received.
+    pub custom: BTreeMap<String, String>,
+    /// Inbound audio sample rate (after decoding).
+    pub inbound_rate: u32,
+    /// Outbound audio sample rate expected by the provider.
+    pub outbound_rate: u32,
+}
+
+/// Normalised events from the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboundEvent {
+    /// The stream started.
+    Start(CallStart),
+    /// Caller audio, decoded to PCM at `CallStart::inbound_rate`.
+    Audio(Vec<i16>),
+    /// A keypad digit.
+    Dtmf(char),
+    /// The provider reached (or flushed) a mark we sent.
+    Mark(String),
+    /// The caller hung up / the provider ended the stream.
+    Stop,
+}
+
+/// Normalised commands to the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboundCommand {
+    /// One frame of PCM at `CallStart::outbound_rate`.
+    Audio(Vec<i16>),
+    /// Ask to be told when playback reaches this point.
+    Mark(String),
+    /// Drop everything queued for playback.
+    Clear,
+}
+
+/// Errors in a provider's stream; each ends the call (its bot session is still closed).
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// A text frame that is not valid JSON for this protocol.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A binary frame where the protocol only has text.
+    #[error("unexpected binary frame ({0} bytes)")]
+    UnexpectedBinary(usize),
+    /// A message over the configured limit.
+    #[error("message of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Bytes received.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// A codec or rate voxhook cannot handle.
+    #[error("unsupported media format: {0}")]
+    UnsupportedFormat(String),
+    /// Too much media before the start message.
+    #[error("more than {0} media frames before start")]
+    NoStart(usize),
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Socket(String),
+}
+
+/// A provider's wire codec: one instance per connection.
+pub trait MediaProtocol: Send + 'static {
+    /// Decodes one text frame (`None` for frames with no meaning to the call, like
+    /// `connected` or unknown events, which the protocol logs).
+    fn decode_text(&mut self, text: &str) -> Result<Option<InboundEvent>, ProtocolError>;
+    /// Decodes one binary frame.
+    fn decode_binary(&mut self, data: &[u8]) -> Result<Option<InboundEvent>, ProtocolError>;
+    /// Encodes a command as a text frame, once the stream has started.
+    fn encode(&mut self, cmd: &OutboundCommand) -> Option<String>;
+}

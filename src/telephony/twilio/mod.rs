@@ -1,0 +1,236 @@
+//! Twilio Media Streams (bidirectional `<Connect><Stream>`): `connected`, `start`, `media`,
+//! `dtmf`, `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is μ-law 8 kHz base64.
+
+pub mod signature;
+mod wire;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use super::{CallStart, InboundEvent, MediaProtocol, OutboundCommand, ProtocolError};
+use crate::audio::codec::Codec;
+use wire::{Incoming, MarkBody, OutMedia, Outgoing};
+
+/// Which custom parameters carry the numbers.
+#[derive(Debug, Clone)]
+pub struct TwilioOptions {
+    /// Parameter with the caller's number.
+    pub caller_parameter: String,
+    /// Parameter with the called number.
+    pub called_parameter: String,
+}
+
+/// One connection's Twilio codec.
+pub struct TwilioProtocol {
+    opts: TwilioOptions,
+    stream_sid: Option<String>,
+    pcm: Vec<i16>,
+}
+
+impl TwilioProtocol {
+    /// A codec for a new connection.
+    pub fn new(opts: TwilioOptions) -> Self {
+        Self {
+            opts,
+            stream_sid: None,
+            pcm: Vec::new(),
+        }
+    }
+
+    fn on_start(
+        &mut self,
+        stream_sid: Option<String>,
+        start: wire::StartBody,
+    ) -> Result<InboundEvent, ProtocolError> {
+        let f = &start.media_format;
+        if f.encoding != "audio/x-mulaw" || f.sample_rate != 8_000 || f.channels != 1 {
+            return Err(ProtocolError::UnsupportedFormat(format!(
+                "{} {} Hz {} ch (expected audio/x-mulaw 8000 Hz mono)",
+                f.encoding, f.sample_rate, f.channels
+            )));
+        }
+        let stream_id = stream_sid
+            .or(start.stream_sid)
+            .ok_or_else(|| ProtocolError::Malformed("start without streamSid".into()))?;
+        self.stream_sid = Some(stream_id.clone());
+        let param = |name: &str| {
+            start
+                .custom_parameters
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        Ok(InboundEvent::Start(CallStart {
+            call_id: start.call_sid.clone(),
+            stream_id,
+            caller: param(&self.opts.caller_parameter),
+            called: param(&self.opts.called_parameter),
+            custom: start.custom_parameters,
+            inbound_rate: 8_000,
+            outbound_rate: 8_000,
+        }))
+    }
+}
+
+impl MediaProtocol for TwilioProtocol {
+    fn decode_text(&mut self, text: &str) -> Result<Option<InboundEvent>, ProtocolError> {
+        let msg: Incoming =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        Ok(match msg {
+            Incoming::Connected {} => None,
+            Incoming::Start { stream_sid, start } => Some(self.on_start(stream_sid, start)?),
+            Incoming::Media { media } => {
+                if media.track.as_deref().is_some_and(|t| t != "inbound") {
+                    return Ok(None);
+                }
+                let bytes = B64
+                    .decode(media.payload.as_bytes())
+                    .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
+                let mut pcm = std::mem::take(&mut self.pcm);
+                pcm.clear();
+                Codec::Mulaw.decode_into(&bytes, &mut pcm);
+                Some(InboundEvent::Audio(pcm))
+            }
+            Incoming::Dtmf { dtmf } => {
+                let mut keys = dtmf.digit.chars();
+                match (keys.next(), keys.next()) {
+                    (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#' | 'A'..='D') => {
+                        Some(InboundEvent::Dtmf(k))
+                    }
+                    _ => {
+                        return Err(ProtocolError::Malformed(format!(
+                            "dtmf digit {:?}",
+                            dtmf.digit
+                        )))
+                    }
+                }
+            }
+            Incoming::Mark { mark } => Some(InboundEvent::Mark(mark.name)),
+            Incoming::Stop {} => Some(InboundEvent::Stop),
+            Incoming::Unknown => {
+                tracing::warn!(
+                    message_prefix = %text.chars().take(80).collect::<String>(),
+                    "Unknown Twilio event ignored."
+                );
+                None
+            }
+        })
+    }
+
+    fn decode_binary(&mut self, data: &[u8]) -> Result<Option<InboundEvent>, ProtocolError> {
+        Err(ProtocolError::UnexpectedBinary(data.len()))
+    }
+
+    fn encode(&mut self, cmd: &OutboundCommand) -> Option<String> {
+        let stream_sid = self.stream_sid.as_deref()?;
+        let msg = match cmd {
+            OutboundCommand::Audio(pcm) => {
+                let mut bytes = Vec::with_capacity(pcm.len());
+                Codec::Mulaw.encode_into(pcm, &mut bytes);
+                Outgoing::Media {
+                    stream_sid,
+                    media: OutMedia {
+                        payload: B64.encode(bytes),
+                    },
+                }
+            }
+            OutboundCommand::Mark(name) => Outgoing::Mark {
+                stream_sid,
+                mark: MarkBody { name: name.clone() },
+            },
+            OutboundCommand::Clear => Outgoing::Clear { stream_sid },
+        };
+        serde_json::to_string(&msg).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto() -> TwilioProtocol {
+        TwilioProtocol::new(TwilioOptions {
+            caller_parameter: "from".into(),
+            called_parameter: "to".into(),
+        })
+    }
+
+    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1",
+        "start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],
+        "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},
+        "customParameters":{"from":"+15550001111","to":"+15550002222","tenant":"abc"}}}"#;
+
+    #[test]
+    fn start_becomes_call_start() {
+        let mut p = proto();
+        assert_eq!(
+            p.decode_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)
+                .unwrap(),
+            None
+        );
+        let Some(InboundEvent::Start(s)) = p.decode_text(START).unwrap() else {
+            panic!("no start")
+        };
+        assert_eq!(s.call_id, "CA1");
+        assert_eq!(s.stream_id, "MZ1");
+        assert_eq!(s.caller.as_deref(), Some("+15550001111"));
+        assert_eq!(s.called.as_deref(), Some("+15550002222"));
+        assert_eq!(s.custom["tenant"], "abc");
+    }
+
+    #[test]
+    fn media_dtmf_mark_stop() {
+        let mut p = proto();
+        p.decode_text(START).unwrap();
+        let media = r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ1",
+            "media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"/wCA"}}"#;
+        assert_eq!(
+            p.decode_text(media).unwrap(),
+            Some(InboundEvent::Audio(vec![0, -32_124, 32_124]))
+        );
+        let dtmf = r##"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"#"}}"##;
+        assert_eq!(p.decode_text(dtmf).unwrap(), Some(InboundEvent::Dtmf('#')));
+        let mark = r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"vx-1"}}"#;
+        assert_eq!(
+            p.decode_text(mark).unwrap(),
+            Some(InboundEvent::Mark("vx-1".into()))
+        );
+        let stop = r#"{"event":"stop","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
+        assert_eq!(p.decode_text(stop).unwrap(), Some(InboundEvent::Stop));
+        assert_eq!(p.decode_text(r#"{"event":"future"}"#).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let mut p = proto();
+        for bad in [
+            "{not json",
+            r#"{"event":"media","media":{"payload":"***"}}"#,
+            r#"{"event":"dtmf","dtmf":{"digit":"12"}}"#,
+            r#"{"event":"start","start":{"callSid":"CA","mediaFormat":{"encoding":"audio/x-l16","sampleRate":16000,"channels":1}}}"#,
+            r#"[]"#,
+        ] {
+            assert!(p.decode_text(bad).is_err(), "{bad}");
+        }
+        assert!(p.decode_binary(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn encodes_outbound_messages() {
+        let mut p = proto();
+        assert_eq!(p.encode(&OutboundCommand::Clear), None, "no stream yet");
+        p.decode_text(START).unwrap();
+        assert_eq!(
+            p.encode(&OutboundCommand::Audio(vec![0, 0, 0])).unwrap(),
+            r#"{"event":"media","streamSid":"MZ1","media":{"payload":"////"}}"#
+        );
+        assert_eq!(
+            p.encode(&OutboundCommand::Mark("vx-2".into())).unwrap(),
+            r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"vx-2"}}"#
+        );
+        assert_eq!(
+            p.encode(&OutboundCommand::Clear).unwrap(),
+            r#"{"event":"clear","streamSid":"MZ1"}"#
+        );
+    }
+}
