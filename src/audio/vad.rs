@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn long_monologue_is_cut() {
         let mut e = Endpointer::new(cfg());
-        let ev = run(&mut e, &"S".repeat(200));
+        let ev = run(&mut e, &"S".repeat(150));
         assert!(kinds(&ev).contains('C'));
         assert!(e.in_utterance(), "speech continues into a new utterance");
     }

@@ -77,12 +77,19 @@ pub fn strip_markup(s: &str) -> String {
         out.push('\n');
     }
     // `_` marks emphasis only at word edges; keep snake_case words intact.
-    let words: Vec<String> = out
-        .split_whitespace()
-        .map(|w| w.trim_matches('_').to_string())
-        .filter(|w| !w.is_empty())
+    let chars: Vec<char> = out.chars().collect();
+    let kept: String = chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| {
+            c != '_'
+                || (i > 0
+                    && chars[i - 1].is_alphanumeric()
+                    && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()))
+        })
+        .map(|(_, &c)| c)
         .collect();
-    words.join(" ")
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn strip_links(line: &str) -> String {

@@ -1,0 +1,7 @@
+//! Integration tests: the real server on loopback sockets, a simulated Twilio caller speaking
+//! real (flite) speech in real time, and the Kore simulator checking every request.
+
+mod call_flow;
+mod faults;
+mod server;
+mod support;

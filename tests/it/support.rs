@@ -1,0 +1,220 @@
+//! Shared test harness: a daemon on a loopback port wired to a Kore simulator, the embedded
+//! engines loaded once per test binary, caller speech generated with flite, and whisper to
+//! check what the caller heard.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use voxhook::app::{self, Engines};
+use voxhook::audio::resample::Resampler;
+use voxhook::config::{self, Settings, WhisperSettings};
+use voxhook::sim::caller::{CallerOptions, SimCaller};
+use voxhook::sim::demo::load_caller_audio;
+use voxhook::sim::kore::KoreSim;
+use voxhook::stt::whisper::WhisperStt;
+use voxhook::stt::SpeechToText;
+use voxhook::tts::TextToSpeech;
+
+pub const BOT_ID: &str = "st-test-bot";
+pub const CLIENT_ID: &str = "cs-test-app";
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+/// Generous: CI machines are slow and noisy.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_path() -> String {
+    root().join("models/ggml-tiny.en.bin").display().to_string()
+}
+
+/// STT and TTS, loaded once and shared by every test in the binary.
+fn engines() -> (Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>) {
+    static ENGINES: OnceLock<(Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>)> = OnceLock::new();
+    ENGINES
+        .get_or_init(|| {
+            let stt = voxhook::stt::build(&config::SttSettings::Whisper(WhisperSettings {
+                model_path: model_path(),
+                language: "en".into(),
+                threads: 2,
+                max_parallel_decodes: 2,
+            }))
+            .expect("whisper model (run scripts/install-model.py)");
+            let tts = voxhook::tts::build(&config::TtsSettings::Flite {
+                voice: "slt".into(),
+                max_parallel: 1,
+            })
+            .expect("flite");
+            (stt, tts)
+        })
+        .clone()
+}
+
+/// A daemon plus its Kore simulator.
+pub struct Harness {
+    pub bot: KoreSim,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    daemon: Option<JoinHandle<Result<(), app::AppError>>>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with settings adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
+        let toml = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            shutdown_grace_period_secs = 0
+            [stt]
+            provider = "whisper"
+            model_path = "{}"
+            [bot]
+            platform = "kore_v2"
+            webhook_url = "{}"
+            client_id = "{CLIENT_ID}"
+            client_secret = "{SECRET}"
+            jwt_user_identity = true
+            poll_interval_ms = 100
+            "#,
+            model_path(),
+            bot.webhook_url()
+        );
+        let mut settings = config::validate(config::load_str(&toml, HashMap::new()).unwrap()).unwrap();
+        tweak(&mut settings);
+        let (stt, tts) = engines();
+        let engines = Engines {
+            stt,
+            tts,
+            bot: voxhook::bot::build(&settings.bot).unwrap(),
+        };
+        let listener = TcpListener::bind(settings.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let daemon = tokio::spawn(app::serve(settings, engines, listener, stop.clone()));
+        Self {
+            bot,
+            addr,
+            stop,
+            daemon: Some(daemon),
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/twilio", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Places a call from `from` and waits for the greeting to finish playing.
+    pub async fn call_and_hear_greeting(&self, from: &str) -> SimCaller {
+        let caller = SimCaller::connect(CallerOptions::new(&self.ws_url(), from, "+15550009999"))
+            .await
+            .unwrap();
+        caller
+            .wait_for(WAIT, |l| l.marks_played.len() == 1)
+            .await
+            .expect("greeting played to its mark");
+        caller
+    }
+
+    /// Waits until the bot has received `n` requests matching `pred`.
+    pub async fn wait_received(
+        &self,
+        n: usize,
+        pred: impl Fn(&voxhook::sim::kore::Received) -> bool,
+    ) -> Vec<voxhook::sim::kore::Received> {
+        let end = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got: Vec<_> = self.bot.received().into_iter().filter(|r| pred(r)).collect();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(tokio::time::Instant::now() < end, "bot received only {got:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the session of `user` to be closed, then checks it was closed exactly once.
+    pub async fn assert_closed_once(&self, user: &str) {
+        self.wait_received(1, |r| r.user_id == user && r.val == "SESSION_CLOSURE").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(self.bot.count_event(user, "ON_CONNECT"), 1, "{user}");
+        assert_eq!(self.bot.count_event(user, "SESSION_CLOSURE"), 1, "{user}");
+    }
+
+    /// Stops the daemon (drains) and checks the simulator saw no protocol violation.
+    pub async fn finish(mut self) {
+        self.stop.cancel();
+        if let Some(d) = self.daemon.take() {
+            tokio::time::timeout(WAIT, d).await.unwrap().unwrap().unwrap();
+        }
+        assert_eq!(self.bot.violations(), Vec::<String>::new());
+    }
+}
+
+/// Caller speech: `text` spoken by flite's `rms` voice (a different voice from the bot's),
+/// as 8 kHz telephony PCM. Cached per text under target/.
+pub fn speech(text: &str) -> Vec<i16> {
+    let dir = root().join("target/test-speech");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{name}.wav"));
+    if !path.exists() {
+        let tmp = dir.join(format!("{name}.{}.tmp.wav", std::process::id()));
+        let ok = Command::new("flite")
+            .args(["-voice", "rms", "-t", text, "-o"])
+            .arg(&tmp)
+            .status()
+            .expect("flite CLI (apt-get install flite)")
+            .success();
+        assert!(ok, "flite failed");
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    load_caller_audio(&path).unwrap()
+}
+
+/// Transcribes 8 kHz audio the caller heard with the embedded whisper.
+pub async fn transcribe(pcm_8k: &[i16]) -> String {
+    static STT: OnceLock<WhisperStt> = OnceLock::new();
+    let stt = STT.get_or_init(|| {
+        WhisperStt::load(&WhisperSettings {
+            model_path: model_path(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes: 1,
+        })
+        .unwrap()
+    });
+    let mut r = Resampler::new(8_000, 16_000).unwrap();
+    let mut pcm = Vec::new();
+    r.process(pcm_8k, &mut pcm);
+    r.flush(&mut pcm);
+    stt.transcribe(pcm).await.unwrap().text.to_lowercase()
+}
+
+/// Root-mean-square level of a stretch of audio.
+pub fn rms(x: &[i16]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+}
