@@ -48,12 +48,17 @@ pub struct Engines {
 impl Engines {
     /// Loads everything the settings name (models are read here, once).
     pub fn load(settings: &Settings) -> Result<Self, AppError> {
-        let t0 = std::time::Instant::now();
+        let t0 = tokio::time::Instant::now();
         let stt = stt::build(&settings.stt)?;
         let tts = tts::build(&settings.tts)?;
         let bot = bot::build(&settings.bot)?;
-        tracing::info!(stt = stt.name(), tts = tts.name(), bot = bot.name(),
-            load_ms = t0.elapsed().as_millis() as u64, "Engines loaded.");
+        tracing::info!(
+            stt = stt.name(),
+            tts = tts.name(),
+            bot = bot.name(),
+            load_ms = t0.elapsed().as_millis() as u64,
+            "Engines loaded."
+        );
         Ok(Self { stt, tts, bot })
     }
 }
@@ -89,17 +94,30 @@ pub async fn serve(
     let http = tokio::spawn({
         let stop = http_stop.clone();
         let router = server::router(state.clone());
-        async move { axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await }
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
     });
 
     shutdown.cancelled().await;
     state.draining.store(true, Ordering::Relaxed);
     calls.close();
     let live = deps.registry.live_calls();
-    tracing::info!(live_calls = live, grace_secs = settings.server.shutdown_grace_period.as_secs(),
-        "Shutdown: refusing new calls, draining live ones.");
-    if tokio::time::timeout(settings.server.shutdown_grace_period, calls.wait()).await.is_err() {
-        tracing::warn!(live_calls = deps.registry.live_calls(), "Grace period over: ending remaining calls.");
+    tracing::info!(
+        live_calls = live,
+        grace_secs = settings.server.shutdown_grace_period.as_secs(),
+        "Shutdown: refusing new calls, draining live ones."
+    );
+    if tokio::time::timeout(settings.server.shutdown_grace_period, calls.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            live_calls = deps.registry.live_calls(),
+            "Grace period over: ending remaining calls."
+        );
         calls_cancel.cancel();
         let BotSettings::KoreV2(k) = &settings.bot;
         let hard = k.closure_deadline + Duration::from_secs(3);

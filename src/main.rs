@@ -2,7 +2,7 @@
 //! setup and exit codes (64 for usage or configuration errors, 1 for startup failures).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,7 +12,11 @@ use voxhook::{app, config, sim};
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "voxhook", version, about = "Puts a webhook chatbot on the phone.")]
+#[command(
+    name = "voxhook",
+    version,
+    about = "Puts a webhook chatbot on the phone."
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -64,14 +68,16 @@ enum Command {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => b.init(),
         LogFormat::Json => b.json().init(),
     }
 }
 
-fn load(path: &PathBuf) -> Result<config::Settings, ExitCode> {
+fn load(path: &Path) -> Result<config::Settings, ExitCode> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let raw = config::load(Some(path), env).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
@@ -104,9 +110,21 @@ fn main() -> ExitCode {
             };
             runtime().block_on(run(settings))
         }
-        Command::Demo { model, first_wav, last_wav, keys, out } => {
+        Command::Demo {
+            model,
+            first_wav,
+            last_wav,
+            keys,
+            out,
+        } => {
             init_logging(cli.log_format, "warn");
-            let opts = sim::demo::DemoOptions { model_path: model, first_wav, last_wav, keys, out_wav: out };
+            let opts = sim::demo::DemoOptions {
+                model_path: model,
+                first_wav,
+                last_wav,
+                keys,
+                out_wav: out,
+            };
             match runtime().block_on(sim::demo::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -154,7 +172,10 @@ async fn run(settings: config::Settings) -> ExitCode {
 /// First SIGTERM/SIGINT starts the drain; a second one exits at once.
 async fn wait_for_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("Cannot install signal handlers.");
         return;
     };

@@ -41,7 +41,11 @@ async fn ready(State(st): State<Arc<ServerState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
     if !st.deps.bot.auth_ok() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "bot authentication failing\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bot authentication failing\n",
+        )
+            .into_response();
     }
     "ready\n".into_response()
 }
@@ -60,7 +64,10 @@ async fn twilio(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if let (Some(token), Some(public)) = (&s.twilio.signature_token, &s.server.public_url) {
-        let url = signature::signed_url(public, uri.path_and_query().map_or("/twilio", |p| p.as_str()));
+        let url = signature::signed_url(
+            public,
+            uri.path_and_query().map_or("/twilio", |p| p.as_str()),
+        );
         let sig = headers
             .get("x-twilio-signature")
             .and_then(|v| v.to_str().ok())
@@ -71,7 +78,10 @@ async fn twilio(
         }
     }
     let Ok(permit) = st.admission.clone().try_acquire_owned() else {
-        tracing::warn!(limit = s.server.max_concurrent_calls, "At capacity; call refused.");
+        tracing::warn!(
+            limit = s.server.max_concurrent_calls,
+            "At capacity; call refused."
+        );
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
     };
     let protocol = Box::new(TwilioProtocol::new(TwilioOptions {

@@ -183,7 +183,13 @@ mod tests {
         ] {
             assert_eq!(enc(Codec::Alaw, pcm), byte, "encode {pcm}");
         }
-        for (byte, pcm) in [(0xD5, 8), (0x55, -8), (0xAA, 32_256), (0x2A, -32_256), (0xFA, 1_008)] {
+        for (byte, pcm) in [
+            (0xD5, 8),
+            (0x55, -8),
+            (0xAA, 32_256),
+            (0x2A, -32_256),
+            (0xFA, 1_008),
+        ] {
             assert_eq!(dec(Codec::Alaw, byte), pcm, "decode {byte:#x}");
         }
     }

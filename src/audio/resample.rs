@@ -42,13 +42,14 @@ impl Resampler {
             });
         }
         let chunk = (from / 100) as usize;
-        let inner = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 1, 1).map_err(
-            |e| ResampleError::Unsupported {
-                from,
-                to,
-                reason: e.to_string(),
-            },
-        )?;
+        let inner =
+            FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 1, 1).map_err(|e| {
+                ResampleError::Unsupported {
+                    from,
+                    to,
+                    reason: e.to_string(),
+                }
+            })?;
         let skip = rubato::Resampler::output_delay(&inner);
         let out_buf = vec![vec![0.0; rubato::Resampler::output_frames_max(&inner)]];
         Ok(Self {
@@ -114,7 +115,9 @@ mod tests {
 
     fn sine(rate: u32, hz: f32, n: usize) -> Vec<i16> {
         (0..n)
-            .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 10_000.0) as i16)
+            .map(|i| {
+                ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 10_000.0) as i16
+            })
             .collect()
     }
 
@@ -133,7 +136,11 @@ mod tests {
             }
             r.flush(&mut out);
             let want = to as i64;
-            assert!((out.len() as i64 - want).abs() <= (to / 50) as i64, "{from}->{to}: {}", out.len());
+            assert!(
+                (out.len() as i64 - want).abs() <= (to / 50) as i64,
+                "{from}->{to}: {}",
+                out.len()
+            );
         }
     }
 
@@ -147,7 +154,11 @@ mod tests {
         let mut out = Vec::new();
         // 6 kHz is above the 4 kHz Nyquist of 8 kHz: linear decimation would alias it to 2 kHz.
         down.process(&sine(16_000, 6_000.0, 16_000), &mut out);
-        assert!(rms(&out[2_000..6_000]) < 300.0, "6 kHz must be filtered, rms {}", rms(&out));
+        assert!(
+            rms(&out[2_000..6_000]) < 300.0,
+            "6 kHz must be filtered, rms {}",
+            rms(&out)
+        );
     }
 
     #[test]

@@ -191,7 +191,9 @@ mod tests {
         let ev = run(&mut e, "____SSSSSS__________");
         // starts at the 3rd speech frame, barge-in at 6 speech frames, ends after 10 silent ones.
         assert_eq!(kinds(&ev), "B...!..........E");
-        let VadEvent::Started(audio) = &ev[0] else { panic!() };
+        let VadEvent::Started(audio) = &ev[0] else {
+            panic!()
+        };
         // All 7 frames so far fit in the history (pre-roll + min speech + margin).
         assert_eq!(audio.len(), 7 * VAD_FRAME);
     }

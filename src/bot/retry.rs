@@ -52,7 +52,12 @@ pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
 
 /// Parses `Retry-After` in its delta-seconds form (the form rate limiters use).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    value?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -77,7 +82,12 @@ mod tests {
 
     #[test]
     fn session_events_are_resent_on_any_transient_failure() {
-        for a in [Attempt::Status(500), Attempt::Status(504), Attempt::TimedOut, Attempt::Broken] {
+        for a in [
+            Attempt::Status(500),
+            Attempt::Status(504),
+            Attempt::TimedOut,
+            Attempt::Broken,
+        ] {
             assert_eq!(classify(a, true), RetryAction::Retry, "{a:?}");
         }
         assert_eq!(classify(Attempt::Status(401), true), RetryAction::Stop);
@@ -94,7 +104,10 @@ mod tests {
             }
         }
         assert_eq!(parse_retry_after(Some(" 3 ")), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
         assert_eq!(parse_retry_after(None), None);
     }
 }

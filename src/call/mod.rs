@@ -85,7 +85,10 @@ pub async fn handle_socket(
                 LinkEvent::Event(InboundEvent::Start(s)) => break Ok(s),
                 LinkEvent::Event(ev @ (InboundEvent::Audio(_) | InboundEvent::Dtmf(_))) => {
                     if early.len() >= early_limit {
-                        tracing::warn!(frames = early.len(), "Too much media before start; closing.");
+                        tracing::warn!(
+                            frames = early.len(),
+                            "Too much media before start; closing."
+                        );
                         break Err(CallEndReason::NoStart);
                     }
                     early.push(ev);
@@ -105,13 +108,22 @@ pub async fn handle_socket(
             Ok(start) => {
                 tracing::Span::current().record("call_id", start.call_id.as_str());
                 let reason = session::run(
-                    session::SessionInit { start, provider, early, link, tracker: tracker.clone(), cancel: cancel.clone() },
+                    session::SessionInit {
+                        start,
+                        provider,
+                        early,
+                        link,
+                        tracker: tracker.clone(),
+                        cancel: cancel.clone(),
+                    },
                     &deps,
                 )
                 .await;
                 tracing::debug!(reason = reason.code(), "Call finished.");
             }
-            Err(reason) => tracing::info!(reason = reason.code(), "Connection closed without a call."),
+            Err(reason) => {
+                tracing::info!(reason = reason.code(), "Connection closed without a call.")
+            }
         }
         cancel.cancel();
         tracker.close();

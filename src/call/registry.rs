@@ -55,7 +55,11 @@ impl UserIdGuard {
 
 impl Drop for UserIdGuard {
     fn drop(&mut self) {
-        let mut ids = self.registry.user_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self
+            .registry
+            .user_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         ids.remove(&self.id);
         self.registry.live.fetch_sub(1, Ordering::Relaxed);
     }

@@ -107,7 +107,12 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
     let stt_cancel = cancel.child_token();
     match deps
         .stt
-        .open(SttParams { call_id: start.call_id.clone() }, stt_cancel.clone())
+        .open(
+            SttParams {
+                call_id: start.call_id.clone(),
+            },
+            stt_cancel.clone(),
+        )
         .await
     {
         Ok(stream) => {
@@ -119,7 +124,14 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
                 pre_roll: s.audio.pre_roll,
                 max_utterance: s.audio.max_utterance,
             };
-            tracker.spawn(listener::run(audio_rx, start.inbound_rate, vad, stream, lis_tx, stt_cancel));
+            tracker.spawn(listener::run(
+                audio_rx,
+                start.inbound_rate,
+                vad,
+                stream,
+                lis_tx,
+                stt_cancel,
+            ));
         }
         // The call goes on without speech input (digits still work).
         Err(e) => tracing::error!(error = %e, "STT session failed to open; speech input disabled."),
@@ -154,7 +166,10 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
         bot_tx,
         spk_tx,
         audio_tx,
-        timing: TurnTiming { speech_ended: None, decode_ms: None },
+        timing: TurnTiming {
+            speech_ended: None,
+            decode_ms: None,
+        },
         dropped_frames: 0,
         n_turns: 0,
         reply_received: None,
@@ -205,8 +220,13 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
             Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
         }
     }
-    tracing::info!(reason = reason.code(), duration_ms = started.elapsed().as_millis() as u64,
-        turns = ctx.n_turns, dropped_frames = ctx.dropped_frames, "Call ended.");
+    tracing::info!(
+        reason = reason.code(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        turns = ctx.n_turns,
+        dropped_frames = ctx.dropped_frames,
+        "Call ended."
+    );
     reason
 }
 
@@ -236,7 +256,10 @@ impl Actor {
                 if self.audio_tx.try_send(pcm).is_err() {
                     self.dropped_frames += 1;
                     if self.dropped_frames.is_power_of_two() {
-                        tracing::warn!(dropped = self.dropped_frames, "Caller audio dropped: recognition is behind.");
+                        tracing::warn!(
+                            dropped = self.dropped_frames,
+                            "Caller audio dropped: recognition is behind."
+                        );
                     }
                 }
                 None
@@ -266,7 +289,10 @@ impl Actor {
                 tracing::info!(text = %t.text, confidence = t.confidence.unwrap_or(0.0),
                     audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Caller said.");
                 self.timing.decode_ms = Some(t.decode_ms);
-                Some(CallInput::Utterance { text: t.text, confidence: t.confidence })
+                Some(CallInput::Utterance {
+                    text: t.text,
+                    confidence: t.confidence,
+                })
             }
             ListenerEvent::SttFailed(e) => {
                 tracing::warn!(error = %e, "Speech recognition failed for one utterance.");
@@ -293,7 +319,11 @@ impl Actor {
     fn on_speaker(&mut self, ev: SpeakerEvent) -> Option<CallInput> {
         match ev {
             SpeakerEvent::FirstAudio { id, latency } => {
-                tracing::info!(message = id, reply_to_audio_ms = latency.as_secs_f64() * 1e3, "Bot audio started.");
+                tracing::info!(
+                    message = id,
+                    reply_to_audio_ms = latency.as_secs_f64() * 1e3,
+                    "Bot audio started."
+                );
                 None
             }
             SpeakerEvent::Failed { id, error } => {
@@ -309,22 +339,35 @@ impl Actor {
                 CallAction::SendTurn(turn) => {
                     self.n_turns += 1;
                     let now = Instant::now();
-                    let since_speech = self.timing.speech_ended.take().filter(|_| turn.mode == crate::bot::InputMode::Speech);
+                    let since_speech = self
+                        .timing
+                        .speech_ended
+                        .take()
+                        .filter(|_| turn.mode == crate::bot::InputMode::Speech);
                     let decode_ms = self.timing.decode_ms.take().unwrap_or(0);
                     let eos_ms = since_speech.map(|t| (now - t).as_secs_f64() * 1e3);
                     tracing::info!(text = %turn.text, mode = turn.mode.as_str(),
                         end_of_speech_to_request_ms = eos_ms.unwrap_or(-1.0),
                         overhead_ms = eos_ms.map(|m| m - decode_ms as f64).unwrap_or(-1.0),
                         "Turn sent to bot.");
-                    self.bot_tx.send(BotRequest::Turn(turn)).await.map_err(drop)?;
+                    self.bot_tx
+                        .send(BotRequest::Turn(turn))
+                        .await
+                        .map_err(drop)?;
                 }
                 CallAction::Speak { id, text } => {
                     let received = self.reply_received.unwrap_or_else(Instant::now);
-                    self.spk_tx.send(SpeakerCommand::Say { id, text, received }).await.map_err(drop)?;
+                    self.spk_tx
+                        .send(SpeakerCommand::Say { id, text, received })
+                        .await
+                        .map_err(drop)?;
                 }
                 CallAction::StopPlayback => {
                     tracing::info!("Barge-in: playback cleared.");
-                    self.spk_tx.send(SpeakerCommand::Clear).await.map_err(drop)?;
+                    self.spk_tx
+                        .send(SpeakerCommand::Clear)
+                        .await
+                        .map_err(drop)?;
                 }
             }
         }

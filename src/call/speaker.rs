@@ -179,9 +179,16 @@ pub async fn run(
                 }
             }
         }
-        if current.as_ref().is_some_and(|c| c.tts_done && c.ready.is_empty()) {
+        if current
+            .as_ref()
+            .is_some_and(|c| c.tts_done && c.ready.is_empty())
+        {
             if let Some(c) = current.take() {
-                if out.send(OutboundCommand::Mark(mark_name(c.id))).await.is_err() {
+                if out
+                    .send(OutboundCommand::Mark(mark_name(c.id)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -196,7 +203,8 @@ async fn start(
     received: Instant,
     cancel: &CancellationToken,
 ) -> Result<Current, String> {
-    let resampler = Resampler::new(cfg.tts.sample_rate(), cfg.out_rate).map_err(|e| e.to_string())?;
+    let resampler =
+        Resampler::new(cfg.tts.sample_rate(), cfg.out_rate).map_err(|e| e.to_string())?;
     let child = cancel.child_token();
     let stream = cfg
         .tts

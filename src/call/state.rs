@@ -268,12 +268,21 @@ mod tests {
         let now = Instant::now();
         let mut s = state(true);
         let a = s.on(CallInput::BotReply("Hello".into()), now);
-        assert_eq!(a, vec![CallAction::Speak { id: 1, text: "Hello".into() }]);
+        assert_eq!(
+            a,
+            vec![CallAction::Speak {
+                id: 1,
+                text: "Hello".into()
+            }]
+        );
         assert!(s.on(CallInput::BotDone { ok: true }, now).is_empty());
         s.on(CallInput::Played(1), now);
         assert_eq!(sent(&s.on(said("first"), now)), ["first"]);
         assert!(sent(&s.on(said("second"), now)).is_empty(), "one in flight");
-        assert_eq!(sent(&s.on(CallInput::BotDone { ok: true }, now)), ["second"]);
+        assert_eq!(
+            sent(&s.on(CallInput::BotDone { ok: true }, now)),
+            ["second"]
+        );
     }
 
     #[test]
@@ -283,10 +292,16 @@ mod tests {
         s.on(CallInput::BotReply("A long answer".into()), now);
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(CallInput::SpeechStarted, now);
-        assert_eq!(s.on(CallInput::BargeIn, now), vec![CallAction::StopPlayback]);
+        assert_eq!(
+            s.on(CallInput::BargeIn, now),
+            vec![CallAction::StopPlayback]
+        );
         assert!(!s.is_playing());
         s.on(CallInput::Played(1), now); // flushed mark echoed by the provider
-        assert_eq!(sent(&s.on(said("stop, I want sales"), now)), ["stop, I want sales"]);
+        assert_eq!(
+            sent(&s.on(said("stop, I want sales"), now)),
+            ["stop, I want sales"]
+        );
     }
 
     #[test]
@@ -310,9 +325,14 @@ mod tests {
         s.on(CallInput::BotReply("Checking".into()), now);
         s.on(CallInput::SpeechStarted, now);
         s.on(CallInput::BargeIn, now);
-        assert!(s.on(CallInput::BotReply("Your balance is".into()), now).is_empty());
+        assert!(s
+            .on(CallInput::BotReply("Your balance is".into()), now)
+            .is_empty());
         s.on(said("never mind"), now);
-        assert_eq!(sent(&s.on(CallInput::BotDone { ok: true }, now)), ["never mind"]);
+        assert_eq!(
+            sent(&s.on(CallInput::BotDone { ok: true }, now)),
+            ["never mind"]
+        );
         let a = s.on(CallInput::BotReply("OK".into()), now);
         assert!(matches!(a[0], CallAction::Speak { .. }));
     }
@@ -345,7 +365,10 @@ mod tests {
         let now = Instant::now();
         let mut s = state(true);
         s.on(CallInput::BotReply("Menu".into()), now);
-        assert_eq!(s.on(CallInput::Digit('1'), now), vec![CallAction::StopPlayback]);
+        assert_eq!(
+            s.on(CallInput::Digit('1'), now),
+            vec![CallAction::StopPlayback]
+        );
     }
 
     #[test]
@@ -355,7 +378,13 @@ mod tests {
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(said("hello"), now);
         let a = s.on(CallInput::BotDone { ok: false }, now);
-        assert_eq!(a, vec![CallAction::Speak { id: 1, text: "Sorry.".into() }]);
+        assert_eq!(
+            a,
+            vec![CallAction::Speak {
+                id: 1,
+                text: "Sorry.".into()
+            }]
+        );
         assert_eq!(sent(&s.on(said("again"), now)), ["again"]);
     }
 

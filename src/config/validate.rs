@@ -383,7 +383,10 @@ fn tts(c: TtsConfig, errs: &mut Errors) -> TtsSettings {
             errs.check(
                 crate::tts::flite::VOICES.contains(&f.voice.as_str()),
                 "tts.voice",
-                &format!("unknown flite voice; built in: {:?}", crate::tts::flite::VOICES),
+                &format!(
+                    "unknown flite voice; built in: {:?}",
+                    crate::tts::flite::VOICES
+                ),
             );
             errs.check(f.max_parallel > 0, "tts.max_parallel", "must be at least 1");
             TtsSettings::Flite {
@@ -453,7 +456,11 @@ fn kore(c: KoreConfig, errs: &mut Errors) -> KoreSettings {
         "bot.poll_interval_ms",
         "must be at least 10",
     );
-    errs.check(c.max_attempts >= 1, "bot.max_attempts", "must be at least 1");
+    errs.check(
+        c.max_attempts >= 1,
+        "bot.max_attempts",
+        "must be at least 1",
+    );
     errs.check(
         !c.fallback_text.trim().is_empty(),
         "bot.fallback_text",
@@ -527,8 +534,14 @@ mod tests {
     #[test]
     fn env_overrides_the_file() {
         let env = HashMap::from([
-            ("VOXHOOK__BOT__CLIENT_SECRET".to_string(), "from-env".to_string()),
-            ("VOXHOOK__SERVER__MAX_CONCURRENT_CALLS".to_string(), "7".to_string()),
+            (
+                "VOXHOOK__BOT__CLIENT_SECRET".to_string(),
+                "from-env".to_string(),
+            ),
+            (
+                "VOXHOOK__SERVER__MAX_CONCURRENT_CALLS".to_string(),
+                "7".to_string(),
+            ),
         ]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
         let BotSettings::KoreV2(k) = &s.bot;

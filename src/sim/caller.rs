@@ -178,7 +178,11 @@ impl SimCaller {
     }
 
     /// Waits until bot audio has played and then stayed silent for `quiet`.
-    pub async fn wait_bot_quiet(&self, quiet: Duration, timeout: Duration) -> Result<CallerLog, CallerLog> {
+    pub async fn wait_bot_quiet(
+        &self,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Result<CallerLog, CallerLog> {
         let heard_before = self.log().heard.len();
         self.wait_for(timeout, |l| {
             l.heard.len() > heard_before
@@ -214,7 +218,11 @@ async fn run<S>(
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
         let connected = json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
         for m in [connected, start] {
-            if sink.send(Message::Text(m.to_string().into())).await.is_err() {
+            if sink
+                .send(Message::Text(m.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -55,7 +55,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let first = load_caller_audio(&opts.first_wav)?;
     let last = load_caller_audio(&opts.last_wav)?;
     let secret = uuid::Uuid::new_v4().simple().to_string();
-    let bot = KoreSim::start("st-demo-bot", "cs-demo-app", &secret).await.map_err(err)?;
+    let bot = KoreSim::start("st-demo-bot", "cs-demo-app", &secret)
+        .await
+        .map_err(err)?;
     let toml = format!(
         r#"
         [server]
@@ -76,15 +78,25 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     );
     let raw = config::load_str(&toml, HashMap::new()).map_err(err)?;
     let settings = config::validate(raw).map_err(|errs| {
-        DemoError(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        DemoError(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
     let engines = Engines::load(&settings).map_err(err)?;
-    let listener = TcpListener::bind(settings.server.listen).await.map_err(err)?;
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(app::serve(settings, engines, listener, stop.clone()));
 
-    println!("voxhook demo: daemon on ws://{addr}/twilio, development bot at {}", bot.webhook_url());
+    println!(
+        "voxhook demo: daemon on ws://{addr}/twilio, development bot at {}",
+        bot.webhook_url()
+    );
     let caller = SimCaller::connect(CallerOptions::new(
         &format!("ws://{addr}/twilio"),
         "+15550001111",
@@ -97,18 +109,30 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let step = |what: &str| println!("  [caller] {what}");
 
     step("waits for the greeting");
-    caller.wait_bot_quiet(quiet, limit).await.map_err(|_| err("no greeting heard"))?;
+    caller
+        .wait_bot_quiet(quiet, limit)
+        .await
+        .map_err(|_| err("no greeting heard"))?;
     step(&format!("says {}", opts.first_wav.display()));
     caller.say(first).await;
     caller.finish_speaking().await;
-    caller.wait_bot_quiet(quiet, limit).await.map_err(|_| err("no answer heard"))?;
+    caller
+        .wait_bot_quiet(quiet, limit)
+        .await
+        .map_err(|_| err("no answer heard"))?;
     step(&format!("presses {}", opts.keys));
     caller.press(&opts.keys).await;
-    caller.wait_bot_quiet(quiet, limit).await.map_err(|_| err("no answer to the PIN"))?;
+    caller
+        .wait_bot_quiet(quiet, limit)
+        .await
+        .map_err(|_| err("no answer to the PIN"))?;
     step(&format!("says {}", opts.last_wav.display()));
     caller.say(last).await;
     caller.finish_speaking().await;
-    caller.wait_bot_quiet(quiet, limit).await.map_err(|_| err("no goodbye heard"))?;
+    caller
+        .wait_bot_quiet(quiet, limit)
+        .await
+        .map_err(|_| err("no goodbye heard"))?;
     step("hangs up");
     caller.hang_up().await;
 
@@ -124,7 +148,11 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
 
     println!("\nConversation (as the bot saw it):");
     for (who, text) in bot.conversation() {
-        let label = if who == "caller" { "voxhook heard" } else { "bot said     " };
+        let label = if who == "caller" {
+            "voxhook heard"
+        } else {
+            "bot said     "
+        };
         println!("  {label}: {text}");
     }
     let log = caller.log();

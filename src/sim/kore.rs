@@ -141,7 +141,10 @@ impl KoreSim {
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/chatbot/v2/webhook/{bot}", post(message))
-            .route("/chatbot/v2/webhook/{bot}/hookInstance/{inst}", post(message_instance))
+            .route(
+                "/chatbot/v2/webhook/{bot}/hookInstance/{inst}",
+                post(message_instance),
+            )
             .route("/chatbot/v2/webhook/{bot}/poll/{poll}", get(poll))
             .with_state(shared.clone());
         let stop = CancellationToken::new();
@@ -156,7 +159,10 @@ impl KoreSim {
 
     /// The webhook URL to configure in voxhook.
     pub fn webhook_url(&self) -> String {
-        format!("http://{}/chatbot/v2/webhook/{}", self.addr, self.shared.bot_id)
+        format!(
+            "http://{}/chatbot/v2/webhook/{}",
+            self.addr, self.shared.bot_id
+        )
     }
 
     /// Everything received so far, in order.
@@ -273,7 +279,11 @@ async fn message(
 ) -> Response {
     let from_id = body["from"]["id"].as_str().unwrap_or("").to_string();
     if let Err(v) = check_token(&sh, &headers, Some(&from_id)) {
-        sh.inner.lock().unwrap_or_else(|p| p.into_inner()).violations.push(v.clone());
+        sh.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .violations
+            .push(v.clone());
         return (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response();
     }
     let mut problems = Vec::new();
@@ -298,7 +308,10 @@ async fn message(
     if body["to"]["id"].as_str() != Some(sh.bot_id.as_str()) {
         problems.push("to.id is not the bot id".into());
     }
-    if body["customData"]["callId"].as_str().is_none_or(str::is_empty) {
+    if body["customData"]["callId"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
         problems.push("customData.callId missing".into());
     }
     let received = Received {
@@ -312,11 +325,17 @@ async fn message(
         let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
         if !problems.is_empty() {
             inner.violations.extend(problems.iter().cloned());
-            return (StatusCode::BAD_REQUEST, Json(errors(400, &problems.join("; ")))).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(errors(400, &problems.join("; "))),
+            )
+                .into_response();
         }
         inner.received.push(received.clone());
         if received.kind == "text" {
-            inner.conversation.push(("caller".into(), received.val.clone()));
+            inner
+                .conversation
+                .push(("caller".into(), received.val.clone()));
         }
         let pos = inner.overrides.iter().position(|(m, _)| m(&received));
         match pos.and_then(|i| inner.overrides.remove(i)) {
@@ -351,7 +370,8 @@ async fn respond(sh: &Arc<Shared>, user: &str, mut reply: Reply) -> Response {
             resp
         }
         Reply::Messages { now, polled } => {
-            let mut body = json!({"to": user, "from": sh.bot_id, "_v": "v2", "data": text_items(sh, &now)});
+            let mut body =
+                json!({"to": user, "from": sh.bot_id, "_v": "v2", "data": text_items(sh, &now)});
             if let Some(id) = register_polls(sh, polled) {
                 body["pollId"] = id.into();
             }
@@ -386,7 +406,11 @@ async fn poll(
     headers: HeaderMap,
 ) -> Response {
     if let Err(v) = check_token(&sh, &headers, None) {
-        sh.inner.lock().unwrap_or_else(|p| p.into_inner()).violations.push(v.clone());
+        sh.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .violations
+            .push(v.clone());
         return (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response();
     }
     if bot != sh.bot_id {
@@ -402,7 +426,8 @@ async fn poll(
         };
         if st.remaining_in_progress > 0 {
             st.remaining_in_progress -= 1;
-            return Json(json!({"status": "Inprogress", "pollId": poll_id, "_v": "v2"})).into_response();
+            return Json(json!({"status": "Inprogress", "pollId": poll_id, "_v": "v2"}))
+                .into_response();
         }
         let Some(st) = inner.polls.remove(&poll_id) else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -434,9 +459,10 @@ fn check_token(sh: &Shared, headers: &HeaderMap, from_id: Option<&str>) -> Resul
     let mut v = Validation::new(header.alg);
     v.set_required_spec_claims(&["exp", "iat"]);
     v.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(sh.secret.as_bytes()), &v)
-        .map_err(|e| format!("invalid JWT: {e}"))?
-        .claims;
+    let claims =
+        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(sh.secret.as_bytes()), &v)
+            .map_err(|e| format!("invalid JWT: {e}"))?
+            .claims;
     if claims.app_id != sh.client_id {
         return Err("appId does not match the client id".into());
     }

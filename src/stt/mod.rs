@@ -88,8 +88,11 @@ pub trait SpeechToText: Send + Sync {
     /// The sample rate the session expects.
     fn sample_rate(&self) -> u32;
     /// Opens a session; it ends when `cancel` fires or `input` is dropped.
-    async fn open(&self, params: SttParams, cancel: CancellationToken)
-        -> Result<SttStream, SttError>;
+    async fn open(
+        &self,
+        params: SttParams,
+        cancel: CancellationToken,
+    ) -> Result<SttStream, SttError>;
 }
 
 /// Builds the configured backend (loads models; call once at startup).

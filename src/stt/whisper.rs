@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use super::{
     SpeechToText, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
@@ -53,8 +55,9 @@ impl WhisperStt {
                 s.model_path
             )));
         }
-        let ctx = WhisperContext::new_with_params(&s.model_path, WhisperContextParameters::default())
-            .map_err(|e| SttError::Init(format!("loading {}: {e}", s.model_path)))?;
+        let ctx =
+            WhisperContext::new_with_params(&s.model_path, WhisperContextParameters::default())
+                .map_err(|e| SttError::Init(format!("loading {}: {e}", s.model_path)))?;
         let states = (0..s.max_parallel_decodes)
             .map(|_| ctx.create_state())
             .collect::<Result<Vec<_>, _>>()
@@ -86,7 +89,7 @@ impl Inner {
     }
 
     fn decode_blocking(&self, samples: &[i16]) -> Result<Transcript, SttError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(RATE);
         let mut pcm: Vec<f32> = samples
             .iter()
@@ -239,6 +242,9 @@ mod tests {
     #[test]
     fn clean_drops_annotations_and_spaces() {
         assert_eq!(clean(" [BLANK_AUDIO] hello  there (music) "), "hello there");
-        assert_eq!(clean(" I would like my balance."), "I would like my balance.");
+        assert_eq!(
+            clean(" I would like my balance."),
+            "I would like my balance."
+        );
     }
 }

@@ -62,7 +62,9 @@ pub struct FliteTts {
 impl FliteTts {
     /// Registers `voice` (one of [`VOICES`]) and measures its sample rate.
     pub fn new(voice: &str) -> Result<Self, TtsError> {
-        let lock = engine().lock().map_err(|_| TtsError::Init("flite lock poisoned".into()))?;
+        let lock = engine()
+            .lock()
+            .map_err(|_| TtsError::Init("flite lock poisoned".into()))?;
         // SAFETY: registration functions take an optional voice dir (null) and return a
         // voice owned by flite for the life of the process.
         let v = unsafe {
@@ -78,7 +80,9 @@ impl FliteTts {
             }
         };
         if v.is_null() {
-            return Err(TtsError::Init(format!("flite could not register voice {voice}")));
+            return Err(TtsError::Init(format!(
+                "flite could not register voice {voice}"
+            )));
         }
         let voice = Voice(v);
         let (_, rate) = synth_locked(&voice, "ok")?;
@@ -92,8 +96,8 @@ impl FliteTts {
 
 /// Synthesizes one piece of text; the caller holds the engine lock.
 fn synth_locked(voice: &Voice, text: &str) -> Result<(Vec<i16>, u32), TtsError> {
-    let c = CString::new(text.replace('\0', " "))
-        .map_err(|e| TtsError::Synthesis(e.to_string()))?;
+    let c =
+        CString::new(text.replace('\0', " ")).map_err(|e| TtsError::Synthesis(e.to_string()))?;
     // SAFETY: valid C string and a registered voice; the returned wave is owned by us and
     // freed below with delete_wave after copying its samples.
     unsafe {
@@ -137,8 +141,12 @@ impl TextToSpeech for FliteTts {
             for sentence in sentences {
                 let voice = voice.clone();
                 let job = tokio::task::spawn_blocking(move || {
-                    let _engine = engine().lock().map_err(|_| TtsError::Synthesis("flite lock poisoned".into()))?;
-                    let v = voice.lock().map_err(|_| TtsError::Synthesis("voice lock poisoned".into()))?;
+                    let _engine = engine()
+                        .lock()
+                        .map_err(|_| TtsError::Synthesis("flite lock poisoned".into()))?;
+                    let v = voice
+                        .lock()
+                        .map_err(|_| TtsError::Synthesis("voice lock poisoned".into()))?;
                     synth_locked(&v, &sentence).map(|(s, _)| s)
                 });
                 let res = tokio::select! {

@@ -38,8 +38,11 @@ pub trait TextToSpeech: Send + Sync {
     /// Rate of the PCM it produces.
     fn sample_rate(&self) -> u32;
     /// Starts synthesizing `text`; dropping the stream or cancelling stops the work.
-    async fn synthesize(&self, text: &str, cancel: CancellationToken)
-        -> Result<TtsStream, TtsError>;
+    async fn synthesize(
+        &self,
+        text: &str,
+        cancel: CancellationToken,
+    ) -> Result<TtsStream, TtsError>;
 }
 
 /// Builds the configured backend (call once at startup).
@@ -89,6 +92,9 @@ mod tests {
             vec!["Your balance is $54.88.", "Anything else?", "Bye!"]
         );
         assert_eq!(split_sentences("  ...  "), Vec::<String>::new());
-        assert_eq!(split_sentences("No stop at the end"), vec!["No stop at the end"]);
+        assert_eq!(
+            split_sentences("No stop at the end"),
+            vec!["No stop at the end"]
+        );
     }
 }

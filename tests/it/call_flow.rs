@@ -15,20 +15,32 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
     let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
     assert!(opened[0].session_new);
     assert_eq!(opened[0].user_id, user);
-    assert_eq!(opened[0].custom_data["callId"], caller.options.call_sid.as_str());
+    assert_eq!(
+        opened[0].custom_data["callId"],
+        caller.options.call_sid.as_str()
+    );
     assert_eq!(opened[0].custom_data["caller"], user);
     assert_eq!(opened[0].custom_data["provider"], "twilio");
     let log = caller.log();
     assert!(log.media_frames > 50, "{log:?}");
-    assert_eq!((log.odd_frames, log.wrong_stream_sid, log.invalid_messages), (0, 0, 0));
+    assert_eq!(
+        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
+        (0, 0, 0)
+    );
     assert!(rms(&log.heard) > 300.0, "greeting is not silence");
     let greeting = transcribe(&log.heard).await;
     assert!(greeting.contains("welcome"), "heard {greeting:?}");
 
     // The caller asks; the bot gets a text turn with the words, in speech mode.
-    caller.say(speech("I would like to check my account balance.")).await;
+    caller
+        .say(speech("I would like to check my account balance."))
+        .await;
     let turns = h.wait_received(1, |r| r.kind == "text").await;
-    assert!(turns[0].val.to_lowercase().contains("balance"), "{:?}", turns[0].val);
+    assert!(
+        turns[0].val.to_lowercase().contains("balance"),
+        "{:?}",
+        turns[0].val
+    );
     assert_eq!(turns[0].custom_data["inputMode"], "speech");
     assert!(turns[0].custom_data["sttConfidence"].as_f64().unwrap() > 0.3);
 
@@ -39,7 +51,10 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
         .expect("both parts of the answer played");
     let offset = |name: &str| log.mark_offsets.iter().find(|(n, _)| n == name).unwrap().1;
     let polled = transcribe(&log.heard[offset("vx-2")..offset("vx-3")]).await;
-    assert!(polled.contains("pin") || polled.contains("hash"), "polled reply heard as {polled:?}");
+    assert!(
+        polled.contains("pin") || polled.contains("hash"),
+        "polled reply heard as {polled:?}"
+    );
 
     // Keys: 1234# arrives as "1234" in DTMF mode.
     caller.press("1234#").await;
@@ -52,17 +67,29 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
         .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 3)
         .await
         .expect("the answer starts playing");
-    caller.say(speech("Actually, I want to speak to an agent.")).await;
+    caller
+        .say(speech("Actually, I want to speak to an agent."))
+        .await;
     let log = caller
         .wait_for(WAIT, |l| l.clears >= 1)
         .await
         .expect("barge-in sends clear");
-    assert!(!log.marks_played.contains(&"vx-4".to_string()), "the interrupted answer was not played out");
+    assert!(
+        !log.marks_played.contains(&"vx-4".to_string()),
+        "the interrupted answer was not played out"
+    );
     let turns = h.wait_received(3, |r| r.kind == "text").await;
-    assert!(turns[2].val.to_lowercase().contains("agent"), "{:?}", turns[2].val);
+    assert!(
+        turns[2].val.to_lowercase().contains("agent"),
+        "{:?}",
+        turns[2].val
+    );
 
     // Hang-up: exactly one SESSION_CLOSURE.
-    caller.wait_bot_quiet(Duration::from_millis(500), WAIT).await.ok();
+    caller
+        .wait_bot_quiet(Duration::from_millis(500), WAIT)
+        .await
+        .ok();
     caller.hang_up().await;
     h.assert_closed_once(user).await;
     h.finish().await;
@@ -86,7 +113,9 @@ async fn digits_sent_before_start_are_kept() {
         "start": {"streamSid": opts.stream_sid, "callSid": opts.call_sid, "tracks": ["inbound"],
             "customParameters": opts.parameters,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
-    caller.send_raw(Message::Text(start.to_string().into())).await;
+    caller
+        .send_raw(Message::Text(start.to_string().into()))
+        .await;
     let turns = h.wait_received(1, |r| r.kind == "text").await;
     assert_eq!(turns[0].val, "42");
     caller.hang_up().await;

@@ -22,7 +22,8 @@ async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
 
     // The other live call still works, and new calls are served.
     other.press("7#").await;
-    h.wait_received(1, |r| r.kind == "text" && r.val == "7").await;
+    h.wait_received(1, |r| r.kind == "text" && r.val == "7")
+        .await;
     let fresh = h.call_and_hear_greeting("+15550008888").await;
     fresh.hang_up().await;
     other.hang_up().await;
@@ -33,17 +34,22 @@ async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_ends_the_call_cleanly() {
-    provider_fault_ends_only_that_call("+15550001001", Message::Text("{\"event\": media".into())).await;
+    provider_fault_ends_only_that_call("+15550001001", Message::Text("{\"event\": media".into()))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_frame_ends_the_call_cleanly() {
-    provider_fault_ends_only_that_call("+15550001002", Message::Binary(vec![0u8; 320].into())).await;
+    provider_fault_ends_only_that_call("+15550001002", Message::Binary(vec![0u8; 320].into()))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_message_ends_the_call_cleanly() {
-    let huge = format!("{{\"event\":\"media\",\"media\":{{\"payload\":\"{}\"}}}}", "A".repeat(200_000));
+    let huge = format!(
+        "{{\"event\":\"media\",\"media\":{{\"payload\":\"{}\"}}}}",
+        "A".repeat(200_000)
+    );
     provider_fault_ends_only_that_call("+15550001003", Message::Text(huge.into())).await;
 }
 
@@ -60,7 +66,11 @@ async fn turn(h: &Harness, caller: &voxhook::sim::caller::SimCaller, key: &'stat
         .wait_for(WAIT, |l| l.marks_played.len() > before)
         .await
         .expect("something is spoken after the turn");
-    h.bot.received().iter().filter(|r| r.kind == "text" && r.val == key).count()
+    h.bot
+        .received()
+        .iter()
+        .filter(|r| r.kind == "text" && r.val == key)
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +83,10 @@ async fn bot_401_speaks_the_fallback_and_marks_the_daemon_unready() {
     assert_eq!(ready.status(), 503, "bot auth failing shows in /ready");
     // The call goes on; a successful request restores readiness.
     assert_eq!(turn(&h, &caller, "2").await, 1);
-    assert_eq!(reqwest::get(h.http_url("/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(h.http_url("/ready")).await.unwrap().status(),
+        200
+    );
     caller.hang_up().await;
     h.assert_closed_once("+15550002001").await;
     h.finish().await;
@@ -84,11 +97,24 @@ async fn bot_429_is_retried_after_retry_after() {
     let h = Harness::start().await;
     let caller = h.call_and_hear_greeting("+15550002002").await;
     for _ in 0..2 {
-        h.bot.push_override(is_text("3"), Reply::Status { code: 429, retry_after: Some(1) });
+        h.bot.push_override(
+            is_text("3"),
+            Reply::Status {
+                code: 429,
+                retry_after: Some(1),
+            },
+        );
     }
     let t0 = tokio::time::Instant::now();
-    assert_eq!(turn(&h, &caller, "3").await, 3, "two rate-limited attempts, then the answer");
-    assert!(t0.elapsed() >= Duration::from_secs(2), "Retry-After honoured");
+    assert_eq!(
+        turn(&h, &caller, "3").await,
+        3,
+        "two rate-limited attempts, then the answer"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "Retry-After honoured"
+    );
     let heard = caller.log();
     caller.hang_up().await;
     h.assert_closed_once("+15550002002").await;
@@ -101,7 +127,11 @@ async fn bot_504_is_not_resent_and_the_fallback_is_spoken() {
     let h = Harness::start().await;
     let caller = h.call_and_hear_greeting("+15550002003").await;
     h.bot.push_override(is_text("4"), Reply::status(504));
-    assert_eq!(turn(&h, &caller, "4").await, 1, "a 504 turn may have been processed: never resent");
+    assert_eq!(
+        turn(&h, &caller, "4").await,
+        1,
+        "a 504 turn may have been processed: never resent"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.bot.received().iter().filter(|r| r.val == "4").count(), 1);
     caller.hang_up().await;
@@ -113,7 +143,10 @@ async fn bot_504_is_not_resent_and_the_fallback_is_spoken() {
 async fn session_closure_is_retried_when_the_bot_is_briefly_down() {
     let h = Harness::start().await;
     let caller = h.call_and_hear_greeting("+15550002004").await;
-    h.bot.push_override(|r: &Received| r.val == "SESSION_CLOSURE", Reply::status(503));
+    h.bot.push_override(
+        |r: &Received| r.val == "SESSION_CLOSURE",
+        Reply::status(503),
+    );
     caller.hang_up().await;
     // The first closure was refused with 503; the retry is the one that counts.
     h.wait_received(2, |r| r.val == "SESSION_CLOSURE").await;

@@ -17,8 +17,14 @@ fn refused_status(e: WsError) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_routes_answer() {
     let h = Harness::start().await;
-    assert_eq!(reqwest::get(h.http_url("/live")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(h.http_url("/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(h.http_url("/live")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(h.http_url("/ready")).await.unwrap().status(),
+        200
+    );
     h.finish().await;
 }
 
@@ -26,7 +32,9 @@ async fn health_routes_answer() {
 async fn calls_beyond_the_limit_are_refused_before_the_upgrade() {
     let h = Harness::start_with(|s| s.server.max_concurrent_calls = 1).await;
     let first = h.call_and_hear_greeting("+15550005555").await;
-    let err = tokio_tungstenite::connect_async(h.ws_url()).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(h.ws_url())
+        .await
+        .unwrap_err();
     assert_eq!(refused_status(err), 503);
     first.hang_up().await;
     h.assert_closed_once("+15550005555").await;
@@ -44,18 +52,22 @@ async fn twilio_signature_is_checked_on_the_wss_url() {
         s.twilio.signature_token = Some(SensitiveString::new("auth-token-123"));
     })
     .await;
-    let err = tokio_tungstenite::connect_async(h.ws_url()).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(h.ws_url())
+        .await
+        .unwrap_err();
     assert_eq!(refused_status(err), 403, "no signature");
 
     let mut req = h.ws_url().into_client_request().unwrap();
     let bad = signature::sign("auth-token-123", "https://voice.example.com/twilio");
-    req.headers_mut().insert("x-twilio-signature", bad.parse().unwrap());
+    req.headers_mut()
+        .insert("x-twilio-signature", bad.parse().unwrap());
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert_eq!(refused_status(err), 403, "signed over the https:// form");
 
     let mut req = h.ws_url().into_client_request().unwrap();
     let good = signature::sign("auth-token-123", "wss://voice.example.com/twilio");
-    req.headers_mut().insert("x-twilio-signature", good.parse().unwrap());
+    req.headers_mut()
+        .insert("x-twilio-signature", good.parse().unwrap());
     let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.status().as_u16(), 101);
     drop(ws);

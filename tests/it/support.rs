@@ -93,7 +93,8 @@ impl Harness {
             model_path(),
             bot.webhook_url()
         );
-        let mut settings = config::validate(config::load_str(&toml, HashMap::new()).unwrap()).unwrap();
+        let mut settings =
+            config::validate(config::load_str(&toml, HashMap::new()).unwrap()).unwrap();
         tweak(&mut settings);
         let (stt, tts) = engines();
         let engines = Engines {
@@ -141,18 +142,27 @@ impl Harness {
     ) -> Vec<voxhook::sim::kore::Received> {
         let end = tokio::time::Instant::now() + WAIT;
         loop {
-            let got: Vec<_> = self.bot.received().into_iter().filter(|r| pred(r)).collect();
+            let got: Vec<_> = self
+                .bot
+                .received()
+                .into_iter()
+                .filter(|r| pred(r))
+                .collect();
             if got.len() >= n {
                 return got;
             }
-            assert!(tokio::time::Instant::now() < end, "bot received only {got:?}");
+            assert!(
+                tokio::time::Instant::now() < end,
+                "bot received only {got:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Waits for the session of `user` to be closed, then checks it was closed exactly once.
     pub async fn assert_closed_once(&self, user: &str) {
-        self.wait_received(1, |r| r.user_id == user && r.val == "SESSION_CLOSURE").await;
+        self.wait_received(1, |r| r.user_id == user && r.val == "SESSION_CLOSURE")
+            .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(self.bot.count_event(user, "ON_CONNECT"), 1, "{user}");
         assert_eq!(self.bot.count_event(user, "SESSION_CLOSURE"), 1, "{user}");
@@ -162,7 +172,11 @@ impl Harness {
     pub async fn finish(mut self) {
         self.stop.cancel();
         if let Some(d) = self.daemon.take() {
-            tokio::time::timeout(WAIT, d).await.unwrap().unwrap().unwrap();
+            tokio::time::timeout(WAIT, d)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(self.bot.violations(), Vec::<String>::new());
     }

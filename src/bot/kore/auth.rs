@@ -47,13 +47,23 @@ impl TokenMinter {
         with_identity: bool,
     ) -> Result<Self, BotError> {
         let (algorithm, key) = match alg {
-            JwtAlgorithm::Hs256 => (Algorithm::HS256, EncodingKey::from_secret(key.expose().as_bytes())),
-            JwtAlgorithm::Hs512 => (Algorithm::HS512, EncodingKey::from_secret(key.expose().as_bytes())),
+            JwtAlgorithm::Hs256 => (
+                Algorithm::HS256,
+                EncodingKey::from_secret(key.expose().as_bytes()),
+            ),
+            JwtAlgorithm::Hs512 => (
+                Algorithm::HS512,
+                EncodingKey::from_secret(key.expose().as_bytes()),
+            ),
             JwtAlgorithm::Rs256 | JwtAlgorithm::Rs512 => {
                 let k = EncodingKey::from_rsa_pem(key.expose().as_bytes())
                     // The error text never contains key material.
                     .map_err(|e| BotError::Signing(format!("private key: {e}")))?;
-                let a = if alg == JwtAlgorithm::Rs256 { Algorithm::RS256 } else { Algorithm::RS512 };
+                let a = if alg == JwtAlgorithm::Rs256 {
+                    Algorithm::RS256
+                } else {
+                    Algorithm::RS512
+                };
                 (a, k)
             }
         };
@@ -93,8 +103,14 @@ mod tests {
     #[test]
     fn claims_are_complete_fresh_and_short_lived() {
         let secret = SensitiveString::new("0123456789abcdef0123456789abcdef");
-        let m = TokenMinter::new(JwtAlgorithm::Hs256, &secret, "cs-app", Duration::from_secs(60), true)
-            .unwrap();
+        let m = TokenMinter::new(
+            JwtAlgorithm::Hs256,
+            &secret,
+            "cs-app",
+            Duration::from_secs(60),
+            true,
+        )
+        .unwrap();
         let t1 = m.mint("+15550001111").unwrap();
         let t2 = m.mint("+15550001111").unwrap();
         let mut v = Validation::new(Algorithm::HS256);
@@ -112,21 +128,39 @@ mod tests {
     #[test]
     fn identity_is_optional_and_hs512_works() {
         let secret = SensitiveString::new("k");
-        let m = TokenMinter::new(JwtAlgorithm::Hs512, &secret, "a", Duration::from_secs(30), false)
-            .unwrap();
+        let m = TokenMinter::new(
+            JwtAlgorithm::Hs512,
+            &secret,
+            "a",
+            Duration::from_secs(30),
+            false,
+        )
+        .unwrap();
         let t = m.mint("u").unwrap();
-        let c = decode::<Claims>(&t, &DecodingKey::from_secret(b"k"), &Validation::new(Algorithm::HS512))
-            .unwrap()
-            .claims;
+        let c = decode::<Claims>(
+            &t,
+            &DecodingKey::from_secret(b"k"),
+            &Validation::new(Algorithm::HS512),
+        )
+        .unwrap()
+        .claims;
         assert_eq!(c.user_identity, None);
     }
 
     #[test]
     fn a_bad_rsa_key_fails_without_echoing_it() {
-        let key = SensitiveString::new("-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----");
-        let err = TokenMinter::new(JwtAlgorithm::Rs256, &key, "a", Duration::from_secs(30), false)
-            .err()
-            .unwrap();
+        let key = SensitiveString::new(
+            "-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----",
+        );
+        let err = TokenMinter::new(
+            JwtAlgorithm::Rs256,
+            &key,
+            "a",
+            Duration::from_secs(30),
+            false,
+        )
+        .err()
+        .unwrap();
         assert!(!err.to_string().contains("not-a-key"));
     }
 }

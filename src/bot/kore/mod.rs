@@ -207,7 +207,10 @@ impl KoreClient {
                 }
             }
             if resp.end_of_task == Some(true) {
-                tracing::debug!(task = resp.completed_task_name.as_deref().unwrap_or("-"), "Bot task completed.");
+                tracing::debug!(
+                    task = resp.completed_task_name.as_deref().unwrap_or("-"),
+                    "Bot task completed."
+                );
             }
             let Some(poll_id) = resp.poll_id.take() else {
                 return Ok(());
@@ -286,12 +289,186 @@ impl BotChannel for KoreClient {
     }
 
     async fn close(&self, session: &BotSession) -> Result<(), BotError> {
-        self.send(session, Payload::Event("SESSION_CLOSURE"), self.s.closure_deadline)
-            .await
-            .map(drop)
+        self.send(
+            session,
+            Payload::Event("SESSION_CLOSURE"),
+            self.s.closure_deadline,
+        )
+        .await
+        .map(drop)
     }
 
     fn auth_ok(&self) -> bool {
         self.auth_ok.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::{JwtAlgorithm, SensitiveString};
+    use crate::sim::kore::{KoreSim, PollBatch, Received, Reply};
+
+    async fn client(sim: &KoreSim, poll_max_wait: Duration) -> KoreClient {
+        let url = sim.webhook_url();
+        let poll_base_url = format!("{url}/poll");
+        KoreClient::new(KoreSettings {
+            webhook_url: url,
+            bot_id: "st-b".into(),
+            poll_base_url,
+            client_id: "cs-a".into(),
+            signing_key: SensitiveString::new("sec"),
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            jwt_ttl: Duration::from_secs(60),
+            jwt_user_identity: true,
+            request_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
+            poll_max_wait,
+            max_attempts: 3,
+            turn_deadline: Duration::from_secs(10),
+            closure_deadline: Duration::from_secs(5),
+            fallback_text: "sorry".into(),
+            custom_data: HashMap::from([("tenant".into(), "acme".into())]),
+        })
+        .unwrap()
+    }
+
+    fn session() -> BotSession {
+        BotSession {
+            call_id: "CA1".into(),
+            user_id: "+1555".into(),
+            caller: Some("+1555".into()),
+            called: None,
+            provider: "twilio",
+            custom: BTreeMap::new(),
+        }
+    }
+
+    fn turn(text: &str) -> TurnInput {
+        TurnInput {
+            text: text.into(),
+            mode: crate::bot::InputMode::Speech,
+            confidence: Some(0.8),
+        }
+    }
+
+    async fn collect(mut rx: mpsc::Receiver<BotReply>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(r) = rx.recv().await {
+            out.push(r.text);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn follows_poll_ids_until_every_batch_is_delivered() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        sim.push_override(
+            |r: &Received| r.val == "go",
+            Reply::Messages {
+                now: vec!["one".into()],
+                polled: vec![
+                    PollBatch {
+                        in_progress: 2,
+                        texts: vec!["two".into()],
+                    },
+                    PollBatch {
+                        in_progress: 0,
+                        texts: vec!["three".into(), "four".into()],
+                    },
+                ],
+            },
+        );
+        let c = client(&sim, Duration::from_secs(5)).await;
+        let (tx, rx) = mpsc::channel(16);
+        c.send_turn(&session(), &turn("go"), &tx).await.unwrap();
+        drop(tx);
+        assert_eq!(collect(rx).await, ["one", "two", "three", "four"]);
+        let got = sim.received();
+        assert_eq!(got[0].custom_data["tenant"], "acme");
+        assert_eq!(
+            got[0].custom_data["sttConfidence"]
+                .as_f64()
+                .map(|c| (c * 10.0).round()),
+            Some(8.0)
+        );
+        assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    }
+
+    #[tokio::test]
+    async fn polling_is_bounded_by_the_poll_deadline() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        sim.push_override(
+            |r: &Received| r.val == "slow",
+            Reply::Messages {
+                now: vec!["working on it".into()],
+                polled: vec![PollBatch {
+                    in_progress: usize::MAX,
+                    texts: vec![],
+                }],
+            },
+        );
+        let c = client(&sim, Duration::from_millis(300)).await;
+        let (tx, rx) = mpsc::channel(16);
+        let err = c
+            .send_turn(&session(), &turn("slow"), &tx)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BotError::Timeout(_)), "{err}");
+        drop(tx);
+        assert_eq!(collect(rx).await, ["working on it"]);
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_the_contract() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        let c = client(&sim, Duration::from_secs(5)).await;
+        let (tx, _rx) = mpsc::channel(16);
+        for (code, check) in [
+            (
+                400u16,
+                (|e: &BotError| matches!(e, BotError::Rejected(_))) as fn(&BotError) -> bool,
+            ),
+            (500, |e| matches!(e, BotError::Unavailable(_))),
+            (504, |e| matches!(e, BotError::Timeout(_))),
+        ] {
+            let text = format!("t{code}");
+            let t = text.clone();
+            sim.push_override(move |r: &Received| r.val == t, Reply::status(code));
+            let err = c
+                .send_turn(&session(), &turn(&text), &tx)
+                .await
+                .unwrap_err();
+            assert!(check(&err), "{code}: {err}");
+            assert_eq!(
+                sim.received().iter().filter(|r| r.val == text).count(),
+                1,
+                "{code} not resent"
+            );
+        }
+        sim.push_override(|r: &Received| r.val == "t401", Reply::status(401));
+        assert!(c.auth_ok());
+        let err = c
+            .send_turn(&session(), &turn("t401"), &tx)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BotError::Unauthorized(_)));
+        assert!(!c.auth_ok());
+    }
+
+    #[tokio::test]
+    async fn session_events_are_retried_through_transient_failures() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        let c = client(&sim, Duration::from_secs(5)).await;
+        sim.push_override(
+            |r: &Received| r.val == "SESSION_CLOSURE",
+            Reply::status(500),
+        );
+        c.close(&session()).await.unwrap();
+        assert_eq!(sim.count_event("+1555", "SESSION_CLOSURE"), 2);
     }
 }

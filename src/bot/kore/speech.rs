@@ -96,8 +96,12 @@ fn strip_links(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(open) = rest.find('[') {
-        let Some(close) = rest[open..].find("](") else { break };
-        let Some(end) = rest[open + close..].find(')') else { break };
+        let Some(close) = rest[open..].find("](") else {
+            break;
+        };
+        let Some(end) = rest[open + close..].find(')') else {
+            break;
+        };
         out.push_str(&rest[..open]);
         out.push_str(&rest[open + 1..open + close]);
         rest = &rest[open + close + end + 1..];
@@ -114,14 +118,23 @@ mod tests {
     #[test]
     fn plain_text_is_stripped_of_markup() {
         assert_eq!(
-            to_speech(&json!("*Hello* ~there~, see [our site](https://x.y) for _more_.")).unwrap(),
+            to_speech(&json!(
+                "*Hello* ~there~, see [our site](https://x.y) for _more_."
+            ))
+            .unwrap(),
             "Hello there, see our site for more."
         );
         assert_eq!(
-            to_speech(&json!("<speak>Your balance is <break time=\"1s\"/>$54.</speak>")).unwrap(),
+            to_speech(&json!(
+                "<speak>Your balance is <break time=\"1s\"/>$54.</speak>"
+            ))
+            .unwrap(),
             "Your balance is $54."
         );
-        assert_eq!(to_speech(&json!("# Menu\n- one\n- two")).unwrap(), "Menu one two");
+        assert_eq!(
+            to_speech(&json!("# Menu\n- one\n- two")).unwrap(),
+            "Menu one two"
+        );
     }
 
     #[test]

