@@ -90,8 +90,12 @@ async fn twilio(
     }));
     let deps = st.deps.clone();
     let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    // Small socket buffers: Twilio messages are ~400 bytes, and tungstenite's 128 KiB default
+    // read buffer would dominate an idle call's memory. Writes go out at once.
     ws.max_message_size(s.twilio.max_message_bytes)
         .max_frame_size(s.twilio.max_message_bytes)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "WebSocket upgrade failed."))
         .on_upgrade(move |socket| {
             let calls = deps.calls.clone();

@@ -105,12 +105,15 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let frame_len = (cfg.out_rate as u64 * FRAME_MS / 1000) as usize;
-    let mut queue: VecDeque<(u64, String, Instant)> = VecDeque::new();
+    // Messages waiting behind another carry no arrival time: their latency counts from when
+    // their synthesis starts, not from when the reply arrived.
+    let mut queue: VecDeque<(u64, String, Option<Instant>)> = VecDeque::new();
     let mut current: Option<Current> = None;
     let mut pacer = Pacer::new(cfg.lead);
     loop {
         if current.is_none() {
             if let Some((id, text, received)) = queue.pop_front() {
+                let received = received.unwrap_or_else(Instant::now);
                 match start(&cfg, id, &text, received, &cancel).await {
                     Ok(c) => current = Some(c),
                     Err(error) => {
@@ -132,7 +135,10 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             cmd = commands.recv() => match cmd {
                 None => return,
-                Some(SpeakerCommand::Say { id, text, received }) => queue.push_back((id, text, received)),
+                Some(SpeakerCommand::Say { id, text, received }) => {
+                    let idle = current.is_none() && queue.is_empty();
+                    queue.push_back((id, text, idle.then_some(received)));
+                }
                 Some(SpeakerCommand::Clear) => {
                     current = None;
                     queue.clear();

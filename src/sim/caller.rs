@@ -17,9 +17,29 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::audio::codec::Codec;
+use crate::audio::resample::Resampler;
+use crate::tts::flite::FliteTts;
+use crate::tts::TextToSpeech;
 
 /// 20 ms at 8 kHz.
 const FRAME: usize = 160;
+
+/// Caller speech for simulations: `text` spoken by flite's `rms` voice (a male voice, unlike
+/// the bot's default `slt`), as 8 kHz telephony PCM.
+pub async fn caller_speech(text: &str) -> Result<Vec<i16>, String> {
+    let tts = FliteTts::new("rms").map_err(|e| e.to_string())?;
+    let mut stream = tts
+        .synthesize(text, tokio_util::sync::CancellationToken::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut r = Resampler::new(tts.sample_rate(), 8_000).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.recv().await {
+        r.process(&chunk.map_err(|e| e.to_string())?, &mut out);
+    }
+    r.flush(&mut out);
+    Ok(out)
+}
 
 /// Identity of the simulated call.
 #[derive(Debug, Clone)]

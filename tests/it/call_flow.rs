@@ -33,7 +33,7 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
 
     // The caller asks; the bot gets a text turn with the words, in speech mode.
     caller
-        .say(speech("I would like to check my account balance."))
+        .say(speech("I would like to check my account balance.").await)
         .await;
     let turns = h.wait_received(1, |r| r.kind == "text").await;
     assert!(
@@ -68,7 +68,7 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
         .await
         .expect("the answer starts playing");
     caller
-        .say(speech("Actually, I want to speak to an agent."))
+        .say(speech("Actually, I want to speak to an agent.").await)
         .await;
     let log = caller
         .wait_for(WAIT, |l| l.clears >= 1)

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use voxhook::app::{self, Engines};
 use voxhook::audio::resample::Resampler;
 use voxhook::config::{self, Settings, WhisperSettings};
 use voxhook::sim::caller::{CallerOptions, SimCaller};
-use voxhook::sim::demo::load_caller_audio;
 use voxhook::sim::kore::KoreSim;
 use voxhook::stt::whisper::WhisperStt;
 use voxhook::stt::SpeechToText;
@@ -182,28 +180,9 @@ impl Harness {
     }
 }
 
-/// Caller speech: `text` spoken by flite's `rms` voice (a different voice from the bot's),
-/// as 8 kHz telephony PCM. Cached per text under target/.
-pub fn speech(text: &str) -> Vec<i16> {
-    let dir = root().join("target/test-speech");
-    std::fs::create_dir_all(&dir).unwrap();
-    let name: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let path = dir.join(format!("{name}.wav"));
-    if !path.exists() {
-        let tmp = dir.join(format!("{name}.{}.tmp.wav", std::process::id()));
-        let ok = Command::new("flite")
-            .args(["-voice", "rms", "-t", text, "-o"])
-            .arg(&tmp)
-            .status()
-            .expect("flite CLI (apt-get install flite)")
-            .success();
-        assert!(ok, "flite failed");
-        std::fs::rename(&tmp, &path).unwrap();
-    }
-    load_caller_audio(&path).unwrap()
+/// Caller speech as 8 kHz telephony PCM (flite's `rms` voice).
+pub async fn speech(text: &str) -> Vec<i16> {
+    voxhook::sim::caller::caller_speech(text).await.unwrap()
 }
 
 /// Transcribes 8 kHz audio the caller heard with the embedded whisper.

@@ -1,0 +1,224 @@
+//! End-to-end benchmark of the real `voxhook` binary with the embedded engines:
+//! bridge latencies (end of caller speech → bot request; bot reply → first audio frame),
+//! whisper's real-time factor per utterance, and resident memory per idle call.
+//!
+//! `cargo bench --bench call_latency` (options: `-- --calls N --idle N`). Figures are
+//! percentiles from one run; the daemon's own JSON log lines are the measurement source.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use voxhook::sim::caller::{caller_speech, CallerOptions, SimCaller};
+use voxhook::sim::kore::KoreSim;
+
+const UTTERANCES: &[&str] = &[
+    "I would like to check my account balance.",
+    "Can you tell me when my last payment arrived?",
+    "Please send me a new debit card.",
+];
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Daemon {
+    fn start(webhook_url: &str) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let root = env!("CARGO_MANIFEST_DIR");
+        let cfg = std::env::temp_dir().join(format!("voxhook-bench-{}.toml", std::process::id()));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_calls = 1000\n\
+                 shutdown_grace_period_secs = 0\n\
+                 [stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
+                 [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{webhook_url}\"\n\
+                 client_id = \"cs-bench\"\npoll_interval_ms = 100\n"
+            ),
+        )
+        .expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_voxhook"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&cfg)
+            .env("VOXHOOK__BOT__CLIENT_SECRET", "bench-secret")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start voxhook");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        Daemon { child, port, logs }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Every value of `field` in log events whose message is `message`.
+    fn field(&self, message: &str, field: &str) -> Vec<f64> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["fields"]["message"] == message)
+            .filter_map(|v| v["fields"][field].as_f64())
+            .filter(|x| *x >= 0.0)
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentiles(name: &str, mut xs: Vec<f64>, unit: &str) {
+    if xs.is_empty() {
+        println!("{name:<44} no samples");
+        return;
+    }
+    xs.sort_by(f64::total_cmp);
+    let p = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{name:<44} n={:<3} p50={:>8.2}{unit} p90={:>8.2}{unit} max={:>8.2}{unit}",
+        xs.len(),
+        p(0.5),
+        p(0.9),
+        xs[xs.len() - 1]
+    );
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let n_calls = arg("--calls", 6);
+    let n_idle = arg("--idle", 100);
+    let bot = KoreSim::start("st-bench", "cs-bench", "bench-secret")
+        .await
+        .unwrap();
+    let daemon = Daemon::start(&bot.webhook_url());
+    let url = format!("ws://127.0.0.1:{}/twilio", daemon.port);
+    let ready = format!("http://127.0.0.1:{}/ready", daemon.port);
+    for _ in 0..300 {
+        if reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut speech = HashMap::new();
+    for u in UTTERANCES {
+        speech.insert(*u, caller_speech(u).await.expect("flite"));
+    }
+    let limit = Duration::from_secs(60);
+    let quiet = Duration::from_millis(800);
+
+    // Latency: calls one after another, one utterance each, answered by the dev bot.
+    for i in 0..n_calls {
+        let from = format!("+1555010{i:04}");
+        let caller = SimCaller::connect(CallerOptions::new(&url, &from, "+15550000000"))
+            .await
+            .unwrap();
+        caller.wait_bot_quiet(quiet, limit).await.expect("greeting");
+        caller
+            .say(speech[UTTERANCES[i % UTTERANCES.len()]].clone())
+            .await;
+        caller.finish_speaking().await;
+        caller.wait_bot_quiet(quiet, limit).await.expect("answer");
+        caller.hang_up().await;
+    }
+
+    // Memory: idle calls (connected, greeting played, caller silent).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = daemon.rss_kib();
+    let mut idle = Vec::new();
+    for i in 0..n_idle {
+        let from = format!("+1555020{i:04}");
+        idle.push(
+            SimCaller::connect(CallerOptions::new(&url, &from, "+15550000000"))
+                .await
+                .unwrap(),
+        );
+    }
+    for c in &idle {
+        c.wait_for(limit, |l| l.marks_played.len() == 1)
+            .await
+            .expect("idle call greeted");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = daemon.rss_kib();
+    for c in &idle {
+        c.hang_up().await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let closures = bot
+        .received()
+        .iter()
+        .filter(|r| r.val == "SESSION_CLOSURE")
+        .count();
+
+    println!("\nvoxhook call benchmark ({n_calls} sequential calls, {n_idle} idle calls)");
+    percentiles(
+        "end of speech -> bot request (ms)",
+        daemon.field("Turn sent to bot.", "end_of_speech_to_request_ms"),
+        "",
+    );
+    percentiles(
+        "  of which bridge overhead, excl. STT (ms)",
+        daemon.field("Turn sent to bot.", "overhead_ms"),
+        "",
+    );
+    percentiles(
+        "bot reply -> first audio frame (ms)",
+        daemon.field("Bot audio started.", "reply_to_audio_ms"),
+        "",
+    );
+    let audio = daemon.field("Caller said.", "audio_ms");
+    let decode = daemon.field("Caller said.", "decode_ms");
+    let rtf = audio.iter().zip(&decode).map(|(a, d)| d / a).collect();
+    percentiles("whisper real-time factor per utterance", rtf, "");
+    println!(
+        "{:<44} {:.1} KiB ({} KiB -> {} KiB for {n_idle} calls)",
+        "resident memory per idle call",
+        (rss_idle.saturating_sub(rss_before)) as f64 / n_idle.max(1) as f64,
+        rss_before,
+        rss_idle
+    );
+    println!(
+        "{:<44} {closures} of {} sessions",
+        "SESSION_CLOSURE received",
+        n_calls + n_idle
+    );
+}
