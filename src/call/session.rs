@@ -4,7 +4,6 @@
 //! every helper is cancelled and, if a bot session was opened, it is closed exactly once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -158,8 +157,9 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
         dtmf: s.dtmf.clone(),
         fallback_text: kore.fallback_text.clone(),
     });
+    // From here on the session counts as opened: SESSION_CLOSURE is owed even if the call
+    // ends before ON_CONNECT is answered.
     let _ = bot_tx.send(BotRequest::Open).await;
-    let session_opened = true;
 
     let mut ctx = Actor {
         turns,
@@ -214,11 +214,9 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
     // Teardown: stop every helper (in-flight bot requests and polls included), then close the
     // bot session outside the call's token so shutdown cannot skip it.
     cancel.cancel();
-    if session_opened {
-        match deps.bot.close(&session).await {
-            Ok(()) => tracing::info!("Bot session closed."),
-            Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
-        }
+    match deps.bot.close(&session).await {
+        Ok(()) => tracing::info!("Bot session closed."),
+        Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
     }
     tracing::info!(
         reason = reason.code(),
@@ -414,6 +412,3 @@ async fn bot_worker(
         }
     }
 }
-
-/// How long teardown waits for helpers.
-pub const TEARDOWN_GRACE: Duration = Duration::from_secs(2);

@@ -395,4 +395,64 @@ mod tests {
         s.on(CallInput::BotDone { ok: true }, now);
         assert!(s.on(said("  "), now).is_empty());
     }
+
+    /// Model test over random event sequences: at most one bot request in flight, turns
+    /// leave in the order they were completed, message ids strictly increase, nothing is
+    /// cleared when barge-in is off.
+    #[test]
+    fn random_sequences_keep_the_invariants() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let barge_in = round % 2 == 0;
+            let mut s = state(barge_in);
+            let mut now = Instant::now();
+            let mut in_flight = true; // ON_CONNECT
+            let mut last_id = 0;
+            let mut sent_turns: Vec<String> = Vec::new();
+            for step in 0..200 {
+                now += Duration::from_millis(rng.random_range(0..800));
+                let input = match rng.random_range(0..8) {
+                    0 if in_flight => CallInput::BotReply(format!("r{step}")),
+                    1 if in_flight => CallInput::BotDone {
+                        ok: rng.random_bool(0.8),
+                    },
+                    2 => CallInput::SpeechStarted,
+                    3 => CallInput::BargeIn,
+                    4 => CallInput::Utterance {
+                        text: format!("u{step}"),
+                        confidence: None,
+                    },
+                    5 => CallInput::Digit(['1', '2', '#'][rng.random_range(0..3)]),
+                    6 => CallInput::Played(rng.random_range(0..=last_id.max(1))),
+                    _ => CallInput::Tick,
+                };
+                if let CallInput::BotDone { .. } = input {
+                    in_flight = false;
+                }
+                for a in s.on(input, now) {
+                    match a {
+                        CallAction::SendTurn(t) => {
+                            assert!(!in_flight, "two requests in flight");
+                            in_flight = true;
+                            sent_turns.push(t.text);
+                        }
+                        CallAction::Speak { id, .. } => {
+                            assert!(id > last_id);
+                            last_id = id;
+                        }
+                        CallAction::StopPlayback => assert!(barge_in),
+                    }
+                }
+            }
+            let spoken: Vec<u32> = sent_turns
+                .iter()
+                .filter_map(|t| t.strip_prefix('u')?.parse().ok())
+                .collect();
+            assert!(
+                spoken.windows(2).all(|w| w[0] < w[1]),
+                "in order, once: {spoken:?}"
+            );
+        }
+    }
 }
