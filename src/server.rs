@@ -88,6 +88,10 @@ async fn twilio(
         caller_parameter: s.twilio.caller_parameter.clone(),
         called_parameter: s.twilio.called_parameter.clone(),
     }));
+    let limits = call::LinkLimits {
+        max_message_bytes: s.twilio.max_message_bytes,
+        max_early_events: s.twilio.max_early_media_frames,
+    };
     let deps = st.deps.clone();
     let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     // Small socket buffers: Twilio messages are ~400 bytes, and tungstenite's 128 KiB default
@@ -103,6 +107,7 @@ async fn twilio(
                 socket,
                 Provider::Twilio,
                 protocol,
+                limits,
                 deps,
                 conn_id,
                 permit,

@@ -50,14 +50,14 @@ pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {
     })
 }
 
-/// Parses `Retry-After` in its delta-seconds form (the form rate limiters use).
+/// Longest `Retry-After` honoured; a larger value is capped (the turn deadline applies anyway).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Parses `Retry-After` in its delta-seconds form (the form rate limiters use), capped.
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
-    value?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let secs = value?.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 #[cfg(test)]
@@ -109,5 +109,8 @@ mod tests {
             None
         );
         assert_eq!(parse_retry_after(None), None);
+        assert_eq!(parse_retry_after(Some("1e30")), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after(Some("-1")), None);
+        assert_eq!(parse_retry_after(Some("NaN")), None);
     }
 }

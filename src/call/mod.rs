@@ -30,6 +30,17 @@ pub use registry::Registry;
 
 /// How long a connection may stay open without a start message.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long teardown waits for the call's helper tasks after cancelling them.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// Per-provider limits on a media socket, chosen by the route that accepted it.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLimits {
+    /// Largest frame accepted.
+    pub max_message_bytes: usize,
+    /// Media and digit events buffered before the start message.
+    pub max_early_events: usize,
+}
 
 /// What every call shares: settings, engines, the bot channel and the live-call registry.
 pub struct CallDeps {
@@ -54,6 +65,7 @@ pub async fn handle_socket(
     socket: WebSocket,
     provider: Provider,
     protocol: Box<dyn MediaProtocol>,
+    limits: LinkLimits,
     deps: Arc<CallDeps>,
     conn_id: String,
     permit: OwnedSemaphorePermit,
@@ -64,12 +76,17 @@ pub async fn handle_socket(
         let _permit = permit;
         let cancel = deps.calls_cancel.child_token();
         let tracker = TaskTracker::new();
-        let max = deps.settings.twilio.max_message_bytes;
-        let mut link = ws::spawn(socket, protocol, max, &tracker, cancel.clone());
+        let mut link = ws::spawn(
+            socket,
+            protocol,
+            limits.max_message_bytes,
+            &tracker,
+            cancel.clone(),
+        );
 
         // Wait for start; keep media and digits that come first (providers reorder).
         let mut early = Vec::new();
-        let early_limit = deps.settings.twilio.max_early_media_frames;
+        let early_limit = limits.max_early_events;
         let deadline = tokio::time::sleep(START_TIMEOUT);
         tokio::pin!(deadline);
         let start = loop {
@@ -127,7 +144,7 @@ pub async fn handle_socket(
         }
         cancel.cancel();
         tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+        let _ = tokio::time::timeout(TEARDOWN_WAIT, tracker.wait()).await;
     }
     .instrument(span)
     .await

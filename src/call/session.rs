@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::end_reason::CallEndReason;
 use super::listener::{self, ListenerEvent, LISTENER_AUDIO_CAPACITY, LISTENER_EVENT_CAPACITY};
@@ -92,18 +93,21 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
     // Bot worker: one request at a time, replies forwarded as they arrive.
     let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
     let (bot_ev_tx, mut bot_events) = mpsc::channel(BOT_EVENT_CAPACITY);
-    tracker.spawn(bot_worker(
-        deps.bot.clone(),
-        session.clone(),
-        bot_rx,
-        bot_ev_tx,
-        cancel.child_token(),
-    ));
+    tracker.spawn(
+        (bot_worker(
+            deps.bot.clone(),
+            session.clone(),
+            bot_rx,
+            bot_ev_tx,
+            cancel.child_token(),
+        ))
+        .in_current_span(),
+    );
 
     // Listener: caller audio → VAD → STT.
-    let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
     let (lis_tx, mut listener_events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
     let stt_cancel = cancel.child_token();
+    let mut audio_tx = None;
     match deps
         .stt
         .open(
@@ -115,6 +119,8 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
         .await
     {
         Ok(stream) => {
+            let (tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+            audio_tx = Some(tx);
             let vad = EndpointerConfig {
                 threshold: s.audio.vad_threshold,
                 min_speech: s.audio.min_speech,
@@ -123,14 +129,17 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
                 pre_roll: s.audio.pre_roll,
                 max_utterance: s.audio.max_utterance,
             };
-            tracker.spawn(listener::run(
-                audio_rx,
-                start.inbound_rate,
-                vad,
-                stream,
-                lis_tx,
-                stt_cancel,
-            ));
+            tracker.spawn(
+                (listener::run(
+                    audio_rx,
+                    start.inbound_rate,
+                    vad,
+                    stream,
+                    lis_tx,
+                    stt_cancel,
+                ))
+                .in_current_span(),
+            );
         }
         // The call goes on without speech input (digits still work).
         Err(e) => tracing::error!(error = %e, "STT session failed to open; speech input disabled."),
@@ -139,17 +148,20 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
     // Speaker: TTS → paced frames → provider.
     let (spk_tx, spk_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
     let (spk_ev_tx, mut speaker_events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
-    tracker.spawn(speaker::run(
-        SpeakerConfig {
-            tts: deps.tts.clone(),
-            out_rate: start.outbound_rate,
-            lead: s.audio.playback_lead,
-        },
-        spk_rx,
-        link.commands.clone(),
-        spk_ev_tx,
-        cancel.child_token(),
-    ));
+    tracker.spawn(
+        (speaker::run(
+            SpeakerConfig {
+                tts: deps.tts.clone(),
+                out_rate: start.outbound_rate,
+                lead: s.audio.playback_lead,
+            },
+            spk_rx,
+            link.commands.clone(),
+            spk_ev_tx,
+            cancel.child_token(),
+        ))
+        .in_current_span(),
+    );
 
     let crate::config::BotSettings::KoreV2(kore) = &s.bot;
     let turns = TurnState::new(TurnConfig {
@@ -232,7 +244,8 @@ struct Actor {
     turns: TurnState,
     bot_tx: mpsc::Sender<BotRequest>,
     spk_tx: mpsc::Sender<SpeakerCommand>,
-    audio_tx: mpsc::Sender<Vec<i16>>,
+    /// `None` when speech input is disabled (the STT session failed to open).
+    audio_tx: Option<mpsc::Sender<Vec<i16>>>,
     timing: TurnTiming,
     dropped_frames: u64,
     n_turns: u64,
@@ -251,7 +264,10 @@ impl Actor {
     fn on_inbound_input(&mut self, ev: InboundEvent) -> Option<CallInput> {
         match ev {
             InboundEvent::Audio(pcm) => {
-                if self.audio_tx.try_send(pcm).is_err() {
+                let Some(tx) = &self.audio_tx else {
+                    return None;
+                };
+                if tx.try_send(pcm).is_err() {
                     self.dropped_frames += 1;
                     if self.dropped_frames.is_power_of_two() {
                         tracing::warn!(

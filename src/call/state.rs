@@ -177,6 +177,10 @@ impl TurnState {
             }
             CallInput::Played(id) => {
                 self.playing.remove(&id);
+                if self.playing.is_empty() {
+                    // The prompt ended while the caller was talking: what they say counts.
+                    self.speech_over_playback = false;
+                }
             }
         }
         out

@@ -132,8 +132,6 @@ pub struct AudioConfig {
     pub barge_in_min_speech_ms: u64,
     /// How far ahead of real time outbound audio may be sent to the provider.
     pub playback_lead_ms: u64,
-    /// How long to wait for the last mark of the goodbye before hanging up.
-    pub final_mark_timeout_ms: u64,
 }
 
 impl Default for AudioConfig {
@@ -147,7 +145,6 @@ impl Default for AudioConfig {
             barge_in: true,
             barge_in_min_speech_ms: 240,
             playback_lead_ms: 200,
-            final_mark_timeout_ms: 3_000,
         }
     }
 }
@@ -231,17 +228,15 @@ impl Default for TtsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FliteConfig {
-    /// Voice name; `slt` (cmu_us_slt, female, 16 kHz) is built in.
+    /// Voice: `slt` (female), `rms` or `awb` (male); all 16 kHz. flite synthesizes one
+    /// sentence at a time process-wide (it is not thread-safe).
     pub voice: String,
-    /// Syntheses running at once across all calls.
-    pub max_parallel: usize,
 }
 
 impl Default for FliteConfig {
     fn default() -> Self {
         Self {
             voice: "slt".into(),
-            max_parallel: 2,
         }
     }
 }
@@ -364,7 +359,9 @@ fn finish(
     let env = config::Environment::with_prefix("VOXHOOK")
         .prefix_separator("__")
         .separator("__")
-        .try_parsing(true)
+        // Values stay strings here (a numeric secret must not become a number); serde parses
+        // numbers and booleans from them where a field wants one.
+        .try_parsing(false)
         .source(Some(env.into_iter().collect()));
     Ok(builder.add_source(env).build()?.try_deserialize()?)
 }

@@ -89,8 +89,6 @@ pub struct AudioSettings {
     pub barge_in_min_speech: Duration,
     /// Outbound lead over real time.
     pub playback_lead: Duration,
-    /// Wait for the final mark before hanging up.
-    pub final_mark_timeout: Duration,
 }
 
 /// Validated `[dtmf]`.
@@ -131,8 +129,6 @@ pub enum TtsSettings {
     Flite {
         /// Voice name.
         voice: String,
-        /// Parallel syntheses.
-        max_parallel: usize,
     },
 }
 
@@ -332,7 +328,6 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         barge_in: c.barge_in,
         barge_in_min_speech: ms(c.barge_in_min_speech_ms),
         playback_lead: ms(c.playback_lead_ms),
-        final_mark_timeout: ms(c.final_mark_timeout_ms),
     }
 }
 
@@ -388,11 +383,7 @@ fn tts(c: TtsConfig, errs: &mut Errors) -> TtsSettings {
                     crate::tts::flite::VOICES
                 ),
             );
-            errs.check(f.max_parallel > 0, "tts.max_parallel", "must be at least 1");
-            TtsSettings::Flite {
-                voice: f.voice,
-                max_parallel: f.max_parallel,
-            }
+            TtsSettings::Flite { voice: f.voice }
         }
     }
 }
@@ -542,11 +533,29 @@ mod tests {
                 "VOXHOOK__SERVER__MAX_CONCURRENT_CALLS".to_string(),
                 "7".to_string(),
             ),
+            ("VOXHOOK__AUDIO__BARGE_IN".to_string(), "false".to_string()),
+            (
+                "VOXHOOK__AUDIO__VAD_THRESHOLD".to_string(),
+                "0.3".to_string(),
+            ),
         ]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
         let BotSettings::KoreV2(k) = &s.bot;
         assert_eq!(k.signing_key.expose(), "from-env");
         assert_eq!(s.server.max_concurrent_calls, 7);
+        assert!(!s.audio.barge_in);
+        assert_eq!(s.audio.vad_threshold, 0.3);
+    }
+
+    #[test]
+    fn a_numeric_secret_from_the_environment_stays_a_string() {
+        let env = HashMap::from([(
+            "VOXHOOK__BOT__CLIENT_SECRET".to_string(),
+            "12345".to_string(),
+        )]);
+        let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
+        let BotSettings::KoreV2(k) = &s.bot;
+        assert_eq!(k.signing_key.expose(), "12345");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SttSettings;
 
-/// Capacity of a session's input channel, in 16 ms–20 ms audio chunks (~2 s); the listener
-/// drops and counts audio when a backend falls this far behind.
+/// Capacity of a session's input channel, in 16 ms audio chunks (~2 s). The listener waits
+/// when it is full; the actor then drops (and counts) caller frames in front of the listener.
 pub const STT_INPUT_CAPACITY: usize = 128;
 /// Capacity of a session's event channel.
 pub const STT_EVENT_CAPACITY: usize = 16;

@@ -194,7 +194,7 @@ impl SpeechToText for WhisperStt {
         let (input_tx, mut input_rx) = mpsc::channel(STT_INPUT_CAPACITY);
         let (event_tx, events) = mpsc::channel(STT_EVENT_CAPACITY);
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let mut buf: Vec<i16> = Vec::new();
             loop {
                 let input = tokio::select! {
@@ -227,7 +227,8 @@ impl SpeechToText for WhisperStt {
                     }
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
         Ok(SttStream {
             input: input_tx,
             events,

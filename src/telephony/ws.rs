@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use super::{InboundEvent, MediaProtocol, OutboundCommand, ProtocolError};
 
@@ -52,57 +53,63 @@ pub fn spawn(
 
     let decoder = protocol.clone();
     let reader_cancel = cancel.clone();
-    tracker.spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = reader_cancel.cancelled() => return,
-                msg = stream.next() => msg,
-            };
-            let decoded = match msg {
-                None | Some(Ok(Message::Close(_))) => {
-                    let _ = event_tx.send(LinkEvent::Closed).await;
+    tracker.spawn(
+        (async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = reader_cancel.cancelled() => return,
+                    msg = stream.next() => msg,
+                };
+                let decoded = match msg {
+                    None | Some(Ok(Message::Close(_))) => {
+                        let _ = event_tx.send(LinkEvent::Closed).await;
+                        return;
+                    }
+                    Some(Err(e)) => Err(classify_socket_error(e, max_message_bytes)),
+                    Some(Ok(Message::Text(text))) if text.len() > max_message_bytes => {
+                        Err(ProtocolError::TooLarge {
+                            size: text.len(),
+                            limit: max_message_bytes,
+                        })
+                    }
+                    Some(Ok(Message::Text(text))) => lock(&decoder).decode_text(text.as_str()),
+                    Some(Ok(Message::Binary(data))) => lock(&decoder).decode_binary(&data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
+                };
+                let ev = match decoded {
+                    Ok(None) => continue,
+                    Ok(Some(ev)) => LinkEvent::Event(ev),
+                    Err(e) => LinkEvent::Error(e),
+                };
+                let stop = matches!(ev, LinkEvent::Error(_));
+                if event_tx.send(ev).await.is_err() || stop {
                     return;
                 }
-                Some(Err(e)) => Err(classify_socket_error(e, max_message_bytes)),
-                Some(Ok(Message::Text(text))) if text.len() > max_message_bytes => {
-                    Err(ProtocolError::TooLarge {
-                        size: text.len(),
-                        limit: max_message_bytes,
-                    })
-                }
-                Some(Ok(Message::Text(text))) => lock(&decoder).decode_text(text.as_str()),
-                Some(Ok(Message::Binary(data))) => lock(&decoder).decode_binary(&data),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
-            };
-            let ev = match decoded {
-                Ok(None) => continue,
-                Ok(Some(ev)) => LinkEvent::Event(ev),
-                Err(e) => LinkEvent::Error(e),
-            };
-            let stop = matches!(ev, LinkEvent::Error(_));
-            if event_tx.send(ev).await.is_err() || stop {
-                return;
             }
-        }
-    });
+        })
+        .in_current_span(),
+    );
 
-    tracker.spawn(async move {
-        loop {
-            let cmd = tokio::select! {
-                _ = cancel.cancelled() => break,
-                cmd = command_rx.recv() => match cmd { Some(c) => c, None => break },
-            };
-            let Some(text) = lock(&protocol).encode(&cmd) else {
-                continue;
-            };
-            if let Err(e) = sink.send(Message::Text(text.into())).await {
-                tracing::debug!(error = %e, "Media socket send failed.");
-                break;
+    tracker.spawn(
+        (async move {
+            loop {
+                let cmd = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    cmd = command_rx.recv() => match cmd { Some(c) => c, None => break },
+                };
+                let Some(text) = lock(&protocol).encode(&cmd) else {
+                    continue;
+                };
+                if let Err(e) = sink.send(Message::Text(text.into())).await {
+                    tracing::debug!(error = %e, "Media socket send failed.");
+                    break;
+                }
             }
-        }
-        let _ = sink.send(Message::Close(None)).await;
-        let _ = sink.close().await;
-    });
+            let _ = sink.send(Message::Close(None)).await;
+            let _ = sink.close().await;
+        })
+        .in_current_span(),
+    );
 
     MediaLink { events, commands }
 }

@@ -48,7 +48,7 @@ pub trait TextToSpeech: Send + Sync {
 /// Builds the configured backend (call once at startup).
 pub fn build(settings: &TtsSettings) -> Result<Arc<dyn TextToSpeech>, TtsError> {
     match settings {
-        TtsSettings::Flite { voice, .. } => Ok(Arc::new(flite::FliteTts::new(voice)?)),
+        TtsSettings::Flite { voice } => Ok(Arc::new(flite::FliteTts::new(voice)?)),
     }
 }
 

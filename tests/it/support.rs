@@ -48,7 +48,6 @@ fn engines() -> (Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>) {
             .expect("whisper model (run scripts/install-model.py)");
             let tts = voxhook::tts::build(&config::TtsSettings::Flite {
                 voice: "slt".into(),
-                max_parallel: 1,
             })
             .expect("flite");
             (stt, tts)

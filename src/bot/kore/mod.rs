@@ -6,8 +6,9 @@ pub mod auth;
 pub mod speech;
 mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -29,7 +30,19 @@ pub struct KoreClient {
     s: KoreSettings,
     http: reqwest::Client,
     tokens: TokenMinter,
-    auth_ok: AtomicBool,
+    /// Unix ms of the last 401/403 not followed by a success (0: none).
+    auth_failed_at: AtomicU64,
+}
+
+/// How long a 401/403 keeps `/ready` failing without a later success. Calls still arrive
+/// meanwhile only if the load balancer ignores readiness; the window lets the instance
+/// recover by itself once credentials are fixed and new calls try again.
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(30);
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl KoreClient {
@@ -52,7 +65,7 @@ impl KoreClient {
             s,
             http,
             tokens,
-            auth_ok: AtomicBool::new(true),
+            auth_failed_at: AtomicU64::new(0),
         })
     }
 
@@ -129,7 +142,7 @@ impl KoreClient {
                         .map_err(|e| BotError::InvalidResponse(format!("reading body: {e}")))?;
                     let parsed: wire::Response = serde_json::from_slice(&bytes)
                         .map_err(|e| BotError::InvalidResponse(format!("{e}")))?;
-                    self.auth_ok.store(true, Ordering::Relaxed);
+                    self.auth_failed_at.store(0, Ordering::Relaxed);
                     return Ok(parsed);
                 }
                 Ok(resp) => {
@@ -146,7 +159,7 @@ impl KoreClient {
                     let err = match status {
                         400 => BotError::Rejected(detail),
                         401 | 403 => {
-                            self.auth_ok.store(false, Ordering::Relaxed);
+                            self.auth_failed_at.store(unix_ms(), Ordering::Relaxed);
                             BotError::Unauthorized(detail)
                         }
                         429 => BotError::RateLimited,
@@ -299,7 +312,8 @@ impl BotChannel for KoreClient {
     }
 
     fn auth_ok(&self) -> bool {
-        self.auth_ok.load(Ordering::Relaxed)
+        let failed = self.auth_failed_at.load(Ordering::Relaxed);
+        failed == 0 || unix_ms().saturating_sub(failed) > AUTH_FAILURE_WINDOW.as_millis() as u64
     }
 }
 
