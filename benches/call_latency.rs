@@ -160,25 +160,27 @@ async fn main() {
         caller.hang_up().await;
     }
 
-    // Memory: idle calls (connected, greeting played, caller silent).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = daemon.rss_kib();
+    // Memory: idle calls (connected, greeting played, caller silent). A first batch warms the
+    // allocator (synthesis buffers, thread arenas); the second batch is what is measured.
     let mut idle = Vec::new();
-    for i in 0..n_idle {
-        let from = format!("+1555020{i:04}");
-        idle.push(
-            SimCaller::connect(CallerOptions::new(&url, &from, "+15550000000"))
+    let mut rss = Vec::new();
+    for batch in 0..2 {
+        for i in 0..n_idle {
+            let from = format!("+1555{batch}20{i:04}");
+            idle.push(
+                SimCaller::connect(CallerOptions::new(&url, &from, "+15550000000"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for c in &idle {
+            c.wait_for(limit, |l| l.marks_played.len() == 1)
                 .await
-                .unwrap(),
-        );
+                .expect("idle call greeted");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss.push(daemon.rss_kib());
     }
-    for c in &idle {
-        c.wait_for(limit, |l| l.marks_played.len() == 1)
-            .await
-            .expect("idle call greeted");
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = daemon.rss_kib();
     for c in &idle {
         c.hang_up().await;
     }
@@ -205,20 +207,31 @@ async fn main() {
         daemon.field("Bot audio started.", "reply_to_audio_ms"),
         "",
     );
+    percentiles(
+        "  of which TTS first chunk (ms)",
+        daemon.field("Bot audio started.", "tts_first_chunk_ms"),
+        "",
+    );
+    percentiles(
+        "  of which bridge overhead (ms)",
+        daemon.field("Bot audio started.", "overhead_ms"),
+        "",
+    );
     let audio = daemon.field("Caller said.", "audio_ms");
     let decode = daemon.field("Caller said.", "decode_ms");
     let rtf = audio.iter().zip(&decode).map(|(a, d)| d / a).collect();
     percentiles("whisper real-time factor per utterance", rtf, "");
     println!(
-        "{:<44} {:.1} KiB ({} KiB -> {} KiB for {n_idle} calls)",
+        "{:<44} {:.1} KiB ({} KiB with {n_idle} idle calls -> {} KiB with {})",
         "resident memory per idle call",
-        (rss_idle.saturating_sub(rss_before)) as f64 / n_idle.max(1) as f64,
-        rss_before,
-        rss_idle
+        rss[1].saturating_sub(rss[0]) as f64 / n_idle.max(1) as f64,
+        rss[0],
+        rss[1],
+        2 * n_idle
     );
     println!(
         "{:<44} {closures} of {} sessions",
         "SESSION_CLOSURE received",
-        n_calls + n_idle
+        n_calls + 2 * n_idle
     );
 }

@@ -332,16 +332,18 @@ impl Actor {
 
     fn on_speaker(&mut self, ev: SpeakerEvent) -> Option<CallInput> {
         match ev {
-            SpeakerEvent::FirstAudio { id, latency } => {
+            SpeakerEvent::FirstAudio { id, latency, tts } => {
                 tracing::info!(
-                    message = id,
+                    msg_id = id,
                     reply_to_audio_ms = latency.as_secs_f64() * 1e3,
+                    tts_first_chunk_ms = tts.as_secs_f64() * 1e3,
+                    overhead_ms = (latency.saturating_sub(tts)).as_secs_f64() * 1e3,
                     "Bot audio started."
                 );
                 None
             }
             SpeakerEvent::Failed { id, error } => {
-                tracing::error!(message = id, error = %error, "Could not speak a bot message.");
+                tracing::error!(msg_id = id, error = %error, "Could not speak a bot message.");
                 Some(CallInput::Played(id))
             }
         }

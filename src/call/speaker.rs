@@ -48,6 +48,8 @@ pub enum SpeakerEvent {
         id: u64,
         /// Reply received → first frame sent.
         latency: Duration,
+        /// Of which: synthesis start → first TTS chunk.
+        tts: Duration,
     },
     /// Message `id` could not be spoken.
     Failed {
@@ -71,6 +73,8 @@ pub fn parse_mark(name: &str) -> Option<u64> {
 struct Current {
     id: u64,
     received: Instant,
+    started: Instant,
+    first_chunk: Option<Instant>,
     stream: TtsStream,
     cancel: CancellationToken,
     resampler: Resampler,
@@ -152,6 +156,7 @@ pub async fn run(
                 let Some(c) = current.as_mut() else { continue };
                 match chunk {
                     Some(Ok(pcm)) => {
+                        c.first_chunk.get_or_insert_with(Instant::now);
                         let mut resampled = Vec::with_capacity(pcm.len());
                         c.resampler.process(&pcm, &mut resampled);
                         push_frames(c, &resampled, frame_len, false);
@@ -180,7 +185,8 @@ pub async fn run(
                 pacer.on_sent(sent_at);
                 if !c.first_sent {
                     c.first_sent = true;
-                    let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received };
+                    let tts = c.first_chunk.unwrap_or(sent_at) - c.started;
+                    let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received, tts };
                     let _ = events.send(ev).await;
                 }
             }
@@ -212,6 +218,7 @@ async fn start(
     let resampler =
         Resampler::new(cfg.tts.sample_rate(), cfg.out_rate).map_err(|e| e.to_string())?;
     let child = cancel.child_token();
+    let started = Instant::now();
     let stream = cfg
         .tts
         .synthesize(text, child.clone())
@@ -220,6 +227,8 @@ async fn start(
     Ok(Current {
         id,
         received,
+        started,
+        first_chunk: None,
         stream,
         cancel: child,
         resampler,

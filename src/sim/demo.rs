@@ -2,7 +2,6 @@
 //! development bot and the daemon on loopback, places a simulated Twilio call that speaks WAV
 //! files and presses keys, prints the conversation and saves what the caller heard.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use super::kore::KoreSim;
 use crate::app::{self, Engines};
 use crate::audio::resample::Resampler;
 use crate::audio::{wav, AudioFrame, TELEPHONY_RATE};
-use crate::config;
 
 /// Demo inputs.
 #[derive(Debug, Clone)]
@@ -58,33 +56,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let bot = KoreSim::start("st-demo-bot", "cs-demo-app", &secret)
         .await
         .map_err(err)?;
-    let toml = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        shutdown_grace_period_secs = 0
-        [stt]
-        provider = "whisper"
-        model_path = "{}"
-        [bot]
-        platform = "kore_v2"
-        webhook_url = "{}"
-        client_id = "cs-demo-app"
-        client_secret = "{secret}"
-        jwt_user_identity = true
-        "#,
-        opts.model_path.display(),
-        bot.webhook_url()
-    );
-    let raw = config::load_str(&toml, HashMap::new()).map_err(err)?;
-    let settings = config::validate(raw).map_err(|errs| {
-        DemoError(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let settings = bot.daemon_settings(&opts.model_path.display().to_string());
     let engines = Engines::load(&settings).map_err(err)?;
     let listener = TcpListener::bind(settings.server.listen)
         .await

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot::kore::auth::Claims;
+use crate::config::{self, Settings};
 
 /// One request as the simulator understood it.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +158,35 @@ impl KoreSim {
         Ok(Self { addr, shared, stop })
     }
 
+    /// Daemon settings for a local run against this simulator: loopback port 0, no drain
+    /// grace, the embedded engines with the model at `model_path`.
+    pub fn daemon_settings(&self, model_path: &str) -> Settings {
+        let toml = format!(
+            r#"
+            [server]
+            listen = "127.0.0.1:0"
+            shutdown_grace_period_secs = 0
+            [stt]
+            provider = "whisper"
+            model_path = "{model_path}"
+            [bot]
+            platform = "kore_v2"
+            webhook_url = "{}"
+            client_id = "{}"
+            jwt_user_identity = true
+            "#,
+            self.webhook_url(),
+            self.shared.client_id,
+        );
+        let env = HashMap::from([(
+            "VOXHOOK__BOT__CLIENT_SECRET".to_string(),
+            self.shared.secret.clone(),
+        )]);
+        // Built from a fixed template: failing here is a bug in this function.
+        config::validate(config::load_str(&toml, env).expect("simulator config parses"))
+            .expect("simulator config is valid")
+    }
+
     /// The webhook URL to configure in voxhook.
     pub fn webhook_url(&self) -> String {
         format!(
@@ -278,13 +308,8 @@ async fn message(
     Json(body): Json<Value>,
 ) -> Response {
     let from_id = body["from"]["id"].as_str().unwrap_or("").to_string();
-    if let Err(v) = check_token(&sh, &headers, Some(&from_id)) {
-        sh.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .violations
-            .push(v.clone());
-        return (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response();
+    if let Some(refusal) = refuse_bad_token(&sh, &headers, Some(&from_id)) {
+        return refusal;
     }
     let mut problems = Vec::new();
     if bot != sh.bot_id {
@@ -405,13 +430,8 @@ async fn poll(
     Path((bot, poll_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(v) = check_token(&sh, &headers, None) {
-        sh.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .violations
-            .push(v.clone());
-        return (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response();
+    if let Some(refusal) = refuse_bad_token(&sh, &headers, None) {
+        return refusal;
     }
     if bot != sh.bot_id {
         return (StatusCode::NOT_FOUND, Json(errors(404, "unknown bot"))).into_response();
@@ -440,6 +460,18 @@ async fn poll(
         body["pollId"] = id.into();
     }
     Json(body).into_response()
+}
+
+/// Checks the token; a bad one is recorded as a violation and gets the 401 refusal Kore sends.
+fn refuse_bad_token(sh: &Shared, headers: &HeaderMap, from_id: Option<&str>) -> Option<Response> {
+    check_token(sh, headers, from_id).err().map(|v| {
+        sh.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .violations
+            .push(v.clone());
+        (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response()
+    })
 }
 
 /// Verifies the bearer JWT as Kore does; the error names the problem, never the token.

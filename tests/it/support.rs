@@ -2,7 +2,6 @@
 //! engines loaded once per test binary, caller speech generated with flite, and whisper to
 //! check what the caller heard.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -13,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voxhook::app::{self, Engines};
 use voxhook::audio::resample::Resampler;
-use voxhook::config::{self, Settings, WhisperSettings};
+use voxhook::config::{self, BotSettings, Settings, WhisperSettings};
 use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 use voxhook::stt::whisper::WhisperStt;
@@ -71,27 +70,9 @@ impl Harness {
     /// Starts with settings adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
-        let toml = format!(
-            r#"
-            [server]
-            listen = "127.0.0.1:0"
-            shutdown_grace_period_secs = 0
-            [stt]
-            provider = "whisper"
-            model_path = "{}"
-            [bot]
-            platform = "kore_v2"
-            webhook_url = "{}"
-            client_id = "{CLIENT_ID}"
-            client_secret = "{SECRET}"
-            jwt_user_identity = true
-            poll_interval_ms = 100
-            "#,
-            model_path(),
-            bot.webhook_url()
-        );
-        let mut settings =
-            config::validate(config::load_str(&toml, HashMap::new()).unwrap()).unwrap();
+        let mut settings = bot.daemon_settings(&model_path());
+        let BotSettings::KoreV2(k) = &mut settings.bot;
+        k.poll_interval = Duration::from_millis(100);
         tweak(&mut settings);
         let (stt, tts) = engines();
         let engines = Engines {
