@@ -46,7 +46,12 @@ impl Daemon {
             ),
         )
         .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_voxhook"))
+        // VOXHOOK_BENCH_WRAP runs the daemon under a profiler, e.g. "heaptrack -o /tmp/vx".
+        let wrap = std::env::var("VOXHOOK_BENCH_WRAP").unwrap_or_default();
+        let mut argv: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+        argv.push(env!("CARGO_BIN_EXE_voxhook").to_string());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .args(["--log-format", "json", "run", "--config"])
             .arg(&cfg)
             .env("VOXHOOK__BOT__CLIENT_SECRET", "bench-secret")
@@ -77,12 +82,13 @@ impl Daemon {
             .expect("VmRSS")
     }
 
-    /// Every value of `field` in log events whose message is `message`.
-    fn field(&self, message: &str, field: &str) -> Vec<f64> {
+    /// Every value of `field` in the first `upto` log events whose message is `message`.
+    fn field(&self, upto: usize, message: &str, field: &str) -> Vec<f64> {
         self.logs
             .lock()
             .unwrap()
             .iter()
+            .take(upto)
             .filter(|v| v["fields"]["message"] == message)
             .filter_map(|v| v["fields"][field].as_f64())
             .filter(|x| *x >= 0.0)
@@ -160,6 +166,8 @@ async fn main() {
         caller.hang_up().await;
     }
 
+    let latency_logs = daemon.logs.lock().unwrap().len();
+
     // Memory: idle calls (connected, greeting played, caller silent). A first batch warms the
     // allocator (synthesis buffers, thread arenas); the second batch is what is measured.
     let mut idle = Vec::new();
@@ -194,31 +202,35 @@ async fn main() {
     println!("\nvoxhook call benchmark ({n_calls} sequential calls, {n_idle} idle calls)");
     percentiles(
         "end of speech -> bot request (ms)",
-        daemon.field("Turn sent to bot.", "end_of_speech_to_request_ms"),
+        daemon.field(
+            latency_logs,
+            "Turn sent to bot.",
+            "end_of_speech_to_request_ms",
+        ),
         "",
     );
     percentiles(
         "  of which bridge overhead, excl. STT (ms)",
-        daemon.field("Turn sent to bot.", "overhead_ms"),
+        daemon.field(latency_logs, "Turn sent to bot.", "overhead_ms"),
         "",
     );
     percentiles(
         "bot reply -> first audio frame (ms)",
-        daemon.field("Bot audio started.", "reply_to_audio_ms"),
+        daemon.field(latency_logs, "Bot audio started.", "reply_to_audio_ms"),
         "",
     );
     percentiles(
         "  of which TTS first chunk (ms)",
-        daemon.field("Bot audio started.", "tts_first_chunk_ms"),
+        daemon.field(latency_logs, "Bot audio started.", "tts_first_chunk_ms"),
         "",
     );
     percentiles(
         "  of which bridge overhead (ms)",
-        daemon.field("Bot audio started.", "overhead_ms"),
+        daemon.field(latency_logs, "Bot audio started.", "overhead_ms"),
         "",
     );
-    let audio = daemon.field("Caller said.", "audio_ms");
-    let decode = daemon.field("Caller said.", "decode_ms");
+    let audio = daemon.field(latency_logs, "Caller said.", "audio_ms");
+    let decode = daemon.field(latency_logs, "Caller said.", "decode_ms");
     let rtf = audio.iter().zip(&decode).map(|(a, d)| d / a).collect();
     percentiles("whisper real-time factor per utterance", rtf, "");
     println!(

@@ -10,16 +10,19 @@ pub mod session;
 pub mod speaker;
 pub mod state;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
+use futures_util::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::bot::BotChannel;
+use crate::bot::{BotChannel, BotSession};
 use crate::config::Settings;
 use crate::stt::SpeechToText;
 use crate::telephony::ws::{self, LinkEvent};
@@ -99,7 +102,7 @@ pub async fn handle_socket(
                 ev = link.events.recv() => ev.unwrap_or(LinkEvent::Closed),
             };
             match ev {
-                LinkEvent::Event(InboundEvent::Start(s)) => break Ok(s),
+                LinkEvent::Event(InboundEvent::Start(s)) => break Ok(*s),
                 LinkEvent::Event(ev @ (InboundEvent::Audio(_) | InboundEvent::Dtmf(_))) => {
                     if early.len() >= early_limit {
                         tracing::warn!(
@@ -123,20 +126,15 @@ pub async fn handle_socket(
         };
         match start {
             Ok(start) => {
-                tracing::Span::current().record("call_id", start.call_id.as_str());
-                let reason = session::run(
-                    session::SessionInit {
-                        start,
-                        provider,
-                        early,
-                        link,
-                        tracker: tracker.clone(),
-                        cancel: cancel.clone(),
-                    },
-                    &deps,
-                )
-                .await;
-                tracing::debug!(reason = reason.code(), "Call finished.");
+                let init = session::SessionInit {
+                    start,
+                    provider,
+                    early,
+                    link,
+                    tracker: tracker.clone(),
+                    cancel: cancel.clone(),
+                };
+                run_call(init, &deps).await;
             }
             Err(reason) => {
                 tracing::info!(reason = reason.code(), "Connection closed without a call.")
@@ -148,4 +146,49 @@ pub async fn handle_socket(
     }
     .instrument(span)
     .await
+}
+
+/// Opens the bot session, runs the actor and closes the session, exactly once, on every
+/// path: hang-up, errors, shutdown and even a panic inside the actor.
+async fn run_call(init: session::SessionInit, deps: &CallDeps) {
+    let start = &init.start;
+    tracing::Span::current().record("call_id", start.call_id.as_str());
+    let user = deps.registry.claim(
+        start.caller.as_deref().unwrap_or(&start.call_id),
+        &start.call_id,
+    );
+    tracing::Span::current().record("user", user.id());
+    tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
+        called = start.called.as_deref().unwrap_or("-"), "Call started.");
+    let session = BotSession {
+        call_id: start.call_id.clone(),
+        user_id: user.id().to_string(),
+        caller: start.caller.clone(),
+        called: start.called.clone(),
+        provider: init.provider.name(),
+        custom: start.custom.clone(),
+    };
+    let started = Instant::now();
+    let cancel = init.cancel.clone();
+    let outcome = AssertUnwindSafe(session::run(init, &session, deps))
+        .catch_unwind()
+        .await;
+    let summary = outcome.unwrap_or_else(|_| {
+        tracing::error!("Call actor panicked; ending the call.");
+        session::CallSummary::internal()
+    });
+    // Stop every helper (in-flight bot requests and polls included) before closing, and
+    // close outside the call's token so that shutdown cannot skip it.
+    cancel.cancel();
+    match deps.bot.close(&session).await {
+        Ok(()) => tracing::info!("Bot session closed."),
+        Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
+    }
+    tracing::info!(
+        reason = summary.reason.code(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        turns = summary.turns,
+        dropped_frames = summary.dropped_frames,
+        "Call ended."
+    );
 }

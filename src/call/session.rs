@@ -1,7 +1,7 @@
 //! The per-call actor. It alone owns the call's state; it `select!`s over provider events,
 //! listener events, bot events, speaker events, the turn logic's next deadline and the call's
-//! cancellation, feeds them to [`TurnState`] and carries out the resulting actions. At the end
-//! every helper is cancelled and, if a bot session was opened, it is closed exactly once.
+//! cancellation, feeds them to [`TurnState`] and carries out the resulting actions. Opening
+//! and closing the bot session around it is `call::run_call`'s job.
 
 use std::sync::Arc;
 
@@ -62,45 +62,51 @@ struct TurnTiming {
     decode_ms: Option<u64>,
 }
 
-/// Runs the call to its end and returns why it ended.
-pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
+/// What the actor reports when the call ends.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSummary {
+    /// Why it ended.
+    pub reason: CallEndReason,
+    /// Turns sent to the bot.
+    pub turns: u64,
+    /// Caller frames dropped because recognition was behind.
+    pub dropped_frames: u64,
+}
+
+impl CallSummary {
+    /// The summary of a call whose actor died.
+    pub fn internal() -> Self {
+        Self {
+            reason: CallEndReason::Internal,
+            turns: 0,
+            dropped_frames: 0,
+        }
+    }
+}
+
+/// Runs the call until it ends. The caller owns the bot session and closes it afterwards.
+pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> CallSummary {
     let SessionInit {
         start,
-        provider,
+        provider: _,
         early,
         mut link,
         tracker,
         cancel,
     } = init;
     let s = &deps.settings;
-    let user = deps.registry.claim(
-        start.caller.as_deref().unwrap_or(&start.call_id),
-        &start.call_id,
-    );
-    tracing::Span::current().record("user", user.id());
-    tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
-        called = start.called.as_deref().unwrap_or("-"), "Call started.");
-    let session = BotSession {
-        call_id: start.call_id.clone(),
-        user_id: user.id().to_string(),
-        caller: start.caller.clone(),
-        called: start.called.clone(),
-        provider: provider.name(),
-        custom: start.custom.clone(),
-    };
-    let started = Instant::now();
 
     // Bot worker: one request at a time, replies forwarded as they arrive.
     let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
     let (bot_ev_tx, mut bot_events) = mpsc::channel(BOT_EVENT_CAPACITY);
     tracker.spawn(
-        (bot_worker(
+        bot_worker(
             deps.bot.clone(),
             session.clone(),
             bot_rx,
             bot_ev_tx,
             cancel.child_token(),
-        ))
+        )
         .in_current_span(),
     );
 
@@ -130,14 +136,14 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
                 max_utterance: s.audio.max_utterance,
             };
             tracker.spawn(
-                (listener::run(
+                listener::run(
                     audio_rx,
                     start.inbound_rate,
                     vad,
                     stream,
                     lis_tx,
                     stt_cancel,
-                ))
+                )
                 .in_current_span(),
             );
         }
@@ -149,7 +155,7 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
     let (spk_tx, spk_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
     let (spk_ev_tx, mut speaker_events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
     tracker.spawn(
-        (speaker::run(
+        speaker::run(
             SpeakerConfig {
                 tts: deps.tts.clone(),
                 out_rate: start.outbound_rate,
@@ -159,7 +165,7 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
             link.commands.clone(),
             spk_ev_tx,
             cancel.child_token(),
-        ))
+        )
         .in_current_span(),
     );
 
@@ -190,10 +196,13 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
         ctx.on_inbound(ev);
     }
 
+    let mut listening = true;
     let reason = loop {
         let deadline = ctx.turns.next_deadline();
         let now = Instant::now();
         let input = tokio::select! {
+            // Cancellation first: when it fires, helpers closing their channels is expected.
+            biased;
             _ = cancel.cancelled() => break CallEndReason::Shutdown,
             ev = link.events.recv() => match ev.unwrap_or(LinkEvent::Closed) {
                 LinkEvent::Event(InboundEvent::Stop) => {
@@ -210,9 +219,29 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
                     break CallEndReason::ProtocolError;
                 }
             },
-            Some(ev) = listener_events.recv() => ctx.on_listener(ev),
-            Some(ev) = bot_events.recv() => ctx.on_bot(ev),
-            Some(ev) = speaker_events.recv() => ctx.on_speaker(ev),
+            ev = listener_events.recv(), if listening => match ev {
+                Some(ev) => ctx.on_listener(ev),
+                None => {
+                    tracing::error!("Speech input stopped unexpectedly; digits still work.");
+                    listening = false;
+                    ctx.audio_tx = None;
+                    None
+                }
+            },
+            ev = bot_events.recv() => match ev {
+                Some(ev) => ctx.on_bot(ev),
+                None => {
+                    tracing::error!("Bot worker stopped unexpectedly.");
+                    break CallEndReason::Internal;
+                }
+            },
+            ev = speaker_events.recv() => match ev {
+                Some(ev) => ctx.on_speaker(ev),
+                None => {
+                    tracing::error!("Speaker stopped unexpectedly.");
+                    break CallEndReason::Internal;
+                }
+            },
             _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => Some(CallInput::Tick),
         };
         if let Some(input) = input {
@@ -223,21 +252,11 @@ pub async fn run(init: SessionInit, deps: &CallDeps) -> CallEndReason {
         }
     };
 
-    // Teardown: stop every helper (in-flight bot requests and polls included), then close the
-    // bot session outside the call's token so shutdown cannot skip it.
-    cancel.cancel();
-    match deps.bot.close(&session).await {
-        Ok(()) => tracing::info!("Bot session closed."),
-        Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
+    CallSummary {
+        reason,
+        turns: ctx.n_turns,
+        dropped_frames: ctx.dropped_frames,
     }
-    tracing::info!(
-        reason = reason.code(),
-        duration_ms = started.elapsed().as_millis() as u64,
-        turns = ctx.n_turns,
-        dropped_frames = ctx.dropped_frames,
-        "Call ended."
-    );
-    reason
 }
 
 struct Actor {

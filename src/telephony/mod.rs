@@ -46,8 +46,9 @@ pub struct CallStart {
 /// Normalised events from the provider.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InboundEvent {
-    /// The stream started.
-    Start(CallStart),
+    /// The stream started (boxed: it is rare and large, and every queued event pays for
+    /// the largest variant).
+    Start(Box<CallStart>),
     /// Caller audio, decoded to PCM at `CallStart::inbound_rate`.
     Audio(Vec<i16>),
     /// A keypad digit.

@@ -54,7 +54,7 @@ pub fn spawn(
     let decoder = protocol.clone();
     let reader_cancel = cancel.clone();
     tracker.spawn(
-        (async move {
+        async move {
             loop {
                 let msg = tokio::select! {
                     _ = reader_cancel.cancelled() => return,
@@ -86,12 +86,12 @@ pub fn spawn(
                     return;
                 }
             }
-        })
+        }
         .in_current_span(),
     );
 
     tracker.spawn(
-        (async move {
+        async move {
             loop {
                 let cmd = tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -107,7 +107,7 @@ pub fn spawn(
             }
             let _ = sink.send(Message::Close(None)).await;
             let _ = sink.close().await;
-        })
+        }
         .in_current_span(),
     );
 

@@ -60,7 +60,7 @@ impl TwilioProtocol {
                 .filter(|v| !v.is_empty())
                 .cloned()
         };
-        Ok(InboundEvent::Start(CallStart {
+        Ok(InboundEvent::Start(Box::new(CallStart {
             call_id: start.call_sid.clone(),
             stream_id,
             caller: param(&self.opts.caller_parameter),
@@ -68,7 +68,7 @@ impl TwilioProtocol {
             custom: start.custom_parameters,
             inbound_rate: 8_000,
             outbound_rate: 8_000,
-        }))
+        })))
     }
 }
 
