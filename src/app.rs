@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bot::{self, BotChannel};
 use crate::call::{CallDeps, Registry};
-use crate::config::{BotSettings, Settings};
+use crate::config::Settings;
 use crate::server::{self, ServerState};
 use crate::stt::{self, SpeechToText};
 use crate::tts::{self, TextToSpeech};
@@ -119,8 +119,7 @@ pub async fn serve(
             "Grace period over: ending remaining calls."
         );
         calls_cancel.cancel();
-        let BotSettings::KoreV2(k) = &settings.bot;
-        let hard = k.closure_deadline + Duration::from_secs(3);
+        let hard = settings.bot.closure_deadline() + Duration::from_secs(3);
         if tokio::time::timeout(hard, calls.wait()).await.is_err() {
             tracing::error!("Calls did not finish in time; exiting anyway.");
         }

@@ -169,11 +169,10 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         .in_current_span(),
     );
 
-    let crate::config::BotSettings::KoreV2(kore) = &s.bot;
     let turns = TurnState::new(TurnConfig {
         barge_in: s.audio.barge_in,
         dtmf: s.dtmf.clone(),
-        fallback_text: kore.fallback_text.clone(),
+        fallback_text: s.bot.fallback_text().to_string(),
     });
     // From here on the session counts as opened: SESSION_CLOSURE is owed even if the call
     // ends before ON_CONNECT is answered.

@@ -139,6 +139,22 @@ pub enum BotSettings {
     KoreV2(KoreSettings),
 }
 
+impl BotSettings {
+    /// Spoken when the bot cannot answer a turn.
+    pub fn fallback_text(&self) -> &str {
+        match self {
+            BotSettings::KoreV2(k) => &k.fallback_text,
+        }
+    }
+
+    /// Longest time closing one session may take, retries included.
+    pub fn closure_deadline(&self) -> Duration {
+        match self {
+            BotSettings::KoreV2(k) => k.closure_deadline,
+        }
+    }
+}
+
 /// JWT signing algorithms Kore accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtAlgorithm {
