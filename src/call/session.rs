@@ -96,78 +96,10 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     } = init;
     let s = &deps.settings;
 
-    // Bot worker: one request at a time, replies forwarded as they arrive.
-    let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
-    let (bot_ev_tx, mut bot_events) = mpsc::channel(BOT_EVENT_CAPACITY);
-    tracker.spawn(
-        bot_worker(
-            deps.bot.clone(),
-            session.clone(),
-            bot_rx,
-            bot_ev_tx,
-            cancel.child_token(),
-        )
-        .in_current_span(),
-    );
-
-    // Listener: caller audio → VAD → STT.
-    let (lis_tx, mut listener_events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
-    let stt_cancel = cancel.child_token();
-    let mut audio_tx = None;
-    match deps
-        .stt
-        .open(
-            SttParams {
-                call_id: start.call_id.clone(),
-            },
-            stt_cancel.clone(),
-        )
-        .await
-    {
-        Ok(stream) => {
-            let (tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
-            audio_tx = Some(tx);
-            let vad = EndpointerConfig {
-                threshold: s.audio.vad_threshold,
-                min_speech: s.audio.min_speech,
-                barge_in_min_speech: s.audio.barge_in_min_speech,
-                end_of_utterance: s.audio.end_of_utterance,
-                pre_roll: s.audio.pre_roll,
-                max_utterance: s.audio.max_utterance,
-            };
-            tracker.spawn(
-                listener::run(
-                    audio_rx,
-                    start.inbound_rate,
-                    vad,
-                    stream,
-                    lis_tx,
-                    stt_cancel,
-                )
-                .in_current_span(),
-            );
-        }
-        // The call goes on without speech input (digits still work).
-        Err(e) => tracing::error!(error = %e, "STT session failed to open; speech input disabled."),
-    }
-
-    // Speaker: TTS → paced frames → provider.
-    let (spk_tx, spk_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
-    let (spk_ev_tx, mut speaker_events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
-    tracker.spawn(
-        speaker::run(
-            SpeakerConfig {
-                tts: deps.tts.clone(),
-                out_rate: start.outbound_rate,
-                lead: s.audio.playback_lead,
-            },
-            spk_rx,
-            link.commands.clone(),
-            spk_ev_tx,
-            cancel.child_token(),
-        )
-        .in_current_span(),
-    );
+    let (bot_tx, mut bot_events) = spawn_bot_worker(deps, session, &tracker, &cancel);
+    let (audio_tx, mut listener_events) = spawn_listener(&start, deps, &tracker, &cancel).await;
+    let (spk_tx, mut speaker_events) =
+        spawn_speaker(&start, deps, link.commands.clone(), &tracker, &cancel);
 
     let turns = TurnState::new(TurnConfig {
         barge_in: s.audio.barge_in,
@@ -195,7 +127,8 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         ctx.on_inbound(ev);
     }
 
-    let mut listening = true;
+    // Without an STT session the listener channel is closed from the start: do not read it.
+    let mut listening = ctx.audio_tx.is_some();
     let reason = loop {
         let deadline = ctx.turns.next_deadline();
         let now = Instant::now();
@@ -256,6 +189,84 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         turns: ctx.n_turns,
         dropped_frames: ctx.dropped_frames,
     }
+}
+
+/// Bot worker: one request at a time, replies forwarded as they arrive.
+fn spawn_bot_worker(
+    deps: &CallDeps,
+    session: &BotSession,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> (mpsc::Sender<BotRequest>, mpsc::Receiver<BotEvent>) {
+    let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
+    let (ev_tx, events) = mpsc::channel(BOT_EVENT_CAPACITY);
+    let worker = bot_worker(
+        deps.bot.clone(),
+        session.clone(),
+        bot_rx,
+        ev_tx,
+        cancel.child_token(),
+    );
+    tracker.spawn(worker.in_current_span());
+    (bot_tx, events)
+}
+
+/// Listener: caller audio → VAD → STT. Without an STT session the call goes on with digits
+/// only: no audio sender is returned and the event channel is already closed.
+async fn spawn_listener(
+    start: &CallStart,
+    deps: &CallDeps,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> (
+    Option<mpsc::Sender<Vec<i16>>>,
+    mpsc::Receiver<ListenerEvent>,
+) {
+    let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+    let stt_cancel = cancel.child_token();
+    let params = SttParams {
+        call_id: start.call_id.clone(),
+    };
+    let stream = match deps.stt.open(params, stt_cancel.clone()).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
+            return (None, events);
+        }
+    };
+    let a = &deps.settings.audio;
+    let vad = EndpointerConfig {
+        threshold: a.vad_threshold,
+        min_speech: a.min_speech,
+        barge_in_min_speech: a.barge_in_min_speech,
+        end_of_utterance: a.end_of_utterance,
+        pre_roll: a.pre_roll,
+        max_utterance: a.max_utterance,
+    };
+    let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+    let task = listener::run(audio_rx, start.inbound_rate, vad, stream, ev_tx, stt_cancel);
+    tracker.spawn(task.in_current_span());
+    (Some(audio_tx), events)
+}
+
+/// Speaker: TTS → paced frames → provider.
+fn spawn_speaker(
+    start: &CallStart,
+    deps: &CallDeps,
+    out: mpsc::Sender<crate::telephony::OutboundCommand>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> (mpsc::Sender<SpeakerCommand>, mpsc::Receiver<SpeakerEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
+    let (ev_tx, events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
+    let cfg = SpeakerConfig {
+        tts: deps.tts.clone(),
+        out_rate: start.outbound_rate,
+        lead: deps.settings.audio.playback_lead,
+    };
+    let task = speaker::run(cfg, cmd_rx, out, ev_tx, cancel.child_token());
+    tracker.spawn(task.in_current_span());
+    (cmd_tx, events)
 }
 
 struct Actor {

@@ -235,4 +235,38 @@ mod tests {
             r#"{"event":"clear","streamSid":"MZ1"}"#
         );
     }
+
+    /// Mutated and truncated versions of every valid message decode to a value or an error,
+    /// never a panic (a cheap stand-in for fuzzing until a nightly toolchain is available).
+    #[test]
+    fn mutated_messages_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let valid = [
+            START,
+            r#"{"event":"media","streamSid":"MZ1","media":{"track":"inbound","payload":"/wCA"}}"#,
+            r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"digit":"5"}}"#,
+            r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"vx-1"}}"#,
+            r#"{"event":"stop","streamSid":"MZ1"}"#,
+        ];
+        const PUNCT: &[u8] = b"{}[]\":,0";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let mut p = proto();
+        for _ in 0..20_000 {
+            let mut bytes = valid[rng.random_range(0..valid.len())].as_bytes().to_vec();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..bytes.len());
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = rng.random(),
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, PUNCT[rng.random_range(0..PUNCT.len())]),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = p.decode_text(&text);
+            let _ = p.encode(&OutboundCommand::Mark(text.to_string()));
+        }
+    }
 }
