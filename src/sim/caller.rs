@@ -107,6 +107,8 @@ pub struct CallerLog {
     pub closed: bool,
     /// Audio queued and not yet played.
     pub queued_samples: usize,
+    /// The most audio ever queued at once (how far ahead of playback voxhook sent).
+    pub max_queued_samples: usize,
 }
 
 enum Command {
@@ -392,6 +394,7 @@ fn on_message(
         _ => l.invalid_messages += 1,
     }
     l.queued_samples = queued(playback);
+    l.max_queued_samples = l.max_queued_samples.max(l.queued_samples);
     flushed
 }
 

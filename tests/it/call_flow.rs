@@ -28,6 +28,16 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
         (0, 0, 0)
     );
     assert!(rms(&log.heard) > 300.0, "greeting is not silence");
+    // Paced: never more than the 200 ms lead (plus the frame in flight) queued at Twilio.
+    assert!(
+        log.max_queued_samples <= 8 * 240,
+        "{} samples queued",
+        log.max_queued_samples
+    );
+    assert!(
+        log.max_queued_samples >= 8 * 100,
+        "a lead is kept to absorb jitter"
+    );
     let greeting = transcribe(&log.heard).await;
     assert!(greeting.contains("welcome"), "heard {greeting:?}");
 
