@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
+use crate::audio::INTERNAL_RATE;
 use crate::stt::{SttEvent, SttInput, SttStream, Transcript};
 
 /// Actor → listener: caller audio frames (~2.5 s of 20 ms frames). The actor uses
@@ -41,8 +42,8 @@ pub async fn run(
     events: mpsc::Sender<ListenerEvent>,
     cancel: CancellationToken,
 ) {
-    let stt_rate = 16_000;
-    let mut resampler = match Resampler::new(inbound_rate, stt_rate) {
+    // The VAD runs at the internal rate; the STT session takes the same audio.
+    let mut resampler = match Resampler::new(inbound_rate, INTERNAL_RATE) {
         Ok(r) => r,
         Err(e) => {
             let _ = events.send(ListenerEvent::SttFailed(e.to_string())).await;

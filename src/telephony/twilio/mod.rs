@@ -24,7 +24,6 @@ pub struct TwilioOptions {
 pub struct TwilioProtocol {
     opts: TwilioOptions,
     stream_sid: Option<String>,
-    pcm: Vec<i16>,
 }
 
 impl TwilioProtocol {
@@ -33,7 +32,6 @@ impl TwilioProtocol {
         Self {
             opts,
             stream_sid: None,
-            pcm: Vec::new(),
         }
     }
 
@@ -86,8 +84,7 @@ impl MediaProtocol for TwilioProtocol {
                 let bytes = B64
                     .decode(media.payload.as_bytes())
                     .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
-                let mut pcm = std::mem::take(&mut self.pcm);
-                pcm.clear();
+                let mut pcm = Vec::with_capacity(bytes.len());
                 Codec::Mulaw.decode_into(&bytes, &mut pcm);
                 Some(InboundEvent::Audio(pcm))
             }
