@@ -5,3 +5,4 @@
 pub mod caller;
 pub mod demo;
 pub mod kore;
+pub mod twilio_api;

@@ -3,6 +3,7 @@
 //! [`OutboundCommand`]s back; `ws.rs` runs the socket with any of them. The call core never
 //! sees provider JSON. A new provider is one module plus one line in [`Provider`].
 
+pub mod control;
 pub mod twilio;
 pub mod ws;
 

@@ -1,6 +1,7 @@
 //! Twilio Media Streams (bidirectional `<Connect><Stream>`): `connected`, `start`, `media`,
 //! `dtmf`, `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is μ-law 8 kHz base64.
 
+pub mod rest;
 pub mod signature;
 mod wire;
 

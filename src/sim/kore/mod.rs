@@ -4,8 +4,9 @@
 //! `userIdentity` = `from.id`, payload fields), records what it received, answers with a
 //! scripted banking conversation, and can be told to fail, stall, rate-limit or poll.
 
+mod serve;
+
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,11 +17,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::bot::kore::auth::Claims;
 use crate::config::{self, Settings};
+pub use serve::LocalServer;
 
 /// One request as the simulator understood it.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,9 +114,8 @@ struct Shared {
 
 /// A running simulator on 127.0.0.1.
 pub struct KoreSim {
-    addr: SocketAddr,
+    server: LocalServer,
     shared: Arc<Shared>,
-    stop: CancellationToken,
 }
 
 impl KoreSim {
@@ -138,8 +137,6 @@ impl KoreSim {
             secret: secret.into(),
             inner: Mutex::default(),
         });
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/chatbot/v2/webhook/{bot}", post(message))
             .route(
@@ -148,14 +145,8 @@ impl KoreSim {
             )
             .route("/chatbot/v2/webhook/{bot}/poll/{poll}", get(poll))
             .with_state(shared.clone());
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-        });
-        Ok(Self { addr, shared, stop })
+        let server = LocalServer::start(addr, app).await?;
+        Ok(Self { server, shared })
     }
 
     /// Daemon settings for a local run against this simulator: loopback port 0, no drain
@@ -191,7 +182,8 @@ impl KoreSim {
     pub fn webhook_url(&self) -> String {
         format!(
             "http://{}/chatbot/v2/webhook/{}",
-            self.addr, self.shared.bot_id
+            self.server.addr(),
+            self.shared.bot_id
         )
     }
 
@@ -231,12 +223,6 @@ impl KoreSim {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for KoreSim {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 

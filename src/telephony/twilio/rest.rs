@@ -1,0 +1,346 @@
+//! Twilio call control over the REST API: [`TwilioRest`] updates a live call with
+//! `POST {base}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (HTTP Basic auth,
+//! form-encoded), `Status=completed` to hang up and `Twiml=<Response><Dial>…` to transfer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::config::SensitiveString;
+use crate::telephony::control::{check_call_id, CallControl, ControlError, TransferTarget};
+
+/// The longest `Retry-After` the single retry waits for; a longer one fails at once.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The pause before the retry when Twilio names none.
+const DEFAULT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Twilio's REST client for call updates.
+pub struct TwilioRest {
+    http: reqwest::Client,
+    calls_url: String,
+    account_sid: String,
+    auth_token: SensitiveString,
+}
+
+/// Twilio's error body: `{"code": 20404, "message": "…", "more_info": "…", "status": 404}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Done,
+    Retry {
+        error: ControlError,
+        pause: Option<Duration>,
+    },
+    Fail(ControlError),
+}
+
+// === impl TwilioRest ===
+
+impl TwilioRest {
+    /// A client for account `account_sid` at `api_base_url` (`https://api.twilio.com` in
+    /// production); `timeout` bounds each request.
+    pub fn new(
+        api_base_url: &str,
+        account_sid: &str,
+        auth_token: SensitiveString,
+        timeout: Duration,
+    ) -> Result<Self, ControlError> {
+        let base = reqwest::Url::parse(api_base_url)
+            .map_err(|e| ControlError::Config(format!("api_base_url {api_base_url:?}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ControlError::Config(format!(
+                "api_base_url {api_base_url:?} is not http(s)"
+            )));
+        }
+        if account_sid.is_empty() || !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ControlError::Config(format!(
+                "account SID {account_sid:?} is not alphanumeric"
+            )));
+        }
+        if auth_token.is_empty() {
+            return Err(ControlError::Config("auth token is empty".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .user_agent(concat!("voxhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            calls_url: format!(
+                "{}/2010-04-01/Accounts/{account_sid}/Calls",
+                api_base_url.trim_end_matches('/')
+            ),
+            account_sid: account_sid.to_string(),
+            auth_token,
+        })
+    }
+
+    /// Posts `form` to the call's resource, retrying once on a connect failure, 429 or 5xx.
+    async fn update(&self, call_id: &str, form: &[(&str, &str)]) -> Result<(), ControlError> {
+        check_call_id(call_id)?;
+        let url = format!("{}/{call_id}.json", self.calls_url);
+        match self.attempt(&url, form).await {
+            Attempt::Done => Ok(()),
+            Attempt::Fail(e) => Err(e),
+            Attempt::Retry { error, pause } => {
+                let pause = pause.unwrap_or(DEFAULT_RETRY_PAUSE);
+                tracing::warn!(
+                    call_id, error = %error, pause_ms = pause.as_millis() as u64,
+                    "Twilio call update failed; retrying once."
+                );
+                tokio::time::sleep(pause).await;
+                match self.attempt(&url, form).await {
+                    Attempt::Done => Ok(()),
+                    Attempt::Fail(e) | Attempt::Retry { error: e, .. } => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, url: &str, form: &[(&str, &str)]) -> Attempt {
+        let sent = self
+            .http
+            .post(url)
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .form(form)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            // Nothing reached Twilio: safe to send again.
+            Err(e) if e.is_connect() => {
+                return Attempt::Retry {
+                    error: ControlError::Unavailable(e.to_string()),
+                    pause: None,
+                }
+            }
+            // A timeout may have been processed; a second update could act twice.
+            Err(e) => return Attempt::Fail(ControlError::Unavailable(e.to_string())),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Attempt::Done;
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let error = ControlError::Rejected {
+            status: status.as_u16(),
+            detail: error_detail(&resp.bytes().await.unwrap_or_default()),
+        };
+        let transient = status.is_server_error() || status.as_u16() == 429;
+        match retry_after {
+            Some(p) if p > MAX_RETRY_AFTER => Attempt::Fail(error),
+            pause if transient => Attempt::Retry { error, pause },
+            _ => Attempt::Fail(error),
+        }
+    }
+}
+
+#[async_trait]
+impl CallControl for TwilioRest {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    async fn hang_up(&self, call_id: &str) -> Result<(), ControlError> {
+        self.update(call_id, &[("Status", "completed")]).await?;
+        tracing::info!(call_id, "Twilio call hung up.");
+        Ok(())
+    }
+
+    async fn transfer(&self, call_id: &str, target: &str) -> Result<(), ControlError> {
+        let target = TransferTarget::parse(target)?;
+        self.update(call_id, &[("Twiml", &transfer_twiml(&target))])
+            .await?;
+        tracing::info!(call_id, target = ?target, "Twilio call transferred.");
+        Ok(())
+    }
+}
+
+/// The TwiML that dials `target`, replacing the call's current document (and its stream).
+pub fn transfer_twiml(target: &TransferTarget) -> String {
+    match target {
+        TransferTarget::Number(n) => format!("<Response><Dial>{}</Dial></Response>", xml_escape(n)),
+        TransferTarget::Sip(uri) => format!(
+            "<Response><Dial><Sip>{}</Sip></Dial></Response>",
+            xml_escape(uri)
+        ),
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Twilio's code and message from an error body, or a short excerpt of a body that is not one.
+fn error_detail(body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            code,
+            message: Some(m),
+        }) => match code {
+            Some(c) => format!("{m} (code {c})"),
+            None => m,
+        },
+        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::twilio_api::TwilioApiSim;
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "tok-secret-0123";
+    const CALL: &str = "CA0123456789abcdef0123456789abcdef";
+
+    fn client(sim: &TwilioApiSim, token: &str) -> TwilioRest {
+        TwilioRest::new(
+            &sim.base_url(),
+            SID,
+            SensitiveString::new(token),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hang_up_posts_status_completed() {
+        let sim = TwilioApiSim::start(SID, TOKEN).await.unwrap();
+        client(&sim, TOKEN).hang_up(CALL).await.unwrap();
+        let u = sim.wait_for_update(Duration::from_secs(2)).await.unwrap();
+        assert_eq!(u.call_sid, CALL);
+        assert_eq!(u.status.as_deref(), Some("completed"));
+        assert_eq!(u.twiml, None);
+        assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    }
+
+    #[tokio::test]
+    async fn transfer_posts_escaped_dial_twiml() {
+        let sim = TwilioApiSim::start(SID, TOKEN).await.unwrap();
+        let c = client(&sim, TOKEN);
+        c.transfer(CALL, "+15550002222").await.unwrap();
+        c.transfer(CALL, "sip:desk@pbx.example.com;x='1'")
+            .await
+            .unwrap();
+        let twiml: Vec<_> = sim.updates().into_iter().map(|u| u.twiml).collect();
+        assert_eq!(
+            twiml,
+            [
+                Some("<Response><Dial>+15550002222</Dial></Response>".to_string()),
+                Some(
+                    "<Response><Dial><Sip>sip:desk@pbx.example.com;x=&apos;1&apos;</Sip>\
+                     </Dial></Response>"
+                        .to_string()
+                ),
+            ]
+        );
+        assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    }
+
+    #[tokio::test]
+    async fn invalid_targets_and_call_ids_send_nothing() {
+        let sim = TwilioApiSim::start(SID, TOKEN).await.unwrap();
+        let c = client(&sim, TOKEN);
+        let e = c.transfer(CALL, "5550002222").await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_target");
+        let e = c.hang_up("CA1/../../x").await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_call_id");
+        assert_eq!(sim.request_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_5xx_is_retried_once() {
+        let sim = TwilioApiSim::start(SID, TOKEN).await.unwrap();
+        sim.fail_next(503);
+        client(&sim, TOKEN).hang_up(CALL).await.unwrap();
+        assert_eq!(sim.request_count(), 2);
+        assert_eq!(sim.updates().len(), 1);
+
+        sim.fail_next(500);
+        sim.fail_next(429);
+        let e = client(&sim, TOKEN).hang_up(CALL).await.unwrap_err();
+        assert_eq!(e.code(), "control.rejected");
+        assert!(
+            matches!(e, ControlError::Rejected { status: 429, .. }),
+            "{e}"
+        );
+        assert_eq!(sim.request_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_not_retried_and_carries_twilios_detail_not_the_token() {
+        let sim = TwilioApiSim::start(SID, TOKEN).await.unwrap();
+        let e = client(&sim, "wrong-token").hang_up(CALL).await.unwrap_err();
+        let ControlError::Rejected { status, detail } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(*status, 401);
+        assert!(detail.contains("20003"), "{detail}");
+        assert!(!e.to_string().contains("wrong-token"));
+        assert_eq!(sim.request_count(), 1);
+        assert_eq!(sim.violations().len(), 1);
+
+        sim.fail_next(404);
+        let e = client(&sim, TOKEN).hang_up(CALL).await.unwrap_err();
+        assert!(e.to_string().contains("20404"), "{e}");
+        assert_eq!(sim.request_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_retried_then_unavailable() {
+        // A port that was just free: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let c = TwilioRest::new(
+            &base,
+            SID,
+            SensitiveString::new(TOKEN),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = c.hang_up(CALL).await.unwrap_err();
+        assert_eq!(e.code(), "control.unavailable", "{e}");
+    }
+
+    #[test]
+    fn bad_settings_fail_at_construction() {
+        let t = || SensitiveString::new(TOKEN);
+        let d = Duration::from_secs(1);
+        assert!(TwilioRest::new("not a url", SID, t(), d).is_err());
+        assert!(TwilioRest::new("ftp://x", SID, t(), d).is_err());
+        assert!(TwilioRest::new("https://api.twilio.com", "AC/1", t(), d).is_err());
+        let e = TwilioRest::new("https://api.twilio.com", SID, SensitiveString::new(" "), d)
+            .err()
+            .unwrap();
+        assert_eq!(e.code(), "control.config");
+        assert!(TwilioRest::new("https://api.twilio.com/", SID, t(), d).is_ok());
+    }
+}
