@@ -2,6 +2,8 @@
 //! calls finish within the grace period, then end the rest through their normal path so each
 //! bot session is closed).
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +13,20 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audio::{wav, AudioFrame};
+use crate::bot::routes::LocalRoutes;
 use crate::bot::{self, BotChannel};
-use crate::call::{CallDeps, Registry};
-use crate::config::Settings;
+use crate::call::{CallDeps, LanguageEngines, Registry};
+use crate::config::{Settings, SttSettings, TtsSettings};
 use crate::server::{self, ServerState};
 use crate::stt::{self, SpeechToText};
+use crate::telephony::control::{CallControl, ControlError};
+use crate::telephony::twilio::rest::TwilioRest;
+use crate::telephony::Provider;
 use crate::tts::{self, TextToSpeech};
+
+/// The default filler: a soft chime the project generates (`scripts/make-assets.sh`).
+const BUILTIN_FILLER: &[u8] = include_bytes!("../assets/filler.wav");
 
 /// Startup failures.
 #[derive(Debug, thiserror::Error)]
@@ -33,33 +43,117 @@ pub enum AppError {
     /// Socket trouble.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// A configured audio asset could not be read.
+    #[error("audio asset: {0}")]
+    Asset(#[from] wav::WavError),
+    /// A provider API client could not be built.
+    #[error("provider API: {0}")]
+    Control(#[from] ControlError),
 }
 
-/// The loaded engines and bot channel.
+/// The loaded engines, bot channel, audio assets and provider APIs.
 pub struct Engines {
-    /// STT backend.
+    /// STT backend of the default language.
     pub stt: Arc<dyn SpeechToText>,
-    /// TTS backend.
+    /// TTS backend of the default language.
     pub tts: Arc<dyn TextToSpeech>,
     /// Bot channel.
     pub bot: Arc<dyn BotChannel>,
+    /// Engines per `[languages]` code.
+    pub languages: HashMap<String, LanguageEngines>,
+    /// Filler clip (when filler is on).
+    pub filler: Option<Arc<AudioFrame>>,
+    /// Recorded fallback prompt.
+    pub fallback_clip: Option<Arc<AudioFrame>>,
+    /// Provider APIs (hang-up, transfer).
+    pub controls: HashMap<Provider, Arc<dyn CallControl>>,
 }
 
 impl Engines {
-    /// Loads everything the settings name (models are read here, once).
+    /// Loads everything the settings name (models and assets are read here, once).
     pub fn load(settings: &Settings) -> Result<Self, AppError> {
         let t0 = tokio::time::Instant::now();
         let stt = stt::build(&settings.stt)?;
         let tts = tts::build(&settings.tts)?;
-        let bot = bot::build(&settings.bot)?;
+        let engines = Self::around(settings, stt, tts)?;
         tracing::info!(
-            stt = stt.name(),
-            tts = tts.name(),
-            bot = bot.name(),
+            stt = engines.stt.name(),
+            tts = engines.tts.name(),
+            bot = engines.bot.name(),
+            languages = engines.languages.len(),
             load_ms = t0.elapsed().as_millis() as u64,
             "Engines loaded."
         );
-        Ok(Self { stt, tts, bot })
+        Ok(engines)
+    }
+
+    /// Builds the rest around already-loaded default STT and TTS (tests share one model).
+    pub fn around(
+        settings: &Settings,
+        stt: Arc<dyn SpeechToText>,
+        tts: Arc<dyn TextToSpeech>,
+    ) -> Result<Self, AppError> {
+        let mut models: HashMap<String, Arc<dyn SpeechToText>> = HashMap::new();
+        let mut languages = HashMap::new();
+        for l in &settings.languages {
+            let l_stt = match (&l.stt_model_path, &settings.stt) {
+                (Some(path), SttSettings::Whisper(w)) => match models.get(path) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let mut w = w.clone();
+                        w.model_path = path.clone();
+                        let m = stt::build(&SttSettings::Whisper(w))?;
+                        models.insert(path.clone(), m.clone());
+                        m
+                    }
+                },
+                (None, _) => stt.clone(),
+            };
+            let l_tts = match (&l.tts_voice, &settings.tts) {
+                (Some(voice), TtsSettings::Flite { .. }) => tts::build(&TtsSettings::Flite {
+                    voice: voice.clone(),
+                })?,
+                (None, _) => tts.clone(),
+            };
+            languages.insert(
+                l.code.clone(),
+                LanguageEngines {
+                    stt: l_stt,
+                    stt_language: Some(l.stt_language.clone()),
+                    tts: l_tts,
+                },
+            );
+        }
+        let filler = match settings.call.filler.as_ref() {
+            None => None,
+            Some(f) => Some(Arc::new(match &f.audio {
+                Some(path) => wav::read(Path::new(path))?,
+                None => wav::decode(BUILTIN_FILLER, "built-in filler")?,
+            })),
+        };
+        let fallback_clip = match &settings.call.fallback_audio {
+            Some(path) => Some(Arc::new(wav::read(Path::new(path))?)),
+            None => None,
+        };
+        let mut controls: HashMap<Provider, Arc<dyn CallControl>> = HashMap::new();
+        if let Some(r) = &settings.twilio.rest {
+            let api = TwilioRest::new(
+                &r.api_base_url,
+                &r.account_sid,
+                r.auth_token.clone(),
+                r.timeout,
+            )?;
+            controls.insert(Provider::Twilio, Arc::new(api));
+        }
+        Ok(Self {
+            stt,
+            tts,
+            bot: bot::build(&settings.bot)?,
+            languages,
+            filler,
+            fallback_clip,
+            controls,
+        })
     }
 }
 
@@ -75,9 +169,17 @@ pub async fn serve(
     let calls = TaskTracker::new();
     let deps = Arc::new(CallDeps {
         settings: settings.clone(),
-        stt: engines.stt,
-        tts: engines.tts,
+        engines: LanguageEngines {
+            stt: engines.stt,
+            stt_language: None,
+            tts: engines.tts,
+        },
+        languages: engines.languages,
+        filler: engines.filler,
+        fallback_clip: engines.fallback_clip,
         bot: engines.bot,
+        routes: Arc::new(LocalRoutes::default()),
+        controls: engines.controls,
         registry: Arc::new(Registry::default()),
         calls_cancel: calls_cancel.clone(),
         calls: calls.clone(),
@@ -86,6 +188,7 @@ pub async fn serve(
         deps: deps.clone(),
         admission: Arc::new(Semaphore::new(settings.server.max_concurrent_calls)),
         draining: Default::default(),
+        callbacks: Default::default(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, max_calls = settings.server.max_concurrent_calls, "Listening.");

@@ -1,15 +1,17 @@
-//! The HTTP listener (axum): media WebSocket routes per provider, `/live` and `/ready`.
+//! The HTTP listener (axum): media WebSocket routes per provider, the bot's async callback
+//! route, `/live` and `/ready`.
 //! Admission (`max_concurrent_calls`), draining and provider authentication are decided
 //! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
@@ -25,12 +27,33 @@ pub struct ServerState {
     pub admission: Arc<Semaphore>,
     /// Set when shutdown begins: new calls are refused and `/ready` fails.
     pub draining: AtomicBool,
+    /// Callback counters.
+    pub callbacks: CallbackCounters,
+}
+
+/// What happened to bot callbacks (async mode).
+#[derive(Debug, Default)]
+pub struct CallbackCounters {
+    /// Delivered to a live call.
+    pub routed: AtomicU64,
+    /// Well-formed but for no live call (late, or for an ended call).
+    pub unroutable: AtomicU64,
+    /// Wrong secret or bearer token.
+    pub rejected: AtomicU64,
+    /// Not a callback we understand.
+    pub malformed: AtomicU64,
 }
 
 /// Builds the router.
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/twilio", get(twilio))
+        .route(
+            "/kore/callback/{secret}",
+            post(kore_callback).layer(DefaultBodyLimit::max(
+                crate::bot::kore::callback::MAX_CALLBACK_BYTES,
+            )),
+        )
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready))
         .with_state(state)
@@ -48,6 +71,67 @@ async fn ready(State(st): State<Arc<ServerState>>) -> Response {
             .into_response();
     }
     "ready\n".into_response()
+}
+
+/// Async bot callbacks: authenticated by the unguessable path (and a bearer token when
+/// configured), answered at once, routed to the live call by the ids the body carries.
+async fn kore_callback(
+    State(st): State<Arc<ServerState>>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let counters = &st.callbacks;
+    let Some(cb) = st.deps.settings.bot.callback() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let bearer_ok = cb.bearer_token.as_ref().is_none_or(|t| {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .is_some_and(|got| constant_time_eq(got.as_bytes(), t.expose().as_bytes()))
+    });
+    if !constant_time_eq(secret.as_bytes(), cb.secret.expose().as_bytes()) || !bearer_ok {
+        counters.rejected.fetch_add(1, Ordering::Relaxed);
+        // Never log the path: it is the secret.
+        tracing::warn!(bearer_ok, "Bot callback refused: wrong secret or token.");
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let parsed = match st.deps.bot.parse_callback(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, bytes = body.len(), "Bot callback not understood.");
+            return (StatusCode::BAD_REQUEST, "bad callback\n").into_response();
+        }
+    };
+    let Some(sink) = st.deps.routes.route(&parsed.keys) else {
+        counters.unroutable.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(keys = ?parsed.keys, messages = parsed.replies.len(),
+            "Bot callback for no live call; dropped.");
+        return "ok\n".into_response();
+    };
+    counters.routed.fetch_add(1, Ordering::Relaxed);
+    for reply in parsed.replies {
+        // Bounded: a call that cannot keep up within a second is not going to speak these.
+        let sent = sink
+            .send_timeout(reply, std::time::Duration::from_secs(1))
+            .await;
+        if sent.is_err() {
+            tracing::warn!(keys = ?parsed.keys, "Bot callback could not be handed to its call.");
+            break;
+        }
+    }
+    "ok\n".into_response()
+}
+
+/// Compares secrets without leaking their length of common prefix through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn twilio(

@@ -22,20 +22,40 @@ pub enum WavError {
 
 /// Reads a WAV file, mixing multi-channel audio down to mono.
 pub fn read(path: &Path) -> Result<AudioFrame, WavError> {
-    let err = |source| WavError::Io {
-        path: path.display().to_string(),
+    let name = path.display().to_string();
+    let reader = hound::WavReader::open(path).map_err(|source| WavError::Io {
+        path: name.clone(),
         source,
-    };
-    let reader = hound::WavReader::open(path).map_err(err)?;
+    })?;
+    from_reader(reader, &name)
+}
+
+/// Decodes a WAV file held in memory (`name` is for errors).
+pub fn decode(bytes: &[u8], name: &str) -> Result<AudioFrame, WavError> {
+    let reader =
+        hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|source| WavError::Io {
+            path: name.to_string(),
+            source,
+        })?;
+    from_reader(reader, name)
+}
+
+fn from_reader<R: std::io::Read>(
+    reader: hound::WavReader<R>,
+    name: &str,
+) -> Result<AudioFrame, WavError> {
     let spec = reader.spec();
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
-        return Err(WavError::Format(path.display().to_string()));
+        return Err(WavError::Format(name.to_string()));
     }
     let channels = usize::from(spec.channels.max(1));
     let raw: Vec<i16> = reader
         .into_samples::<i16>()
         .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .map_err(|source| WavError::Io {
+            path: name.to_string(),
+            source,
+        })?;
     let samples = raw
         .chunks(channels)
         .map(|c| (c.iter().map(|&s| i32::from(s)).sum::<i32>() / c.len() as i32) as i16)

@@ -4,6 +4,8 @@
 
 pub mod kore;
 pub mod retry;
+pub mod routes;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +66,10 @@ pub enum InputMode {
     Speech,
     /// Keypad digits.
     Dtmf,
+    /// Nothing was heard for the no-input timeout; the text is the configured reprompt turn.
+    NoInput,
+    /// The configured greeting turn that opens a v1 conversation.
+    Greeting,
 }
 
 impl InputMode {
@@ -72,6 +78,8 @@ impl InputMode {
         match self {
             InputMode::Speech => "speech",
             InputMode::Dtmf => "dtmf",
+            InputMode::NoInput => "no_input",
+            InputMode::Greeting => "greeting",
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct TurnInput {
     pub mode: InputMode,
     /// STT confidence, when known.
     pub confidence: Option<f32>,
+    /// The call's language (a key of `[languages]`), sent as `interactiveLanguage`.
+    pub language: Option<String>,
 }
 
 /// Who the call is, for the bot.
@@ -102,13 +112,69 @@ pub struct BotSession {
     pub provider: &'static str,
     /// Provider custom parameters.
     pub custom: BTreeMap<String, String>,
+    /// The call's language at start (sent with the session-opening request).
+    pub language: Option<String>,
+}
+
+impl BotSession {
+    /// Template variables of this call (see [`template`]).
+    pub fn vars<'a>(&'a self, turn: Option<&'a TurnInput>) -> template::CallVars<'a> {
+        template::CallVars {
+            call_id: &self.call_id,
+            caller: self.caller.as_deref(),
+            called: self.called.as_deref(),
+            provider: self.provider,
+            params: &self.custom,
+            language: turn
+                .and_then(|t| t.language.as_deref())
+                .or(self.language.as_deref()),
+            input_mode: turn.map(|t| t.mode.as_str()),
+            confidence: turn.and_then(|t| t.confidence),
+        }
+    }
 }
 
 /// One message from the bot, reduced to what a voice call can use.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BotReply {
-    /// Text to speak (already flattened from templates and stripped of markup).
-    pub text: String,
+    /// Plain text to speak (templates flattened, markup stripped); `None`: nothing to say.
+    pub text: Option<String>,
+    /// The message as SSML, when the bot sent `<speak>…</speak>` (for SSML-capable TTS).
+    pub ssml: Option<String>,
+    /// Options offered by a template, in spoken order (option 1 first).
+    pub options: Vec<MenuOption>,
+    /// Call control the bot asked for, carried out after the preceding audio has played.
+    pub action: Option<BotAction>,
+}
+
+/// One choice of a spoken menu.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MenuOption {
+    /// What the caller hears and may say.
+    pub title: String,
+    /// What is sent back as the next turn when chosen.
+    pub payload: String,
+}
+
+/// Call control requested by the bot (voxhook's convention, see kore-webhook.md).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BotAction {
+    /// End the call.
+    Hangup,
+    /// Send the caller to `target` (a number or SIP URI).
+    Transfer {
+        /// Where to.
+        target: String,
+    },
+}
+
+/// A callback from the platform (async mode), parsed: where it goes and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    /// Ids that may name the call, most specific first (bot user id, then others).
+    pub keys: Vec<String>,
+    /// The messages, in order (may be empty: an end-of-task notice without text).
+    pub replies: Vec<BotReply>,
 }
 
 /// Sends each reply to the call as soon as it arrives (sync body, then each poll).
@@ -132,11 +198,26 @@ pub trait BotChannel: Send + Sync {
     async fn close(&self, session: &BotSession) -> Result<(), BotError>;
     /// False once the platform rejected our credentials (feeds `/ready`).
     fn auth_ok(&self) -> bool;
+    /// The bot speaks first when the session opens (so the call waits for a greeting).
+    fn greets(&self) -> bool {
+        true
+    }
+    /// Replies arrive as callbacks ([`BotChannel::parse_callback`]), not in responses.
+    fn is_async(&self) -> bool {
+        false
+    }
+    /// Parses a callback body POSTed by the platform.
+    fn parse_callback(&self, body: &[u8]) -> Result<Callback, BotError> {
+        let _ = body;
+        Err(BotError::InvalidResponse(
+            "this channel does not take callbacks".into(),
+        ))
+    }
 }
 
 /// Builds the configured channel.
 pub fn build(settings: &BotSettings) -> Result<Arc<dyn BotChannel>, BotError> {
     match settings {
-        BotSettings::KoreV2(k) => Ok(Arc::new(kore::KoreClient::new(k.clone())?)),
+        BotSettings::Kore(k) => Ok(Arc::new(kore::KoreClient::new(k.clone())?)),
     }
 }

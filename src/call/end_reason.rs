@@ -15,6 +15,18 @@ pub enum CallEndReason {
     Shutdown,
     /// A task of the call died unexpectedly.
     Internal,
+    /// The bot asked to hang up.
+    BotHangup,
+    /// The bot asked to transfer the caller, and the provider took the call.
+    BotTransfer,
+    /// The bot asked to transfer the caller, and the provider could not.
+    TransferFailed,
+    /// The caller stayed silent through every reprompt.
+    NoInput,
+    /// The bot failed too many turns in a row.
+    BotFailure,
+    /// The call reached its time limit.
+    MaxDuration,
 }
 
 impl CallEndReason {
@@ -27,6 +39,12 @@ impl CallEndReason {
             CallEndReason::NoStart => "provider.no_start",
             CallEndReason::Shutdown => "daemon.shutdown",
             CallEndReason::Internal => "internal",
+            CallEndReason::BotHangup => "bot.hangup",
+            CallEndReason::BotTransfer => "bot.transfer",
+            CallEndReason::TransferFailed => "bot.transfer_failed",
+            CallEndReason::NoInput => "caller.no_input",
+            CallEndReason::BotFailure => "bot.failure",
+            CallEndReason::MaxDuration => "call.max_duration",
         }
     }
 }

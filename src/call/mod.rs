@@ -10,6 +10,7 @@ pub mod session;
 pub mod speaker;
 pub mod state;
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::bot::{BotChannel, BotSession};
+use crate::audio::AudioFrame;
+use crate::bot::routes::{ReplyRoutes, RouteGuard};
+use crate::bot::{template, BotChannel, BotSession, BOT_REPLY_CAPACITY};
 use crate::config::Settings;
 use crate::stt::SpeechToText;
+use crate::telephony::control::CallControl;
 use crate::telephony::ws::{self, LinkEvent};
-use crate::telephony::{InboundEvent, MediaProtocol, Provider};
+use crate::telephony::{CallStart, InboundEvent, MediaProtocol, Provider};
 use crate::tts::TextToSpeech;
 pub use end_reason::CallEndReason;
 pub use registry::Registry;
@@ -45,22 +49,49 @@ pub struct LinkLimits {
     pub max_early_events: usize,
 }
 
+/// The STT and TTS a call uses in one language.
+pub struct LanguageEngines {
+    /// Speech-to-text backend.
+    pub stt: Arc<dyn SpeechToText>,
+    /// Language passed to STT sessions (`None`: the backend's own).
+    pub stt_language: Option<String>,
+    /// Text-to-speech backend (its voice).
+    pub tts: Arc<dyn TextToSpeech>,
+}
+
 /// What every call shares: settings, engines, the bot channel and the live-call registry.
 pub struct CallDeps {
     /// Validated settings.
     pub settings: Arc<Settings>,
-    /// Speech-to-text backend.
-    pub stt: Arc<dyn SpeechToText>,
-    /// Text-to-speech backend.
-    pub tts: Arc<dyn TextToSpeech>,
+    /// Engines of the default language.
+    pub engines: LanguageEngines,
+    /// Engines per configured language code.
+    pub languages: HashMap<String, LanguageEngines>,
+    /// Filler clip (when filler is on).
+    pub filler: Option<Arc<AudioFrame>>,
+    /// Recorded fallback prompt (when configured).
+    pub fallback_clip: Option<Arc<AudioFrame>>,
     /// Bot channel.
     pub bot: Arc<dyn BotChannel>,
+    /// Where async bot callbacks find their call.
+    pub routes: Arc<dyn ReplyRoutes>,
+    /// Provider APIs for hang-up and transfer, where configured.
+    pub controls: HashMap<Provider, Arc<dyn CallControl>>,
     /// Live calls.
     pub registry: Arc<Registry>,
     /// Parent of every call's token: cancelled when the daemon stops.
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.
     pub calls: TaskTracker,
+}
+
+impl CallDeps {
+    /// The engines of `language`, or the default ones.
+    pub fn engines_for(&self, language: Option<&str>) -> &LanguageEngines {
+        language
+            .and_then(|l| self.languages.get(l))
+            .unwrap_or(&self.engines)
+    }
 }
 
 /// Serves one media socket from upgrade to teardown. `permit` holds the admission slot.
@@ -126,6 +157,7 @@ pub async fn handle_socket(
         };
         match start {
             Ok(start) => {
+                let (callback_tx, callbacks) = tokio::sync::mpsc::channel(BOT_REPLY_CAPACITY);
                 let init = session::SessionInit {
                     start,
                     provider,
@@ -133,8 +165,9 @@ pub async fn handle_socket(
                     link,
                     tracker: tracker.clone(),
                     cancel: cancel.clone(),
+                    callbacks,
                 };
-                run_call(init, &deps).await;
+                run_call(init, callback_tx, &deps).await;
             }
             Err(reason) => {
                 tracing::info!(reason = reason.code(), "Connection closed without a call.")
@@ -148,26 +181,54 @@ pub async fn handle_socket(
     .await
 }
 
+/// The language named by the start's custom parameter, when it is a configured one.
+fn initial_language(start: &CallStart, deps: &CallDeps) -> Option<String> {
+    let param = &deps.settings.call.language_parameter;
+    let asked = start.custom.get(param)?.trim();
+    if deps.languages.contains_key(asked) {
+        Some(asked.to_string())
+    } else {
+        tracing::warn!(language = asked, parameter = %param,
+            "Start parameter names an unconfigured language; using the default.");
+        None
+    }
+}
+
 /// Opens the bot session, runs the actor and closes the session, exactly once, on every
 /// path: hang-up, errors, shutdown and even a panic inside the actor.
-async fn run_call(init: session::SessionInit, deps: &CallDeps) {
+async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink, deps: &CallDeps) {
     let start = &init.start;
     tracing::Span::current().record("call_id", start.call_id.as_str());
-    let user = deps.registry.claim(
-        start.caller.as_deref().unwrap_or(&start.call_id),
-        &start.call_id,
-    );
-    tracing::Span::current().record("user", user.id());
-    tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
-        called = start.called.as_deref().unwrap_or("-"), "Call started.");
-    let session = BotSession {
+    let language = initial_language(start, deps);
+    let mut session = BotSession {
         call_id: start.call_id.clone(),
-        user_id: user.id().to_string(),
+        user_id: String::new(),
         caller: start.caller.clone(),
         called: start.called.clone(),
         provider: init.provider.name(),
         custom: start.custom.clone(),
+        language,
     };
+    let preferred = template::render(deps.settings.bot.user_id_template(), &session.vars(None));
+    let preferred = if preferred.trim().is_empty() {
+        start.call_id.clone()
+    } else {
+        preferred
+    };
+    let user = deps.registry.claim(&preferred, &start.call_id);
+    session.user_id = user.id().to_string();
+    tracing::Span::current().record("user", user.id());
+    // Callbacks name the call by its bot user id, or by the call id.
+    let _routes = deps.bot.is_async().then(|| {
+        RouteGuard::new(
+            deps.routes.clone(),
+            vec![session.user_id.clone(), session.call_id.clone()],
+            callback_tx,
+        )
+    });
+    tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
+        called = start.called.as_deref().unwrap_or("-"),
+        language = session.language.as_deref().unwrap_or("-"), "Call started.");
     let started = Instant::now();
     let cancel = init.cancel.clone();
     let outcome = AssertUnwindSafe(session::run(init, &session, deps))

@@ -17,11 +17,11 @@ use super::speaker::{
     self, SpeakerCommand, SpeakerConfig, SpeakerEvent, SPEAKER_COMMAND_CAPACITY,
     SPEAKER_EVENT_CAPACITY,
 };
-use super::state::{CallAction, CallInput, TurnConfig, TurnState};
-use super::CallDeps;
+use super::state::{CallAction, CallInput, LanguageChoice, Prompt, TurnConfig, TurnState};
+use super::{CallDeps, LanguageEngines};
 use crate::audio::vad::EndpointerConfig;
 use crate::bot::{BotChannel, BotError, BotReply, BotSession, TurnInput, BOT_REPLY_CAPACITY};
-use crate::stt::SttParams;
+use crate::stt::{SpeechToText, SttParams};
 use crate::telephony::ws::{LinkEvent, MediaLink};
 use crate::telephony::{CallStart, InboundEvent, Provider};
 
@@ -44,6 +44,8 @@ pub struct SessionInit {
     pub tracker: TaskTracker,
     /// The call's token.
     pub cancel: CancellationToken,
+    /// Bot messages delivered by async callbacks.
+    pub callbacks: mpsc::Receiver<BotReply>,
 }
 
 enum BotRequest {
@@ -88,24 +90,60 @@ impl CallSummary {
 pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> CallSummary {
     let SessionInit {
         start,
-        provider: _,
+        provider,
         early,
         mut link,
         tracker,
         cancel,
+        mut callbacks,
     } = init;
     let s = &deps.settings;
+    let engines = deps.engines_for(session.language.as_deref());
 
     let (bot_tx, mut bot_events) = spawn_bot_worker(deps, session, &tracker, &cancel);
-    let (audio_tx, mut listener_events) = spawn_listener(&start, deps, &tracker, &cancel).await;
-    let (spk_tx, mut speaker_events) =
-        spawn_speaker(&start, deps, link.commands.clone(), &tracker, &cancel);
+    let listener_cancel = cancel.child_token();
+    let (audio_tx, mut listener_events) =
+        spawn_listener(&start, deps, engines, &tracker, &listener_cancel).await;
+    let (spk_tx, mut speaker_events) = spawn_speaker(
+        &start,
+        deps,
+        engines,
+        link.commands.clone(),
+        &tracker,
+        &cancel,
+    );
 
-    let turns = TurnState::new(TurnConfig {
-        barge_in: s.audio.barge_in,
-        dtmf: s.dtmf.clone(),
-        fallback_text: s.bot.fallback_text().to_string(),
-    });
+    let fallback = match &deps.fallback_clip {
+        Some(clip) => Prompt::Clip(clip.clone()),
+        None => Prompt::text(s.bot.fallback_text()),
+    };
+    let turns = TurnState::new(
+        TurnConfig {
+            barge_in: s.audio.barge_in,
+            dtmf: s.dtmf.clone(),
+            fallback,
+            async_replies: deps.bot.is_async(),
+            turn_deadline: s.bot.turn_deadline(),
+            filler_delay: s.call.filler.as_ref().map(|f| f.delay),
+            no_input: s.call.no_input.clone(),
+            max_bot_failures: s.call.max_bot_failures,
+            bot_failure_text: s.call.bot_failure_text.clone(),
+            max_duration: s.call.max_duration,
+            max_duration_text: s.call.max_duration_text.clone(),
+            languages: s
+                .languages
+                .iter()
+                .map(|l| LanguageChoice {
+                    code: l.code.clone(),
+                    dtmf: l.dtmf.clone(),
+                    keywords: l.keywords.clone(),
+                })
+                .collect(),
+            language: session.language.clone(),
+            expect_greeting: deps.bot.greets(),
+        },
+        Instant::now(),
+    );
     // From here on the session counts as opened: SESSION_CLOSURE is owed even if the call
     // ends before ON_CONNECT is answered.
     let _ = bot_tx.send(BotRequest::Open).await;
@@ -115,6 +153,14 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         bot_tx,
         spk_tx,
         audio_tx,
+        call_id: start.call_id.clone(),
+        provider,
+        inbound_rate: start.inbound_rate,
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+        listener_cancel,
+        new_listener: None,
+        ended: None,
         timing: TurnTiming {
             speech_ended: None,
             decode_ms: None,
@@ -160,6 +206,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
                     None
                 }
             },
+            Some(r) = callbacks.recv() => ctx.on_bot(BotEvent::Reply(r)),
             ev = bot_events.recv() => match ev {
                 Some(ev) => ctx.on_bot(ev),
                 None => {
@@ -178,9 +225,17 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         };
         if let Some(input) = input {
             let actions = ctx.turns.on(input, Instant::now());
-            if ctx.act(actions).await.is_err() {
+            if ctx.act(actions, deps).await.is_err() {
                 break CallEndReason::Internal;
             }
+        }
+        if let Some((tx, rx)) = ctx.new_listener.take() {
+            listening = tx.is_some();
+            ctx.audio_tx = tx;
+            listener_events = rx;
+        }
+        if let Some(reason) = ctx.ended {
+            break reason;
         }
     };
 
@@ -202,6 +257,7 @@ fn spawn_bot_worker(
     let (ev_tx, events) = mpsc::channel(BOT_EVENT_CAPACITY);
     let worker = bot_worker(
         deps.bot.clone(),
+        deps.settings.bot.turn_deadline(),
         session.clone(),
         bot_rx,
         ev_tx,
@@ -216,22 +272,44 @@ fn spawn_bot_worker(
 async fn spawn_listener(
     start: &CallStart,
     deps: &CallDeps,
+    engines: &LanguageEngines,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> (
-    Option<mpsc::Sender<Vec<i16>>>,
-    mpsc::Receiver<ListenerEvent>,
-) {
+) -> ListenerEnds {
     let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+    let audio_tx = open_listener(
+        &start.call_id,
+        start.inbound_rate,
+        deps,
+        engines,
+        tracker,
+        cancel,
+        ev_tx,
+    )
+    .await;
+    (audio_tx, events)
+}
+
+async fn open_listener(
+    call_id: &str,
+    inbound_rate: u32,
+    deps: &CallDeps,
+    engines: &LanguageEngines,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+    ev_tx: mpsc::Sender<ListenerEvent>,
+) -> Option<mpsc::Sender<Vec<i16>>> {
     let stt_cancel = cancel.child_token();
     let params = SttParams {
-        call_id: start.call_id.clone(),
+        call_id: call_id.to_string(),
+        language: engines.stt_language.clone(),
     };
-    let stream = match deps.stt.open(params, stt_cancel.clone()).await {
+    let stt: &Arc<dyn SpeechToText> = &engines.stt;
+    let stream = match stt.open(params, stt_cancel.clone()).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
-            return (None, events);
+            return None;
         }
     };
     let a = &deps.settings.audio;
@@ -244,15 +322,16 @@ async fn spawn_listener(
         max_utterance: a.max_utterance,
     };
     let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
-    let task = listener::run(audio_rx, start.inbound_rate, vad, stream, ev_tx, stt_cancel);
+    let task = listener::run(audio_rx, inbound_rate, vad, stream, ev_tx, stt_cancel);
     tracker.spawn(task.in_current_span());
-    (Some(audio_tx), events)
+    Some(audio_tx)
 }
 
 /// Speaker: TTS → paced frames → provider.
 fn spawn_speaker(
     start: &CallStart,
     deps: &CallDeps,
+    engines: &LanguageEngines,
     out: mpsc::Sender<crate::telephony::OutboundCommand>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -260,14 +339,21 @@ fn spawn_speaker(
     let (cmd_tx, cmd_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
     let (ev_tx, events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
     let cfg = SpeakerConfig {
-        tts: deps.tts.clone(),
+        tts: engines.tts.clone(),
         out_rate: start.outbound_rate,
         lead: deps.settings.audio.playback_lead,
+        filler: deps.filler.clone(),
     };
     let task = speaker::run(cfg, cmd_rx, out, ev_tx, cancel.child_token());
     tracker.spawn(task.in_current_span());
     (cmd_tx, events)
 }
+
+/// The actor's ends of a listener: audio in (`None` when STT failed to open), events out.
+type ListenerEnds = (
+    Option<mpsc::Sender<Vec<i16>>>,
+    mpsc::Receiver<ListenerEvent>,
+);
 
 struct Actor {
     turns: TurnState,
@@ -279,6 +365,17 @@ struct Actor {
     dropped_frames: u64,
     n_turns: u64,
     reply_received: Option<Instant>,
+    call_id: String,
+    provider: Provider,
+    inbound_rate: u32,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    /// Token of the current listener (replaced on a language switch).
+    listener_cancel: CancellationToken,
+    /// A listener opened by a language switch, for the loop to install.
+    new_listener: Option<ListenerEnds>,
+    /// Set when the call must end now.
+    ended: Option<CallEndReason>,
 }
 
 impl Actor {
@@ -339,7 +436,7 @@ impl Actor {
             }
             ListenerEvent::SttFailed(e) => {
                 tracing::warn!(error = %e, "Speech recognition failed for one utterance.");
-                None
+                Some(CallInput::UtteranceLost)
             }
         }
     }
@@ -347,9 +444,10 @@ impl Actor {
     fn on_bot(&mut self, ev: BotEvent) -> Option<CallInput> {
         match ev {
             BotEvent::Reply(r) => {
-                tracing::info!(text = %r.text, "Bot said.");
+                tracing::info!(text = r.text.as_deref().unwrap_or(""), options = r.options.len(),
+                    action = ?r.action, "Bot said.");
                 self.reply_received = Some(Instant::now());
-                Some(CallInput::BotReply(r.text))
+                Some(CallInput::BotReply(r))
             }
             BotEvent::Done(Ok(())) => Some(CallInput::BotDone { ok: true }),
             BotEvent::Done(Err(e)) => {
@@ -378,7 +476,7 @@ impl Actor {
         }
     }
 
-    async fn act(&mut self, actions: Vec<CallAction>) -> Result<(), ()> {
+    async fn act(&mut self, actions: Vec<CallAction>, deps: &CallDeps) -> Result<(), ()> {
         for a in actions {
             match a {
                 CallAction::SendTurn(turn) => {
@@ -400,12 +498,29 @@ impl Actor {
                         .await
                         .map_err(drop)?;
                 }
-                CallAction::Speak { id, text } => {
+                CallAction::Speak { id, prompt } => {
                     let received = self.reply_received.unwrap_or_else(Instant::now);
                     self.spk_tx
-                        .send(SpeakerCommand::Say { id, text, received })
+                        .send(SpeakerCommand::Say {
+                            id,
+                            prompt,
+                            received,
+                        })
                         .await
                         .map_err(drop)?;
+                }
+                CallAction::StartFiller | CallAction::StopFiller => {
+                    let on = matches!(a, CallAction::StartFiller);
+                    tracing::debug!(on, "Filler.");
+                    self.spk_tx
+                        .send(SpeakerCommand::Filler(on))
+                        .await
+                        .map_err(drop)?;
+                }
+                CallAction::SwitchLanguage(code) => self.switch_language(&code, deps).await?,
+                CallAction::End { reason, transfer } => {
+                    self.ended = Some(self.end(reason, transfer, deps).await);
+                    return Ok(());
                 }
                 CallAction::StopPlayback => {
                     tracing::info!("Barge-in: playback cleared.");
@@ -420,8 +535,81 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Restarts recognition with the language's STT and switches the speaker's voice.
+    async fn switch_language(&mut self, code: &str, deps: &CallDeps) -> Result<(), ()> {
+        let engines = deps.engines_for(Some(code));
+        tracing::info!(
+            language = code,
+            tts = engines.tts.name(),
+            "Language switched."
+        );
+        self.listener_cancel.cancel();
+        self.listener_cancel = self.cancel.child_token();
+        let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+        let audio_tx = open_listener(
+            &self.call_id,
+            self.inbound_rate,
+            deps,
+            engines,
+            &self.tracker,
+            &self.listener_cancel,
+            ev_tx,
+        )
+        .await;
+        self.new_listener = Some((audio_tx, events));
+        self.spk_tx
+            .send(SpeakerCommand::UseTts(engines.tts.clone()))
+            .await
+            .map_err(drop)
+    }
+
+    /// Carries out the end the turn logic decided on: through the provider's API when one
+    /// is configured, otherwise by closing the stream. Returns the reason recorded.
+    async fn end(
+        &self,
+        reason: CallEndReason,
+        transfer: Option<String>,
+        deps: &CallDeps,
+    ) -> CallEndReason {
+        let control = deps.controls.get(&self.provider);
+        match (transfer, control) {
+            (Some(target), Some(c)) => match c.transfer(&self.call_id, &target).await {
+                Ok(()) => {
+                    tracing::info!(target = %target, "Call transferred.");
+                    reason
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, code = e.code(), "Transfer failed; closing the stream.");
+                    CallEndReason::TransferFailed
+                }
+            },
+            (Some(_), None) => {
+                tracing::error!(
+                    provider = self.provider.name(),
+                    "Transfer requested but no provider API credentials are configured; closing the stream."
+                );
+                CallEndReason::TransferFailed
+            }
+            (None, Some(c)) => {
+                match c.hang_up(&self.call_id).await {
+                    Ok(()) => tracing::info!(reason = reason.code(), "Call hung up."),
+                    Err(e) => tracing::error!(error = %e, code = e.code(),
+                        "Hang-up through the provider API failed; closing the stream."),
+                }
+                reason
+            }
+            (None, None) => {
+                tracing::info!(reason = reason.code(), "Hanging up by closing the stream.");
+                reason
+            }
+        }
+    }
+}
+
 async fn bot_worker(
     bot: Arc<dyn BotChannel>,
+    turn_deadline: std::time::Duration,
     session: BotSession,
     mut requests: mpsc::Receiver<BotRequest>,
     events: mpsc::Sender<BotEvent>,
@@ -440,12 +628,22 @@ async fn bot_worker(
             }
         };
         tokio::pin!(call);
+        // The turn deadline bounds the wait for the first reply; once the bot has spoken,
+        // the rest of the turn (polls) is bounded by the client's poll limit.
+        let first_reply_by = Instant::now() + turn_deadline;
+        let mut replied = false;
         let res = loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 res = &mut call => break res,
                 Some(r) = reply_rx.recv() => {
+                    replied = true;
                     if events.send(BotEvent::Reply(r)).await.is_err() { return; }
+                }
+                _ = tokio::time::sleep_until(first_reply_by), if !replied => {
+                    break Err(BotError::Timeout(format!(
+                        "no reply within the turn deadline of {turn_deadline:?}"
+                    )));
                 }
             }
         };

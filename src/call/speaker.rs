@@ -1,6 +1,8 @@
-//! The call's mouth: bot messages → TTS stream → resampling to the provider's rate → fixed
-//! 20 ms frames paced a bounded distance ahead of playback → a mark after each message.
-//! It owns everything queued for output, so a clear drops it all in one place and in order.
+//! The call's mouth: prompts (bot messages through TTS, or recorded clips) → resampling to the
+//! provider's rate → fixed 20 ms frames paced a bounded distance ahead of playback → a mark
+//! after each message. Filler audio loops while nothing else is queued and is cut (with a
+//! provider clear) the moment a real message's first frame is ready. It owns everything
+//! queued for output, so a clear drops it all in one place and in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::state::Prompt;
 use crate::audio::pacer::Pacer;
 use crate::audio::resample::Resampler;
-use crate::audio::FRAME_MS;
+use crate::audio::{AudioFrame, FRAME_MS};
 use crate::telephony::OutboundCommand;
-use crate::tts::{TextToSpeech, TtsStream};
+use crate::tts::{TextToSpeech, TtsError, TtsStream};
 
 /// Actor → speaker commands.
 pub const SPEAKER_COMMAND_CAPACITY: usize = 16;
@@ -24,19 +27,22 @@ pub const SPEAKER_EVENT_CAPACITY: usize = 16;
 const MAX_READY_FRAMES: usize = 100;
 
 /// What the speaker is asked to do.
-#[derive(Debug)]
 pub enum SpeakerCommand {
-    /// Speak `text` as message `id`; `received` is when the bot's reply reached the call.
+    /// Play `prompt` as message `id`; `received` is when the bot's reply reached the call.
     Say {
         /// Message id.
         id: u64,
-        /// Text.
-        text: String,
+        /// What to play.
+        prompt: Prompt,
         /// For latency.
         received: Instant,
     },
     /// Drop everything queued and clear the provider's buffer.
     Clear,
+    /// Loop the filler while idle (`true`) or stop it (`false`).
+    Filler(bool),
+    /// Synthesize later messages with this TTS (a language switch).
+    UseTts(Arc<dyn TextToSpeech>),
 }
 
 /// What the speaker reports.
@@ -70,12 +76,22 @@ pub fn parse_mark(name: &str) -> Option<u64> {
     name.strip_prefix("vx-")?.parse().ok()
 }
 
+/// Samples per chunk read from a clip (100 ms at 16 kHz).
+const CLIP_CHUNK: usize = 1_600;
+
+enum Source {
+    Tts(TtsStream),
+    Clip { clip: Arc<AudioFrame>, pos: usize },
+}
+
 struct Current {
     id: u64,
+    /// Filler: no mark, no events, cut when a message is ready.
+    filler: bool,
     received: Instant,
     started: Instant,
     first_chunk: Option<Instant>,
-    stream: TtsStream,
+    source: Source,
     cancel: CancellationToken,
     resampler: Resampler,
     carry: Vec<i16>,
@@ -98,6 +114,8 @@ pub struct SpeakerConfig {
     pub out_rate: u32,
     /// How far ahead of playback to send.
     pub lead: Duration,
+    /// Filler clip, if filler is configured.
+    pub filler: Option<Arc<AudioFrame>>,
 }
 
 /// Runs until cancelled or the command channel closes.
@@ -109,21 +127,33 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let frame_len = (cfg.out_rate as u64 * FRAME_MS / 1000) as usize;
+    let mut tts = cfg.tts.clone();
     // Messages waiting behind another carry no arrival time: their latency counts from when
     // their synthesis starts, not from when the reply arrived.
-    let mut queue: VecDeque<(u64, String, Option<Instant>)> = VecDeque::new();
+    let mut queue: VecDeque<(u64, Prompt, Option<Instant>)> = VecDeque::new();
     let mut current: Option<Current> = None;
     let mut pacer = Pacer::new(cfg.lead);
+    let mut filler_on = false;
+    // Filler frames may be buffered at the provider: a clear cuts them before a message.
+    let mut filler_sent = false;
     loop {
         if current.is_none() {
-            if let Some((id, text, received)) = queue.pop_front() {
+            if let Some((id, prompt, received)) = queue.pop_front() {
                 let received = received.unwrap_or_else(Instant::now);
-                match start(&cfg, id, &text, received, &cancel).await {
+                match start(&*tts, cfg.out_rate, id, prompt, received, &cancel).await {
                     Ok(c) => current = Some(c),
                     Err(error) => {
                         let _ = events.send(SpeakerEvent::Failed { id, error }).await;
                         continue;
                     }
+                }
+            } else if let Some(clip) = cfg.filler.as_ref().filter(|_| filler_on) {
+                let prompt = Prompt::Clip(clip.clone());
+                if let Ok(mut c) =
+                    start(&*tts, cfg.out_rate, 0, prompt, Instant::now(), &cancel).await
+                {
+                    c.filler = true;
+                    current = Some(c);
                 }
             }
         }
@@ -139,18 +169,37 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             cmd = commands.recv() => match cmd {
                 None => return,
-                Some(SpeakerCommand::Say { id, text, received }) => {
+                Some(SpeakerCommand::Say { id, prompt, received }) => {
+                    filler_on = false;
+                    if current.as_ref().is_some_and(|c| c.filler) {
+                        current = None;
+                    }
                     let idle = current.is_none() && queue.is_empty();
-                    queue.push_back((id, text, idle.then_some(received)));
+                    queue.push_back((id, prompt, idle.then_some(received)));
                 }
                 Some(SpeakerCommand::Clear) => {
                     current = None;
                     queue.clear();
                     pacer.reset();
+                    filler_on = false;
+                    filler_sent = false;
                     if out.send(OutboundCommand::Clear).await.is_err() {
                         return;
                     }
                 }
+                Some(SpeakerCommand::Filler(on)) => {
+                    filler_on = on && cfg.filler.is_some();
+                    if !on && current.as_ref().is_some_and(|c| c.filler) {
+                        current = None;
+                        if std::mem::take(&mut filler_sent) {
+                            pacer.reset();
+                            if out.send(OutboundCommand::Clear).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(SpeakerCommand::UseTts(t)) => tts = t,
             },
             chunk = next_chunk(&mut current), if want_chunk => {
                 let Some(c) = current.as_mut() else { continue };
@@ -178,24 +227,31 @@ pub async fn run(
             _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
                 let Some(c) = current.as_mut() else { continue };
                 let Some(frame) = c.ready.pop_front() else { continue };
+                if !c.filler && !c.first_sent && std::mem::take(&mut filler_sent) {
+                    pacer.reset();
+                    if out.send(OutboundCommand::Clear).await.is_err() {
+                        return;
+                    }
+                }
                 if out.send(OutboundCommand::Audio(frame)).await.is_err() {
                     return;
                 }
                 let sent_at = Instant::now();
                 pacer.on_sent(sent_at);
-                if !c.first_sent {
-                    c.first_sent = true;
+                filler_sent |= c.filler;
+                if !c.first_sent && !c.filler {
                     let tts = c.first_chunk.unwrap_or(sent_at) - c.started;
                     let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received, tts };
                     let _ = events.send(ev).await;
                 }
+                c.first_sent = true;
             }
         }
         if current
             .as_ref()
             .is_some_and(|c| c.tts_done && c.ready.is_empty())
         {
-            if let Some(c) = current.take() {
+            if let Some(c) = current.take().filter(|c| !c.filler) {
                 if out
                     .send(OutboundCommand::Mark(mark_name(c.id)))
                     .await
@@ -209,27 +265,40 @@ pub async fn run(
 }
 
 async fn start(
-    cfg: &SpeakerConfig,
+    tts: &dyn TextToSpeech,
+    out_rate: u32,
     id: u64,
-    text: &str,
+    prompt: Prompt,
     received: Instant,
     cancel: &CancellationToken,
 ) -> Result<Current, String> {
-    let resampler =
-        Resampler::new(cfg.tts.sample_rate(), cfg.out_rate).map_err(|e| e.to_string())?;
     let child = cancel.child_token();
     let started = Instant::now();
-    let stream = cfg
-        .tts
-        .synthesize(text, child.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (source, rate) = match prompt {
+        Prompt::Text { text, ssml } => {
+            let input = match ssml {
+                Some(ssml) if tts.supports_ssml() => ssml,
+                _ => text,
+            };
+            let stream = tts
+                .synthesize(&input, child.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            (Source::Tts(stream), tts.sample_rate())
+        }
+        Prompt::Clip(clip) => {
+            let rate = clip.sample_rate;
+            (Source::Clip { clip, pos: 0 }, rate)
+        }
+    };
+    let resampler = Resampler::new(rate, out_rate).map_err(|e| e.to_string())?;
     Ok(Current {
         id,
+        filler: false,
         received,
         started,
         first_chunk: None,
-        stream,
+        source,
         cancel: child,
         resampler,
         carry: Vec::new(),
@@ -239,11 +308,15 @@ async fn start(
     })
 }
 
-async fn next_chunk(
-    current: &mut Option<Current>,
-) -> Option<Result<Vec<i16>, crate::tts::TtsError>> {
-    match current {
-        Some(c) => c.stream.recv().await,
+async fn next_chunk(current: &mut Option<Current>) -> Option<Result<Vec<i16>, TtsError>> {
+    match current.as_mut().map(|c| &mut c.source) {
+        Some(Source::Tts(stream)) => stream.recv().await,
+        Some(Source::Clip { clip, pos }) => {
+            let end = (*pos + CLIP_CHUNK).min(clip.samples.len());
+            let chunk = clip.samples[*pos..end].to_vec();
+            *pos = end;
+            (!chunk.is_empty()).then_some(Ok(chunk))
+        }
         None => std::future::pending().await,
     }
 }

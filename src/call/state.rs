@@ -2,14 +2,24 @@
 //! returns [`CallAction`]s for the session actor to carry out; timers are deadlines the actor
 //! sleeps until. Rules: one bot request in flight, turns sent in order; replies spoken in
 //! order; speech or a key during playback interrupts it (barge-in); digits are collected until
-//! the terminator, the maximum count or the inter-digit timeout.
+//! the terminator, the maximum count or the inter-digit timeout; a spoken menu is answered by
+//! a digit or a title; silence after the bot spoke reprompts, then hangs up; filler plays
+//! while a reply is late; repeated bot failures, the call time limit and the bot's own
+//! hang-up or transfer end the call once the audio before them has played.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::bot::{InputMode, TurnInput};
-use crate::config::DtmfSettings;
+use super::end_reason::CallEndReason;
+use crate::audio::AudioFrame;
+use crate::bot::{BotAction, BotReply, InputMode, MenuOption, TurnInput};
+use crate::config::{DtmfSettings, NoInputSettings, Reprompt};
+
+/// How long an ending call may keep playing its last words before it ends regardless.
+const ENDING_GRACE: Duration = Duration::from_secs(30);
 
 /// Knobs of the turn logic.
 #[derive(Debug, Clone)]
@@ -19,14 +29,84 @@ pub struct TurnConfig {
     /// Digit collection.
     pub dtmf: DtmfSettings,
     /// Spoken when the bot fails a turn.
-    pub fallback_text: String,
+    pub fallback: Prompt,
+    /// Replies come as callbacks: a turn is answered when they arrive, not when the request
+    /// returns, and `turn_deadline` is enforced here.
+    pub async_replies: bool,
+    /// Longest wait for an async turn's first reply.
+    pub turn_deadline: Duration,
+    /// Filler starts after this long without a reply.
+    pub filler_delay: Option<Duration>,
+    /// No-input handling.
+    pub no_input: Option<NoInputSettings>,
+    /// Consecutive failed turns that end the call (0: never).
+    pub max_bot_failures: u32,
+    /// Said before that hang-up.
+    pub bot_failure_text: String,
+    /// Call time limit.
+    pub max_duration: Option<Duration>,
+    /// Said at the limit.
+    pub max_duration_text: String,
+    /// Languages the caller can choose during the call.
+    pub languages: Vec<LanguageChoice>,
+    /// The call's language at start.
+    pub language: Option<String>,
+    /// The bot speaks first (the session opening is answered with a greeting).
+    pub expect_greeting: bool,
+}
+
+/// How the caller picks a language mid-call.
+#[derive(Debug, Clone)]
+pub struct LanguageChoice {
+    /// Language code.
+    pub code: String,
+    /// Keys that choose it.
+    pub dtmf: Option<String>,
+    /// Words that choose it (lower case).
+    pub keywords: Vec<String>,
+}
+
+/// Something to play.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Synthesized speech.
+    Text {
+        /// Plain text.
+        text: String,
+        /// SSML form, for SSML-capable TTS.
+        ssml: Option<String>,
+    },
+    /// Recorded audio.
+    Clip(Arc<AudioFrame>),
+}
+
+impl Prompt {
+    /// Plain text, no SSML.
+    pub fn text(text: impl Into<String>) -> Self {
+        Prompt::Text {
+            text: text.into(),
+            ssml: None,
+        }
+    }
+}
+
+impl PartialEq for Prompt {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Prompt::Text { text: a, ssml: x }, Prompt::Text { text: b, ssml: y }) => {
+                a == b && x == y
+            }
+            (Prompt::Clip(a), Prompt::Clip(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// Something that happened to the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallInput {
-    /// A bot message to speak.
-    BotReply(String),
+    /// A bot message.
+    BotReply(BotReply),
     /// The request in flight finished (`ok == false`: it failed; the fallback is spoken).
     BotDone {
         /// Whether the bot answered.
@@ -43,6 +123,8 @@ pub enum CallInput {
         /// STT confidence.
         confidence: Option<f32>,
     },
+    /// An utterance could not be recognised.
+    UtteranceLost,
     /// A keypad digit.
     Digit(char),
     /// The deadline returned by [`TurnState::next_deadline`] passed.
@@ -56,21 +138,37 @@ pub enum CallInput {
 pub enum CallAction {
     /// Send this turn to the bot (nothing else is in flight).
     SendTurn(TurnInput),
-    /// Synthesize and play this text as message `id`.
+    /// Play this prompt as message `id` (it stops filler when its audio starts).
     Speak {
         /// Message id (marks and logs).
         id: u64,
-        /// Text.
-        text: String,
+        /// What to play.
+        prompt: Prompt,
     },
     /// Drop queued audio and tell the provider to clear its buffer.
     StopPlayback,
+    /// Loop filler audio while nothing else plays.
+    StartFiller,
+    /// Stop the filler.
+    StopFiller,
+    /// Use this language's STT and TTS from now on.
+    SwitchLanguage(String),
+    /// End the call: everything before it has played.
+    End {
+        /// Why.
+        reason: CallEndReason,
+        /// Transfer the caller here instead of hanging up.
+        transfer: Option<String>,
+    },
 }
 
 /// Turn-taking state of one call.
 #[derive(Debug)]
 pub struct TurnState {
     cfg: TurnConfig,
+    started: Instant,
+    /// Time of the input being handled.
+    now: Instant,
     /// A bot request is in flight (starts true: the session is being opened).
     bot_busy: bool,
     pending: VecDeque<TurnInput>,
@@ -83,13 +181,30 @@ pub struct TurnState {
     speech_over_playback: bool,
     digits: String,
     digit_deadline: Option<Instant>,
+    /// When the turn waiting for its first reply was sent.
+    awaiting: Option<Instant>,
+    filler_on: bool,
+    caller_speaking: bool,
+    no_input_deadline: Option<Instant>,
+    no_input_count: u32,
+    failures: u32,
+    /// Options of the last spoken menu.
+    menu: Vec<MenuOption>,
+    language: Option<String>,
+    /// The call is ending this way once playback is done (or the grace runs out).
+    ending: Option<(CallEndReason, Option<String>, Instant)>,
+    ended: bool,
 }
 
 impl TurnState {
     /// State at call start, with the session opening in flight.
-    pub fn new(cfg: TurnConfig) -> Self {
+    pub fn new(cfg: TurnConfig, now: Instant) -> Self {
         Self {
+            language: cfg.language.clone(),
+            awaiting: cfg.expect_greeting.then_some(now),
             cfg,
+            started: now,
+            now,
             bot_busy: true,
             pending: VecDeque::new(),
             playing: BTreeSet::new(),
@@ -98,6 +213,14 @@ impl TurnState {
             speech_over_playback: false,
             digits: String::new(),
             digit_deadline: None,
+            filler_on: false,
+            caller_speaking: false,
+            no_input_deadline: None,
+            no_input_count: 0,
+            failures: 0,
+            menu: Vec::new(),
+            ending: None,
+            ended: false,
         }
     }
 
@@ -111,70 +234,98 @@ impl TurnState {
         self.bot_busy
     }
 
+    /// The call's language now.
+    pub fn language(&self) -> Option<&str> {
+        self.language.as_deref()
+    }
+
     /// The next time the actor must deliver [`CallInput::Tick`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.digit_deadline
+        if self.ended {
+            return None;
+        }
+        let awaiting = self.awaiting.filter(|_| self.ending.is_none());
+        let filler = self
+            .cfg
+            .filler_delay
+            .filter(|_| !self.filler_on && !self.is_playing())
+            .and_then(|d| Some(awaiting? + d));
+        let async_deadline = awaiting
+            .filter(|_| self.cfg.async_replies && !self.bot_busy)
+            .map(|t| t + self.cfg.turn_deadline);
+        let call_limit = self
+            .cfg
+            .max_duration
+            .filter(|_| self.ending.is_none())
+            .map(|d| self.started + d);
+        [
+            self.digit_deadline,
+            filler,
+            async_deadline,
+            self.no_input_deadline,
+            call_limit,
+            self.ending.as_ref().map(|e| e.2),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Applies one input and returns the actions, in order.
     pub fn on(&mut self, input: CallInput, now: Instant) -> Vec<CallAction> {
         let mut out = Vec::new();
+        if self.ended {
+            return out;
+        }
+        self.now = now;
         match input {
-            CallInput::BotReply(text) => {
-                if !self.reply_interrupted {
-                    self.speak(text, &mut out);
-                }
-            }
+            CallInput::BotReply(r) => self.on_reply(r, now, &mut out),
             CallInput::BotDone { ok } => {
                 self.bot_busy = false;
-                if !ok && !self.reply_interrupted {
-                    let text = self.cfg.fallback_text.clone();
-                    self.speak(text, &mut out);
+                if ok {
+                    self.failures = 0;
+                    // Sync: the request returning is the answer, with or without messages.
+                    if !self.cfg.async_replies && self.awaiting.take().is_some() {
+                        self.stop_filler(&mut out);
+                    }
+                } else {
+                    self.awaiting = None;
+                    self.fail(now, &mut out);
                 }
                 self.send_next(&mut out);
             }
             CallInput::SpeechStarted => {
+                self.caller_speaking = true;
                 self.speech_over_playback = self.is_playing();
             }
             CallInput::BargeIn => {
-                if self.is_playing() && self.cfg.barge_in {
+                if self.is_playing() && self.cfg.barge_in && self.ending.is_none() {
                     self.interrupt(&mut out);
                     self.speech_over_playback = false;
                 }
             }
             CallInput::Utterance { text, confidence } => {
+                self.caller_speaking = false;
                 let over_playback = std::mem::take(&mut self.speech_over_playback);
-                if !text.trim().is_empty() && !over_playback {
-                    self.enqueue(
+                if !text.trim().is_empty() && !over_playback && self.ending.is_none() {
+                    self.no_input_count = 0;
+                    self.caller_turn(
                         TurnInput {
                             text,
                             mode: InputMode::Speech,
                             confidence,
+                            language: None,
                         },
                         &mut out,
                     );
                 }
             }
-            CallInput::Digit(d) => {
-                if self.is_playing() && self.cfg.barge_in {
-                    self.interrupt(&mut out);
-                }
-                if Some(d) == self.cfg.dtmf.terminator {
-                    self.flush_digits(&mut out);
-                } else {
-                    self.digits.push(d);
-                    if self.digits.len() >= self.cfg.dtmf.max_digits {
-                        self.flush_digits(&mut out);
-                    } else {
-                        self.digit_deadline = Some(now + self.cfg.dtmf.inter_digit_timeout);
-                    }
-                }
+            CallInput::UtteranceLost => {
+                self.caller_speaking = false;
+                self.speech_over_playback = false;
             }
-            CallInput::Tick => {
-                if self.digit_deadline.is_some_and(|d| d <= now) {
-                    self.flush_digits(&mut out);
-                }
-            }
+            CallInput::Digit(d) => self.on_digit(d, now, &mut out),
+            CallInput::Tick => self.on_tick(now, &mut out),
             CallInput::Played(id) => {
                 self.playing.remove(&id);
                 if self.playing.is_empty() {
@@ -183,20 +334,210 @@ impl TurnState {
                 }
             }
         }
+        self.settle(now, &mut out);
         out
     }
 
-    fn speak(&mut self, text: String, out: &mut Vec<CallAction>) {
+    fn on_reply(&mut self, r: BotReply, now: Instant, out: &mut Vec<CallAction>) {
+        if self.ending.is_some() || self.reply_interrupted {
+            return;
+        }
+        self.awaiting = None;
+        self.failures = 0;
+        match r.text {
+            Some(text) => {
+                // The speaker stops the filler when this message's audio starts.
+                self.filler_on = false;
+                self.speak(Prompt::Text { text, ssml: r.ssml }, out);
+            }
+            None => self.stop_filler(out),
+        }
+        if !r.options.is_empty() {
+            self.menu = r.options;
+        }
+        match r.action {
+            Some(BotAction::Hangup) => self.begin_end(CallEndReason::BotHangup, None, now),
+            Some(BotAction::Transfer { target }) => {
+                self.begin_end(CallEndReason::BotTransfer, Some(target), now)
+            }
+            None => {}
+        }
+    }
+
+    fn on_digit(&mut self, d: char, now: Instant, out: &mut Vec<CallAction>) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.no_input_count = 0;
+        if self.is_playing() && self.cfg.barge_in {
+            self.interrupt(out);
+        }
+        if Some(d) == self.cfg.dtmf.terminator {
+            self.flush_digits(out);
+            return;
+        }
+        self.digits.push(d);
+        // A menu of up to nine options is answered by one key, without waiting.
+        let menu_pick = self.digits.len() == 1
+            && d.to_digit(10)
+                .is_some_and(|n| n >= 1 && (n as usize) <= self.menu.len() && self.menu.len() <= 9);
+        if menu_pick || self.digits.len() >= self.cfg.dtmf.max_digits {
+            self.flush_digits(out);
+        } else {
+            self.digit_deadline = Some(now + self.cfg.dtmf.inter_digit_timeout);
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<CallAction>) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.digit_deadline) {
+            self.flush_digits(out);
+        }
+        if let Some((reason, transfer, grace)) = self.ending.clone() {
+            if grace <= now {
+                self.finish(reason, transfer, out);
+            }
+            return;
+        }
+        if self
+            .cfg
+            .max_duration
+            .is_some_and(|d| self.started + d <= now)
+        {
+            if self.is_playing() {
+                self.playing.clear();
+                out.push(CallAction::StopPlayback);
+            }
+            let text = self.cfg.max_duration_text.clone();
+            self.speak(Prompt::text(text), out);
+            self.begin_end(CallEndReason::MaxDuration, None, now);
+            return;
+        }
+        if let Some(since) = self.awaiting {
+            if self.cfg.async_replies && !self.bot_busy && since + self.cfg.turn_deadline <= now {
+                self.awaiting = None;
+                self.fail(now, out);
+                self.send_next(out);
+            } else if !self.filler_on
+                && !self.is_playing()
+                && self.cfg.filler_delay.is_some_and(|d| since + d <= now)
+            {
+                self.filler_on = true;
+                out.push(CallAction::StartFiller);
+            }
+        }
+        if due(self.no_input_deadline) {
+            self.no_input_deadline = None;
+            self.on_no_input(now, out);
+        }
+    }
+
+    fn on_no_input(&mut self, now: Instant, out: &mut Vec<CallAction>) {
+        let Some(cfg) = self.cfg.no_input.clone() else {
+            return;
+        };
+        self.no_input_count += 1;
+        if self.no_input_count > cfg.max_reprompts {
+            self.speak(Prompt::text(cfg.goodbye_text), out);
+            self.begin_end(CallEndReason::NoInput, None, now);
+            return;
+        }
+        match cfg.reprompt {
+            Reprompt::Local(text) => self.speak(Prompt::text(text), out),
+            Reprompt::Bot(text) => self.enqueue(
+                TurnInput {
+                    text,
+                    mode: InputMode::NoInput,
+                    confidence: None,
+                    language: None,
+                },
+                out,
+            ),
+        }
+    }
+
+    /// A failed turn: the fallback, or after too many in a row a goodbye and hang-up.
+    fn fail(&mut self, now: Instant, out: &mut Vec<CallAction>) {
+        self.failures += 1;
+        self.filler_on = false;
+        if self.cfg.max_bot_failures > 0 && self.failures >= self.cfg.max_bot_failures {
+            let text = self.cfg.bot_failure_text.clone();
+            self.speak(Prompt::text(text), out);
+            self.begin_end(CallEndReason::BotFailure, None, now);
+        } else if !self.reply_interrupted {
+            let fallback = self.cfg.fallback.clone();
+            self.speak(fallback, out);
+        } else {
+            out.push(CallAction::StopFiller);
+        }
+    }
+
+    fn begin_end(&mut self, reason: CallEndReason, transfer: Option<String>, now: Instant) {
+        if self.ending.is_none() {
+            self.ending = Some((reason, transfer, now + ENDING_GRACE));
+            self.pending.clear();
+            self.digits.clear();
+            self.digit_deadline = None;
+            self.no_input_deadline = None;
+        }
+    }
+
+    fn finish(
+        &mut self,
+        reason: CallEndReason,
+        transfer: Option<String>,
+        out: &mut Vec<CallAction>,
+    ) {
+        self.ended = true;
+        out.push(CallAction::End { reason, transfer });
+    }
+
+    /// Bookkeeping after every input: end once the last words played; arm no-input when the
+    /// call has gone quiet with nothing pending on either side.
+    fn settle(&mut self, now: Instant, out: &mut Vec<CallAction>) {
+        if let Some((reason, transfer, _)) = self.ending.clone() {
+            if !self.is_playing() && !self.ended {
+                self.finish(reason, transfer, out);
+            }
+            return;
+        }
+        let idle = self.cfg.no_input.is_some()
+            && !self.is_playing()
+            && !self.bot_busy
+            && self.pending.is_empty()
+            && self.awaiting.is_none()
+            && !self.caller_speaking
+            && self.digits.is_empty();
+        if !idle {
+            self.no_input_deadline = None;
+        } else if self.no_input_deadline.is_none() {
+            let timeout = self
+                .cfg
+                .no_input
+                .as_ref()
+                .map_or(ENDING_GRACE, |n| n.timeout);
+            self.no_input_deadline = Some(now + timeout);
+        }
+    }
+
+    fn speak(&mut self, prompt: Prompt, out: &mut Vec<CallAction>) {
         let id = self.next_id;
         self.next_id += 1;
         self.playing.insert(id);
-        out.push(CallAction::Speak { id, text });
+        out.push(CallAction::Speak { id, prompt });
+    }
+
+    fn stop_filler(&mut self, out: &mut Vec<CallAction>) {
+        if std::mem::take(&mut self.filler_on) {
+            out.push(CallAction::StopFiller);
+        }
     }
 
     fn interrupt(&mut self, out: &mut Vec<CallAction>) {
         // Marks of cleared messages may still arrive: they are not in `playing` any more,
-        // so they do not count as played.
+        // so they do not count as played. The clear stops filler too.
         self.playing.clear();
+        self.filler_on = false;
         self.reply_interrupted = self.bot_busy;
         out.push(CallAction::StopPlayback);
     }
@@ -205,15 +546,44 @@ impl TurnState {
         self.digit_deadline = None;
         if !self.digits.is_empty() {
             let text = std::mem::take(&mut self.digits);
-            self.enqueue(
+            self.caller_turn(
                 TurnInput {
                     text,
                     mode: InputMode::Dtmf,
                     confidence: None,
+                    language: None,
                 },
                 out,
             );
         }
+    }
+
+    /// A turn from the caller: a language choice switches first; a menu answer becomes the
+    /// option's payload.
+    fn caller_turn(&mut self, mut turn: TurnInput, out: &mut Vec<CallAction>) {
+        if let Some(code) = self.language_choice(&turn) {
+            if self.language.as_deref() != Some(code.as_str()) {
+                self.language = Some(code.clone());
+                out.push(CallAction::SwitchLanguage(code));
+            }
+        }
+        let menu = std::mem::take(&mut self.menu);
+        if let Some(option) = pick(&menu, &turn) {
+            turn.text = option.payload.clone();
+        }
+        self.enqueue(turn, out);
+    }
+
+    fn language_choice(&self, turn: &TurnInput) -> Option<String> {
+        let words = words(&turn.text);
+        self.cfg
+            .languages
+            .iter()
+            .find(|l| match turn.mode {
+                InputMode::Dtmf => l.dtmf.as_deref() == Some(turn.text.as_str()),
+                _ => l.keywords.iter().any(|k| contains(&words, &self::words(k))),
+            })
+            .map(|l| l.code.clone())
     }
 
     fn enqueue(&mut self, turn: TurnInput, out: &mut Vec<CallAction>) {
@@ -222,15 +592,66 @@ impl TurnState {
     }
 
     fn send_next(&mut self, out: &mut Vec<CallAction>) {
-        if self.bot_busy {
+        if self.bot_busy || self.ending.is_some() {
             return;
         }
-        if let Some(turn) = self.pending.pop_front() {
+        if let Some(mut turn) = self.pending.pop_front() {
             self.bot_busy = true;
             self.reply_interrupted = false;
+            self.awaiting = Some(self.awaiting.unwrap_or(self.now));
+            turn.language = self.language.clone();
             out.push(CallAction::SendTurn(turn));
         }
     }
+}
+
+/// The menu option a turn chooses: its number keyed in, or its title (or number) spoken.
+fn pick<'a>(menu: &'a [MenuOption], turn: &TurnInput) -> Option<&'a MenuOption> {
+    if menu.is_empty() {
+        return None;
+    }
+    let by_number = |n: usize| n.checked_sub(1).and_then(|i| menu.get(i));
+    match turn.mode {
+        InputMode::Dtmf => turn.text.parse().ok().and_then(by_number),
+        InputMode::Speech => {
+            let said = words(&turn.text);
+            let by_title = menu
+                .iter()
+                .filter(|o| contains(&said, &words(&o.title)))
+                .max_by_key(|o| o.title.len());
+            by_title.or_else(|| {
+                // "two", "option two", "number 2": short answers only, not "two thousand".
+                const NUMBERS: [&str; 9] = [
+                    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                ];
+                if said.len() > 3 {
+                    return None;
+                }
+                said.iter().find_map(|w| {
+                    NUMBERS
+                        .iter()
+                        .position(|n| n == w)
+                        .map(|i| i + 1)
+                        .or_else(|| w.parse().ok())
+                        .and_then(by_number)
+                })
+            })
+        }
+        InputMode::NoInput | InputMode::Greeting => None,
+    }
+}
+
+/// Lower-case alphanumeric words.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// `needle` appears in `hay` as consecutive words.
+fn contains(hay: &[String], needle: &[String]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -238,16 +659,45 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn state(barge_in: bool) -> TurnState {
-        TurnState::new(TurnConfig {
+    fn config(barge_in: bool) -> TurnConfig {
+        TurnConfig {
             barge_in,
             dtmf: DtmfSettings {
                 terminator: Some('#'),
                 inter_digit_timeout: Duration::from_secs(3),
                 max_digits: 6,
             },
-            fallback_text: "Sorry.".into(),
+            fallback: Prompt::text("Sorry."),
+            async_replies: false,
+            turn_deadline: Duration::from_secs(10),
+            filler_delay: None,
+            no_input: None,
+            max_bot_failures: 0,
+            bot_failure_text: "Goodbye for now.".into(),
+            max_duration: None,
+            max_duration_text: "Time is up.".into(),
+            languages: Vec::new(),
+            language: None,
+            expect_greeting: true,
+        }
+    }
+
+    fn state(barge_in: bool) -> TurnState {
+        TurnState::new(config(barge_in), Instant::now())
+    }
+
+    fn reply(text: &str) -> CallInput {
+        CallInput::BotReply(BotReply {
+            text: Some(text.into()),
+            ..BotReply::default()
         })
+    }
+
+    fn speak(id: u64, text: &str) -> CallAction {
+        CallAction::Speak {
+            id,
+            prompt: Prompt::text(text),
+        }
     }
 
     fn said(text: &str) -> CallInput {
@@ -271,14 +721,8 @@ mod tests {
     fn greeting_then_turns_one_at_a_time_in_order() {
         let now = Instant::now();
         let mut s = state(true);
-        let a = s.on(CallInput::BotReply("Hello".into()), now);
-        assert_eq!(
-            a,
-            vec![CallAction::Speak {
-                id: 1,
-                text: "Hello".into()
-            }]
-        );
+        let a = s.on(reply("Hello"), now);
+        assert_eq!(a, vec![speak(1, "Hello")]);
         assert!(s.on(CallInput::BotDone { ok: true }, now).is_empty());
         s.on(CallInput::Played(1), now);
         assert_eq!(sent(&s.on(said("first"), now)), ["first"]);
@@ -293,7 +737,7 @@ mod tests {
     fn speech_during_playback_barges_in_and_marks_of_cleared_audio_do_not_count() {
         let now = Instant::now();
         let mut s = state(true);
-        s.on(CallInput::BotReply("A long answer".into()), now);
+        s.on(reply("A long answer"), now);
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(CallInput::SpeechStarted, now);
         assert_eq!(
@@ -312,7 +756,7 @@ mod tests {
     fn without_barge_in_speech_over_playback_is_ignored() {
         let now = Instant::now();
         let mut s = state(false);
-        s.on(CallInput::BotReply("Please listen".into()), now);
+        s.on(reply("Please listen"), now);
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(CallInput::SpeechStarted, now);
         assert!(s.on(CallInput::BargeIn, now).is_empty());
@@ -326,18 +770,16 @@ mod tests {
         let mut s = state(true);
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(said("balance"), now);
-        s.on(CallInput::BotReply("Checking".into()), now);
+        s.on(reply("Checking"), now);
         s.on(CallInput::SpeechStarted, now);
         s.on(CallInput::BargeIn, now);
-        assert!(s
-            .on(CallInput::BotReply("Your balance is".into()), now)
-            .is_empty());
+        assert!(s.on(reply("Your balance is"), now).is_empty());
         s.on(said("never mind"), now);
         assert_eq!(
             sent(&s.on(CallInput::BotDone { ok: true }, now)),
             ["never mind"]
         );
-        let a = s.on(CallInput::BotReply("OK".into()), now);
+        let a = s.on(reply("OK"), now);
         assert!(matches!(a[0], CallAction::Speak { .. }));
     }
 
@@ -368,7 +810,7 @@ mod tests {
     fn a_key_during_playback_interrupts() {
         let now = Instant::now();
         let mut s = state(true);
-        s.on(CallInput::BotReply("Menu".into()), now);
+        s.on(reply("Menu"), now);
         assert_eq!(
             s.on(CallInput::Digit('1'), now),
             vec![CallAction::StopPlayback]
@@ -382,13 +824,7 @@ mod tests {
         s.on(CallInput::BotDone { ok: true }, now);
         s.on(said("hello"), now);
         let a = s.on(CallInput::BotDone { ok: false }, now);
-        assert_eq!(
-            a,
-            vec![CallAction::Speak {
-                id: 1,
-                text: "Sorry.".into()
-            }]
-        );
+        assert_eq!(a, vec![speak(1, "Sorry.")]);
         assert_eq!(sent(&s.on(said("again"), now)), ["again"]);
     }
 
@@ -417,7 +853,7 @@ mod tests {
             for step in 0..200 {
                 now += Duration::from_millis(rng.random_range(0..800));
                 let input = match rng.random_range(0..8) {
-                    0 if in_flight => CallInput::BotReply(format!("r{step}")),
+                    0 if in_flight => reply(&format!("r{step}")),
                     1 if in_flight => CallInput::BotDone {
                         ok: rng.random_bool(0.8),
                     },
@@ -446,6 +882,7 @@ mod tests {
                             last_id = id;
                         }
                         CallAction::StopPlayback => assert!(barge_in),
+                        _ => {}
                     }
                 }
             }

@@ -14,8 +14,10 @@ use serde::Deserialize;
 
 pub use secret::SensitiveString;
 pub use validate::{
-    validate, AudioSettings, BotSettings, ConfigError, DtmfSettings, JwtAlgorithm, KoreSettings,
-    ServerSettings, Settings, SttSettings, TtsSettings, TwilioSettings, WhisperSettings,
+    validate, AudioSettings, BotSettings, CallSettings, CallbackSettings, ConfigError,
+    DtmfSettings, FillerSettings, JwtAlgorithm, KoreApi, KoreSettings, LanguageSettings, MetaTags,
+    NoInputSettings, Reprompt, ServerSettings, Settings, SttSettings, TtsSettings,
+    TwilioRestSettings, TwilioSettings, WhisperSettings,
 };
 
 /// The whole configuration file as written by the operator.
@@ -42,6 +44,12 @@ pub struct RawConfig {
     pub tts: TtsConfig,
     /// The chatbot's webhook channel.
     pub bot: Option<BotConfig>,
+    /// Voice behaviours the webhook channel leaves to us: fallback, no-input, filler, limits.
+    #[serde(default)]
+    pub call: CallConfig,
+    /// Per-language STT/TTS choices, keyed by the language code sent to the bot.
+    #[serde(default)]
+    pub languages: std::collections::BTreeMap<String, LanguageConfig>,
 }
 
 /// `[server]`
@@ -96,6 +104,12 @@ pub struct TwilioConfig {
     pub caller_parameter: String,
     /// See `caller_parameter`.
     pub called_parameter: String,
+    /// Account SID for the REST API (hang-up and transfer); empty: close the stream instead.
+    pub account_sid: String,
+    /// REST API base URL (tests point it at a local fake).
+    pub api_base_url: String,
+    /// Timeout of one REST request.
+    pub api_timeout_ms: u64,
 }
 
 impl Default for TwilioConfig {
@@ -108,6 +122,9 @@ impl Default for TwilioConfig {
             max_early_media_frames: 250,
             caller_parameter: "from".into(),
             called_parameter: "to".into(),
+            account_sid: String::new(),
+            api_base_url: "https://api.twilio.com".into(),
+            api_timeout_ms: 5_000,
         }
     }
 }
@@ -241,15 +258,99 @@ impl Default for FliteConfig {
     }
 }
 
+/// `[call]`: what voxhook does on its own around the bot's turns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallConfig {
+    /// WAV played instead of `bot.fallback_text` when a turn fails (e.g. `assets/fallback.wav`).
+    pub fallback_audio: String,
+    /// Consecutive failed turns after which the call ends politely (0: never).
+    pub max_bot_failures: u32,
+    /// Spoken before hanging up after `max_bot_failures`.
+    pub bot_failure_text: String,
+    /// Silence after the bot finished speaking that counts as no input (0: off).
+    pub no_input_timeout_ms: u64,
+    /// Reprompts before giving up.
+    pub no_input_max_reprompts: u32,
+    /// `local`: speak `no_input_text`; `bot`: send `no_input_text` to the bot as a turn.
+    pub no_input_reprompt: String,
+    /// The reprompt (spoken, or sent to the bot).
+    pub no_input_text: String,
+    /// Spoken before hanging up when the caller stays silent.
+    pub no_input_goodbye_text: String,
+    /// Play filler audio after this long without a bot reply (0: off).
+    pub filler_delay_ms: u64,
+    /// Filler WAV, looped; empty: the built-in `assets/filler.wav`.
+    pub filler_audio: String,
+    /// Longest call (0: unlimited).
+    pub max_duration_secs: u64,
+    /// Spoken before hanging up at the limit.
+    pub max_duration_text: String,
+    /// Provider custom parameter that names the call's language (a key of `[languages]`).
+    pub language_parameter: String,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            fallback_audio: String::new(),
+            max_bot_failures: 3,
+            bot_failure_text: "Sorry, we are having technical difficulties. Please call again \
+                               later. Goodbye."
+                .into(),
+            no_input_timeout_ms: 8_000,
+            no_input_max_reprompts: 2,
+            no_input_reprompt: "local".into(),
+            no_input_text: "Are you still there?".into(),
+            no_input_goodbye_text: "I did not hear anything. Goodbye.".into(),
+            filler_delay_ms: 1_500,
+            filler_audio: String::new(),
+            max_duration_secs: 3_600,
+            max_duration_text: "We have reached the time limit for this call. Goodbye.".into(),
+            language_parameter: "language".into(),
+        }
+    }
+}
+
+/// `[languages.<code>]`: the code is what the bot receives as `interactiveLanguage`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LanguageConfig {
+    /// STT language code (default: the table key).
+    pub stt_language: String,
+    /// Another whisper model for this language (default: `[stt] model_path`).
+    pub stt_model_path: String,
+    /// TTS voice (default: `[tts] voice`).
+    pub tts_voice: String,
+    /// Saying one of these words switches the call to this language.
+    pub keywords: Vec<String>,
+    /// Entering these keys (e.g. `*2`, then the terminator) switches to this language.
+    pub dtmf: String,
+}
+
 /// `[bot]`, tagged by `platform`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "platform", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BotConfig {
-    /// Kore.ai XO Webhook channel, API v2 (sync with polling).
+    /// Kore.ai XO Webhook channel, API v2 (events, polling, async callbacks).
     KoreV2(KoreConfig),
+    /// Kore.ai XO Webhook channel, legacy API v1 (no events, no polling).
+    KoreV1(KoreConfig),
 }
 
-/// `[bot] platform = "kore_v2"`
+/// `[bot.meta_tags]`: Kore `metaTags` by level, name → template.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaTagsConfig {
+    /// `userLevelTags`.
+    pub user: HashMap<String, String>,
+    /// `sessionLevelTags`.
+    pub session: HashMap<String, String>,
+    /// `messageLevelTags`.
+    pub message: HashMap<String, String>,
+}
+
+/// `[bot] platform = "kore_v2"` or `"kore_v1"`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KoreConfig {
@@ -294,11 +395,48 @@ pub struct KoreConfig {
     /// Spoken when the bot cannot answer a turn.
     #[serde(default = "default_fallback_text")]
     pub fallback_text: String,
-    /// Extra string fields put in every request's `customData`.
+    /// Extra `customData` fields (templates, see README) added to every request.
     #[serde(default)]
     pub custom_data: HashMap<String, String>,
+    /// `sync` (replies in the response, `pollId` followed) or `async` (replies POSTed to
+    /// `/kore/callback/{callback_secret}`).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Secret path segment of the callback URL (async; at least 32 characters).
+    #[serde(default)]
+    pub callback_secret: SensitiveString,
+    /// Bearer token callbacks must carry as well (optional).
+    #[serde(default)]
+    pub callback_token: SensitiveString,
+    /// v1 only: a text turn sent when the call starts, so the bot greets (v1 has no events).
+    #[serde(default)]
+    pub greeting_text: String,
+    /// Bot user id (`from.id`) template; empty result falls back to the call id.
+    #[serde(default = "default_user_id_template")]
+    pub user_id_template: String,
+    /// `from.userInfo` fields (templates).
+    #[serde(default)]
+    pub user_info: HashMap<String, String>,
+    /// `metaTags` (templates).
+    #[serde(default)]
+    pub meta_tags: MetaTagsConfig,
+    /// Sends `mergeIdentity: true`.
+    #[serde(default)]
+    pub merge_identity: bool,
+    /// Sends `preferredChannelForResponse` (empty: not sent).
+    #[serde(default)]
+    pub preferred_channel_for_response: String,
+    /// Hang up when a task with one of these names completes (`endOfTask`).
+    #[serde(default)]
+    pub hangup_tasks: Vec<String>,
 }
 
+fn default_mode() -> String {
+    "sync".into()
+}
+fn default_user_id_template() -> String {
+    "{caller}".into()
+}
 fn default_jwt_algorithm() -> String {
     "HS256".into()
 }

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    AudioConfig, BotConfig, DtmfConfig, KoreConfig, RawConfig, SensitiveString, ServerConfig,
-    SttConfig, TtsConfig, TwilioConfig,
+    AudioConfig, BotConfig, CallConfig, DtmfConfig, KoreConfig, LanguageConfig, RawConfig,
+    SensitiveString, ServerConfig, SttConfig, TtsConfig, TwilioConfig,
 };
+use crate::bot::template;
 
 /// One problem in the configuration, named by its key path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,79 @@ pub struct Settings {
     pub tts: TtsSettings,
     /// Bot channel.
     pub bot: BotSettings,
+    /// Voice behaviours around the bot's turns.
+    pub call: CallSettings,
+    /// Languages a call can switch to, by code (sorted).
+    pub languages: Vec<LanguageSettings>,
+}
+
+/// Validated `[call]`.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// WAV spoken instead of the fallback text.
+    pub fallback_audio: Option<String>,
+    /// Consecutive failed turns that end the call (0: never).
+    pub max_bot_failures: u32,
+    /// Said before that hang-up.
+    pub bot_failure_text: String,
+    /// No-input handling, when on.
+    pub no_input: Option<NoInputSettings>,
+    /// Filler while the bot is slow, when on.
+    pub filler: Option<FillerSettings>,
+    /// Longest call.
+    pub max_duration: Option<Duration>,
+    /// Said at the limit.
+    pub max_duration_text: String,
+    /// Custom parameter naming the language.
+    pub language_parameter: String,
+}
+
+/// Validated no-input settings.
+#[derive(Debug, Clone)]
+pub struct NoInputSettings {
+    /// Silence that counts.
+    pub timeout: Duration,
+    /// Reprompts before the goodbye.
+    pub max_reprompts: u32,
+    /// What a reprompt is.
+    pub reprompt: Reprompt,
+    /// Said before hanging up.
+    pub goodbye_text: String,
+}
+
+/// How the caller is reprompted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reprompt {
+    /// Speak this text ourselves.
+    Local(String),
+    /// Send this text to the bot as a `no_input` turn, so it decides.
+    Bot(String),
+}
+
+/// Validated filler settings.
+#[derive(Debug, Clone)]
+pub struct FillerSettings {
+    /// Wait before the filler starts.
+    pub delay: Duration,
+    /// WAV path; `None`: the built-in asset.
+    pub audio: Option<String>,
+}
+
+/// One language a call can use.
+#[derive(Debug, Clone)]
+pub struct LanguageSettings {
+    /// Code sent as `interactiveLanguage` (the table key).
+    pub code: String,
+    /// STT language.
+    pub stt_language: String,
+    /// Another STT model, if any.
+    pub stt_model_path: Option<String>,
+    /// Another TTS voice, if any.
+    pub tts_voice: Option<String>,
+    /// Spoken words that choose it (lower case).
+    pub keywords: Vec<String>,
+    /// Keys that choose it.
+    pub dtmf: Option<String>,
 }
 
 /// Validated `[server]`.
@@ -68,6 +142,21 @@ pub struct TwilioSettings {
     pub caller_parameter: String,
     /// Custom parameter carrying the called number.
     pub called_parameter: String,
+    /// REST API access for hang-up and transfer, when configured.
+    pub rest: Option<TwilioRestSettings>,
+}
+
+/// Twilio REST API access.
+#[derive(Debug, Clone)]
+pub struct TwilioRestSettings {
+    /// Base URL.
+    pub api_base_url: String,
+    /// Account SID.
+    pub account_sid: String,
+    /// Auth token.
+    pub auth_token: SensitiveString,
+    /// Request timeout.
+    pub timeout: Duration,
 }
 
 /// Validated `[audio]`.
@@ -135,24 +224,74 @@ pub enum TtsSettings {
 /// Validated `[bot]`.
 #[derive(Debug, Clone)]
 pub enum BotSettings {
-    /// Kore.ai XO Webhook v2.
-    KoreV2(KoreSettings),
+    /// Kore.ai XO Webhook (v1 or v2).
+    Kore(KoreSettings),
 }
 
 impl BotSettings {
     /// Spoken when the bot cannot answer a turn.
     pub fn fallback_text(&self) -> &str {
         match self {
-            BotSettings::KoreV2(k) => &k.fallback_text,
+            BotSettings::Kore(k) => &k.fallback_text,
         }
     }
 
     /// Longest time closing one session may take, retries included.
     pub fn closure_deadline(&self) -> Duration {
         match self {
-            BotSettings::KoreV2(k) => k.closure_deadline,
+            BotSettings::Kore(k) => k.closure_deadline,
         }
     }
+
+    /// Longest time one turn may take, retries and polls included.
+    pub fn turn_deadline(&self) -> Duration {
+        match self {
+            BotSettings::Kore(k) => k.turn_deadline,
+        }
+    }
+
+    /// How async callbacks are accepted; `None` in sync mode.
+    pub fn callback(&self) -> Option<&CallbackSettings> {
+        match self {
+            BotSettings::Kore(k) => k.callback.as_ref(),
+        }
+    }
+
+    /// Template of the bot user id.
+    pub fn user_id_template(&self) -> &str {
+        match self {
+            BotSettings::Kore(k) => &k.user_id_template,
+        }
+    }
+}
+
+/// Which Kore webhook API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KoreApi {
+    /// Legacy `/chatbot/hooks/{botId}`.
+    V1,
+    /// `/chatbot/v2/webhook/{botId}`.
+    V2,
+}
+
+/// How callbacks are authenticated (async mode).
+#[derive(Debug, Clone)]
+pub struct CallbackSettings {
+    /// Path segment after `/kore/callback/`.
+    pub secret: SensitiveString,
+    /// Bearer token required as well.
+    pub bearer_token: Option<SensitiveString>,
+}
+
+/// `metaTags` templates by level (name, template).
+#[derive(Debug, Clone, Default)]
+pub struct MetaTags {
+    /// `userLevelTags`.
+    pub user: Vec<(String, String)>,
+    /// `sessionLevelTags`.
+    pub session: Vec<(String, String)>,
+    /// `messageLevelTags`.
+    pub message: Vec<(String, String)>,
 }
 
 /// JWT signing algorithms Kore accepts.
@@ -168,9 +307,27 @@ pub enum JwtAlgorithm {
     Rs512,
 }
 
-/// Validated Kore v2 settings.
+/// Validated Kore settings.
 #[derive(Debug, Clone)]
 pub struct KoreSettings {
+    /// v1 or v2.
+    pub api: KoreApi,
+    /// Async callbacks (None: sync).
+    pub callback: Option<CallbackSettings>,
+    /// v1 greeting turn.
+    pub greeting_text: Option<String>,
+    /// Bot user id template.
+    pub user_id_template: String,
+    /// `from.userInfo` templates (sorted by name).
+    pub user_info: Vec<(String, String)>,
+    /// `metaTags` templates.
+    pub meta_tags: MetaTags,
+    /// `mergeIdentity: true`.
+    pub merge_identity: bool,
+    /// `preferredChannelForResponse`.
+    pub preferred_channel: Option<String>,
+    /// Task names whose completion hangs up.
+    pub hangup_tasks: Vec<String>,
     /// Full webhook URL (no trailing slash).
     pub webhook_url: String,
     /// Bot id parsed from the URL (`to.id`).
@@ -201,8 +358,8 @@ pub struct KoreSettings {
     pub closure_deadline: Duration,
     /// Fallback prompt.
     pub fallback_text: String,
-    /// Extra `customData` fields.
-    pub custom_data: HashMap<String, String>,
+    /// Extra `customData` templates (sorted by name).
+    pub custom_data: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -232,8 +389,11 @@ pub fn validate(raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
     let dtmf = dtmf(raw.dtmf, &mut errs);
     let stt = stt(raw.stt, &mut errs);
     let tts = tts(raw.tts, &mut errs);
+    let call = call(raw.call, &mut errs);
+    let languages = languages(raw.languages, &mut errs);
     let bot = match raw.bot {
-        Some(BotConfig::KoreV2(k)) => Some(BotSettings::KoreV2(kore(k, &mut errs))),
+        Some(BotConfig::KoreV2(k)) => Some(BotSettings::Kore(kore(k, KoreApi::V2, &mut errs))),
+        Some(BotConfig::KoreV1(k)) => Some(BotSettings::Kore(kore(k, KoreApi::V1, &mut errs))),
         None => {
             errs.push("bot", "missing: configure the bot's webhook channel");
             None
@@ -248,6 +408,8 @@ pub fn validate(raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
             stt,
             tts,
             bot,
+            call,
+            languages,
         }),
         _ => Err(errs.0),
     }
@@ -304,7 +466,26 @@ fn twilio(c: TwilioConfig, has_public_url: bool, errs: &mut Errors) -> TwilioSet
         "telephony.twilio.max_message_bytes",
         "must be at least 1024",
     );
+    let rest = (!c.account_sid.is_empty()).then(|| {
+        errs.check(
+            !c.auth_token.is_empty(),
+            "telephony.twilio.auth_token",
+            "required when account_sid is set (REST hang-up and transfer)",
+        );
+        errs.check(
+            c.api_base_url.starts_with("http://") || c.api_base_url.starts_with("https://"),
+            "telephony.twilio.api_base_url",
+            "must be an http(s) URL",
+        );
+        TwilioRestSettings {
+            api_base_url: c.api_base_url.trim_end_matches('/').to_string(),
+            account_sid: c.account_sid.clone(),
+            auth_token: c.auth_token.clone(),
+            timeout: ms(c.api_timeout_ms.max(100)),
+        }
+    });
     TwilioSettings {
+        rest,
         enabled: c.enabled,
         signature_token: c.validate_signature.then_some(c.auth_token),
         max_message_bytes: c.max_message_bytes,
@@ -404,18 +585,71 @@ fn tts(c: TtsConfig, errs: &mut Errors) -> TtsSettings {
     }
 }
 
-fn kore(c: KoreConfig, errs: &mut Errors) -> KoreSettings {
+fn kore(c: KoreConfig, api: KoreApi, errs: &mut Errors) -> KoreSettings {
     let webhook_url = c.webhook_url.trim_end_matches('/').to_string();
-    let (bot_id, poll_base_url) = match parse_kore_url(&webhook_url) {
+    let (bot_id, poll_base_url) = match parse_kore_url(&webhook_url, api) {
         Some(parts) => parts,
         None => {
+            let shape = match api {
+                KoreApi::V2 => "/chatbot/v2/webhook/{botId}",
+                KoreApi::V1 => "/chatbot/hooks/{botId}",
+            };
             errs.push(
                 "bot.webhook_url",
-                "expected http(s)://host/chatbot/v2/webhook/{botId}[/hookInstance/{id}]",
+                format!("expected http(s)://host{shape}[/hookInstance/{{id}}]"),
             );
             (String::new(), String::new())
         }
     };
+    let callback = match c.mode.as_str() {
+        "sync" => None,
+        "async" => {
+            errs.check(
+                c.callback_secret.expose().len() >= 32
+                    && c.callback_secret
+                        .expose()
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'),
+                "bot.callback_secret",
+                "async mode needs a random secret of at least 32 characters [A-Za-z0-9_-] \
+                 (e.g. `openssl rand -hex 24`)",
+            );
+            Some(CallbackSettings {
+                secret: c.callback_secret,
+                bearer_token: (!c.callback_token.is_empty()).then_some(c.callback_token),
+            })
+        }
+        other => {
+            errs.push("bot.mode", format!("`{other}` is not `sync` or `async`"));
+            None
+        }
+    };
+    let mut templates = |key: &str, map: HashMap<String, String>| {
+        let mut v: Vec<(String, String)> = map.into_iter().collect();
+        v.sort();
+        for (name, tpl) in &v {
+            if let Err(e) = template::check(tpl) {
+                errs.push(&format!("bot.{key}.{name}"), e);
+            }
+        }
+        v
+    };
+    let custom_data = templates("custom_data", c.custom_data);
+    let user_info = templates("user_info", c.user_info);
+    let meta_tags = MetaTags {
+        user: templates("meta_tags.user", c.meta_tags.user),
+        session: templates("meta_tags.session", c.meta_tags.session),
+        message: templates("meta_tags.message", c.meta_tags.message),
+    };
+    if let Err(e) = template::check(&c.user_id_template) {
+        errs.push("bot.user_id_template", e);
+    }
+    if api == KoreApi::V2 && !c.greeting_text.is_empty() {
+        errs.push(
+            "bot.greeting_text",
+            "v1 only: on v2 the bot greets on ON_CONNECT",
+        );
+    }
     errs.check(!c.client_id.is_empty(), "bot.client_id", "required");
     let jwt_algorithm = match c.jwt_algorithm.to_ascii_uppercase().as_str() {
         "HS256" => JwtAlgorithm::Hs256,
@@ -474,6 +708,16 @@ fn kore(c: KoreConfig, errs: &mut Errors) -> KoreSettings {
         "must not be empty",
     );
     KoreSettings {
+        api,
+        callback,
+        greeting_text: (!c.greeting_text.trim().is_empty()).then_some(c.greeting_text),
+        user_id_template: c.user_id_template,
+        user_info,
+        meta_tags,
+        merge_identity: c.merge_identity,
+        preferred_channel: (!c.preferred_channel_for_response.is_empty())
+            .then_some(c.preferred_channel_for_response),
+        hangup_tasks: c.hangup_tasks,
         webhook_url,
         bot_id,
         poll_base_url,
@@ -489,27 +733,142 @@ fn kore(c: KoreConfig, errs: &mut Errors) -> KoreSettings {
         turn_deadline: Duration::from_secs(c.turn_deadline_secs),
         closure_deadline: Duration::from_secs(c.closure_deadline_secs),
         fallback_text: c.fallback_text,
-        custom_data: c.custom_data,
+        custom_data,
     }
 }
 
-/// Splits a v2 webhook URL into the bot id and the poll URL prefix.
-fn parse_kore_url(url: &str) -> Option<(String, String)> {
+fn call(c: CallConfig, errs: &mut Errors) -> CallSettings {
+    let no_input = (c.no_input_timeout_ms > 0).then(|| {
+        errs.check(
+            c.no_input_timeout_ms >= 1_000,
+            "call.no_input_timeout_ms",
+            "must be 0 (off) or at least 1000",
+        );
+        errs.check(
+            !c.no_input_text.trim().is_empty(),
+            "call.no_input_text",
+            "must not be empty",
+        );
+        let reprompt = match c.no_input_reprompt.as_str() {
+            "local" => Reprompt::Local(c.no_input_text.clone()),
+            "bot" => Reprompt::Bot(c.no_input_text.clone()),
+            other => {
+                errs.push(
+                    "call.no_input_reprompt",
+                    format!("`{other}` is not `local` or `bot`"),
+                );
+                Reprompt::Local(c.no_input_text.clone())
+            }
+        };
+        NoInputSettings {
+            timeout: ms(c.no_input_timeout_ms),
+            max_reprompts: c.no_input_max_reprompts,
+            reprompt,
+            goodbye_text: c.no_input_goodbye_text.clone(),
+        }
+    });
+    let filler = (c.filler_delay_ms > 0).then(|| FillerSettings {
+        delay: ms(c.filler_delay_ms),
+        audio: (!c.filler_audio.is_empty()).then(|| c.filler_audio.clone()),
+    });
+    errs.check(
+        !c.bot_failure_text.trim().is_empty(),
+        "call.bot_failure_text",
+        "must not be empty",
+    );
+    errs.check(
+        c.max_duration_secs == 0 || c.max_duration_secs >= 10,
+        "call.max_duration_secs",
+        "must be 0 (unlimited) or at least 10",
+    );
+    CallSettings {
+        fallback_audio: (!c.fallback_audio.is_empty()).then_some(c.fallback_audio),
+        max_bot_failures: c.max_bot_failures,
+        bot_failure_text: c.bot_failure_text,
+        no_input,
+        filler,
+        max_duration: (c.max_duration_secs > 0).then(|| Duration::from_secs(c.max_duration_secs)),
+        max_duration_text: c.max_duration_text,
+        language_parameter: c.language_parameter,
+    }
+}
+
+fn languages(
+    table: std::collections::BTreeMap<String, LanguageConfig>,
+    errs: &mut Errors,
+) -> Vec<LanguageSettings> {
+    let mut out: Vec<LanguageSettings> = Vec::new();
+    for (code, l) in table {
+        let key = format!("languages.{code}");
+        errs.check(
+            !code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            &key,
+            "a language code like `en` or `es-MX`",
+        );
+        if let Some(v) = (!l.tts_voice.is_empty()).then_some(&l.tts_voice) {
+            errs.check(
+                crate::tts::flite::VOICES.contains(&v.as_str()),
+                &format!("{key}.tts_voice"),
+                &format!("unknown voice; built in: {:?}", crate::tts::flite::VOICES),
+            );
+        }
+        let dtmf = (!l.dtmf.is_empty()).then_some(l.dtmf);
+        if let Some(d) = &dtmf {
+            errs.check(
+                d.chars()
+                    .all(|k| k.is_ascii_digit() || matches!(k, '*' | 'A'..='D')),
+                &format!("{key}.dtmf"),
+                "keys 0-9, *, A-D (the terminator ends the entry)",
+            );
+            if let Some(other) = out.iter().find(|o| o.dtmf.as_ref() == Some(d)) {
+                errs.push(
+                    &format!("{key}.dtmf"),
+                    format!("`{d}` already chooses `{}`", other.code),
+                );
+            }
+        }
+        out.push(LanguageSettings {
+            stt_language: if l.stt_language.is_empty() {
+                code.split('-').next().unwrap_or(&code).to_string()
+            } else {
+                l.stt_language
+            },
+            code,
+            stt_model_path: (!l.stt_model_path.is_empty()).then_some(l.stt_model_path),
+            tts_voice: (!l.tts_voice.is_empty()).then_some(l.tts_voice),
+            keywords: l
+                .keywords
+                .iter()
+                .map(|k| k.trim().to_lowercase())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            dtmf,
+        });
+    }
+    out
+}
+
+/// Splits a webhook URL into the bot id and the poll URL prefix (v2 only; empty for v1).
+fn parse_kore_url(url: &str, api: KoreApi) -> Option<(String, String)> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return None;
     }
-    const MARK: &str = "/chatbot/v2/webhook/";
-    let at = url.find(MARK)?;
-    let rest = &url[at + MARK.len()..];
+    let mark = match api {
+        KoreApi::V2 => "/chatbot/v2/webhook/",
+        KoreApi::V1 => "/chatbot/hooks/",
+    };
+    let at = url.find(mark)?;
+    let rest = &url[at + mark.len()..];
     let bot_id = rest.split('/').next().filter(|s| !s.is_empty())?;
     let tail = &rest[bot_id.len()..];
     if !(tail.is_empty() || tail.starts_with("/hookInstance/")) {
         return None;
     }
-    Some((
-        bot_id.to_string(),
-        format!("{}{MARK}{bot_id}/poll", &url[..at]),
-    ))
+    let poll = match api {
+        KoreApi::V2 => format!("{}{mark}{bot_id}/poll", &url[..at]),
+        KoreApi::V1 => String::new(),
+    };
+    Some((bot_id.to_string(), poll))
 }
 
 #[cfg(test)]
@@ -528,7 +887,7 @@ mod tests {
     #[test]
     fn minimal_config_is_valid_and_derives_poll_url() {
         let s = validate(load_str(MINIMAL, HashMap::new()).unwrap()).unwrap();
-        let BotSettings::KoreV2(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot;
         assert_eq!(k.bot_id, "st-123");
         assert_eq!(
             k.poll_base_url,
@@ -556,7 +915,7 @@ mod tests {
             ),
         ]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
-        let BotSettings::KoreV2(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot;
         assert_eq!(k.signing_key.expose(), "from-env");
         assert_eq!(s.server.max_concurrent_calls, 7);
         assert!(!s.audio.barge_in);
@@ -570,7 +929,7 @@ mod tests {
             "12345".to_string(),
         )]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
-        let BotSettings::KoreV2(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot;
         assert_eq!(k.signing_key.expose(), "12345");
     }
 

@@ -37,6 +37,8 @@ pub enum SttError {
 pub struct SttParams {
     /// For logs.
     pub call_id: String,
+    /// Spoken language for this session; `None`: the backend's configured one.
+    pub language: Option<String>,
 }
 
 /// Input to a session, in order.

@@ -75,20 +75,27 @@ impl WhisperStt {
 
     /// Decodes one utterance (16 kHz mono) to text; runs the model on a blocking thread.
     pub async fn transcribe(&self, samples: Vec<i16>) -> Result<Transcript, SttError> {
-        self.inner.clone().transcribe(samples).await
+        self.inner.clone().transcribe(samples, None).await
     }
 }
 
 impl Inner {
-    async fn transcribe(self: Arc<Self>, samples: Vec<i16>) -> Result<Transcript, SttError> {
+    async fn transcribe(
+        self: Arc<Self>,
+        samples: Vec<i16>,
+        language: Option<Arc<str>>,
+    ) -> Result<Transcript, SttError> {
         let _permit = self.permits.acquire().await.map_err(|_| SttError::Closed)?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.decode_blocking(&samples))
-            .await
-            .map_err(|e| SttError::Decode(format!("decoder thread: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let language = language.as_deref().unwrap_or(&me.language);
+            me.decode_blocking(&samples, language)
+        })
+        .await
+        .map_err(|e| SttError::Decode(format!("decoder thread: {e}")))?
     }
 
-    fn decode_blocking(&self, samples: &[i16]) -> Result<Transcript, SttError> {
+    fn decode_blocking(&self, samples: &[i16], language: &str) -> Result<Transcript, SttError> {
         let started = tokio::time::Instant::now();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(RATE);
         let mut pcm: Vec<f32> = samples
@@ -102,7 +109,7 @@ impl Inner {
         let audio_ctx = (pcm.len() * CTX_PER_SEC / RATE as usize + CTX_MARGIN).min(1500);
 
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_language(Some(&self.language));
+        params.set_language(Some(language));
         params.set_n_threads(self.threads as i32);
         params.set_audio_ctx(audio_ctx as i32);
         params.set_max_tokens((16 + pcm.len() * TOKENS_PER_SEC / RATE as usize) as i32);
@@ -194,6 +201,7 @@ impl SpeechToText for WhisperStt {
         let (input_tx, mut input_rx) = mpsc::channel(STT_INPUT_CAPACITY);
         let (event_tx, events) = mpsc::channel(STT_EVENT_CAPACITY);
         let inner = self.inner.clone();
+        let language: Option<Arc<str>> = params.language.map(Arc::from);
         let task = async move {
             let mut buf: Vec<i16> = Vec::new();
             loop {
@@ -211,7 +219,7 @@ impl SpeechToText for WhisperStt {
                         let audio = std::mem::take(&mut buf);
                         let res = tokio::select! {
                             _ = cancel.cancelled() => break,
-                            res = inner.clone().transcribe(audio) => res,
+                            res = inner.clone().transcribe(audio, language.clone()) => res,
                         };
                         let ev = match res {
                             Ok(t) => {

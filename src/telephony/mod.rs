@@ -10,7 +10,7 @@ pub mod ws;
 use std::collections::BTreeMap;
 
 /// A provider protocol served on its own WebSocket route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
     /// Twilio Media Streams (`<Connect><Stream>`), route `/twilio`.
     Twilio,

@@ -43,6 +43,10 @@ pub trait TextToSpeech: Send + Sync {
         text: &str,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError>;
+    /// Takes SSML (`<speak>…</speak>`) in `synthesize`; otherwise callers send plain text.
+    fn supports_ssml(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the configured backend (call once at startup).

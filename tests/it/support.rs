@@ -71,15 +71,11 @@ impl Harness {
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
         let mut settings = bot.daemon_settings(&model_path());
-        let BotSettings::KoreV2(k) = &mut settings.bot;
+        let BotSettings::Kore(k) = &mut settings.bot;
         k.poll_interval = Duration::from_millis(100);
         tweak(&mut settings);
         let (stt, tts) = engines();
-        let engines = Engines {
-            stt,
-            tts,
-            bot: voxhook::bot::build(&settings.bot).unwrap(),
-        };
+        let engines = Engines::around(&settings, stt, tts).unwrap();
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();

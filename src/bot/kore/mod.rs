@@ -1,8 +1,11 @@
-//! Kore.ai XO Webhook channel, API v2, synchronous mode with `pollId` polling: `ON_CONNECT`
-//! opens the session, each caller turn is a `text` message, `SESSION_CLOSURE` ends it.
-//! Errors follow kore-webhook.md's table (see `bot::retry` for what is resent).
+//! Kore.ai XO Webhook channel. v2: `ON_CONNECT` opens the session, each caller turn is a
+//! `text` message, `SESSION_CLOSURE` ends it; replies come in the response (sync, with
+//! `pollId` polling) or as callbacks (async, see [`callback`]). v1 (legacy): text only, no
+//! events, an optional greeting turn. Errors follow kore-webhook.md's table (see
+//! `bot::retry` for what is resent).
 
 pub mod auth;
+pub mod callback;
 pub mod speech;
 mod wire;
 
@@ -15,8 +18,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::retry::{self, Attempt, RetryAction};
-use super::{BotChannel, BotError, BotReply, BotSession, ReplySink, TurnInput};
-use crate::config::KoreSettings;
+use super::template::{self, CallVars};
+use super::{BotAction, BotChannel, BotError, BotReply, BotSession, ReplySink, TurnInput};
+use crate::config::{KoreApi, KoreSettings};
 use auth::TokenMinter;
 
 /// What a request carries.
@@ -70,12 +74,18 @@ impl KoreClient {
     }
 
     fn body(&self, session: &BotSession, payload: &Payload<'_>) -> Value {
-        let mut custom: Map<String, Value> = self
-            .s
-            .custom_data
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-            .collect();
+        let turn = match payload {
+            Payload::Text(t) => Some(*t),
+            Payload::Event(_) => None,
+        };
+        let vars = session.vars(turn);
+        let fill = |pairs: &[(String, String)]| -> Map<String, Value> {
+            pairs
+                .iter()
+                .map(|(k, t)| (k.clone(), Value::from(template::render(t, &vars))))
+                .collect()
+        };
+        let mut custom = fill(&self.s.custom_data);
         custom.insert("callId".into(), session.call_id.as_str().into());
         custom.insert("provider".into(), session.provider.into());
         if let Some(c) = &session.caller {
@@ -100,17 +110,79 @@ impl KoreClient {
                 ("text", t.text.as_str())
             }
         };
+        let opening = match self.s.api {
+            KoreApi::V2 => matches!(payload, Payload::Event("ON_CONNECT")),
+            KoreApi::V1 => turn.is_some_and(|t| t.mode == super::InputMode::Greeting),
+        };
+        let tags = |pairs: &[(String, String)], vars: &CallVars<'_>| -> Vec<wire::Tag> {
+            pairs
+                .iter()
+                .map(|(name, t)| wire::Tag {
+                    name: name.clone(),
+                    value: template::render(t, vars),
+                })
+                .collect()
+        };
+        let m = &self.s.meta_tags;
+        let has_tags = !(m.user.is_empty() && m.session.is_empty() && m.message.is_empty());
         let req = wire::Request {
-            session: matches!(payload, Payload::Event("ON_CONNECT"))
-                .then_some(wire::SessionFlag { new: true }),
-            message: wire::Message { kind, val },
+            session: opening.then_some(wire::SessionFlag { new: true }),
+            message: match self.s.api {
+                KoreApi::V2 => wire::Message::V2 { kind, val },
+                KoreApi::V1 => wire::Message::V1 {
+                    text: val,
+                    attachments: [],
+                },
+            },
             from: wire::From {
                 id: &session.user_id,
+                user_info: (!self.s.user_info.is_empty()).then(|| fill(&self.s.user_info)),
             },
             to: wire::To { id: &self.s.bot_id },
+            interactive_language: vars.language,
+            meta_tags: has_tags.then(|| wire::MetaTags {
+                user_level_tags: tags(&m.user, &vars),
+                session_level_tags: tags(&m.session, &vars),
+                message_level_tags: tags(&m.message, &vars),
+            }),
+            merge_identity: self.s.merge_identity.then_some(true),
+            preferred_channel_for_response: self.s.preferred_channel.as_deref(),
             custom_data: custom,
         };
         serde_json::to_value(&req).unwrap_or_default()
+    }
+
+    /// What a response or callback says, as replies in order (end-of-task included).
+    fn replies(&self, resp: &wire::Response) -> Vec<BotReply> {
+        let mut out = Vec::new();
+        let items: Vec<&Value> = match &resp.text {
+            // v1: one string or object, or an array of them.
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v) => vec![v],
+            None => resp
+                .data
+                .iter()
+                .filter(|d| d.kind != "event")
+                .map(|d| &d.val)
+                .collect(),
+        };
+        for val in items {
+            match speech::to_reply(val) {
+                Some(r) => out.push(r),
+                None => tracing::warn!("Unspeakable bot message skipped."),
+            }
+        }
+        if resp.end_of_task == Some(true) {
+            let task = resp.completed_task_name.as_deref().unwrap_or("");
+            tracing::debug!(task, "Bot task completed.");
+            if self.s.hangup_tasks.iter().any(|t| t == task) {
+                out.push(BotReply {
+                    action: Some(BotAction::Hangup),
+                    ..BotReply::default()
+                });
+            }
+        }
+        out
     }
 
     /// Sends one request with retries until `deadline`; returns the parsed 2xx body.
@@ -206,24 +278,10 @@ impl KoreClient {
                 tracing::debug!(errors = %resp.error_text(), "Bot answered with errors.");
                 return Ok(());
             }
-            for item in &resp.data {
-                if item.kind == "event" {
-                    continue;
+            for reply in self.replies(&resp) {
+                if replies.send(reply).await.is_err() {
+                    return Ok(()); // the call is gone
                 }
-                match speech::to_speech(&item.val) {
-                    Some(text) => {
-                        if replies.send(BotReply { text }).await.is_err() {
-                            return Ok(()); // the call is gone
-                        }
-                    }
-                    None => tracing::warn!(kind = %item.kind, "Unspeakable bot message skipped."),
-                }
-            }
-            if resp.end_of_task == Some(true) {
-                tracing::debug!(
-                    task = resp.completed_task_name.as_deref().unwrap_or("-"),
-                    "Bot task completed."
-                );
             }
             let Some(poll_id) = resp.poll_id.take() else {
                 return Ok(());
@@ -279,13 +337,31 @@ impl KoreClient {
 #[async_trait]
 impl BotChannel for KoreClient {
     fn name(&self) -> &'static str {
-        "kore_v2"
+        match self.s.api {
+            KoreApi::V1 => "kore_v1",
+            KoreApi::V2 => "kore_v2",
+        }
     }
 
     async fn open(&self, session: &BotSession, replies: &ReplySink) -> Result<(), BotError> {
-        let resp = self
-            .send(session, Payload::Event("ON_CONNECT"), self.s.turn_deadline)
-            .await?;
+        let resp = match (self.s.api, &self.s.greeting_text) {
+            (KoreApi::V2, _) => {
+                self.send(session, Payload::Event("ON_CONNECT"), self.s.turn_deadline)
+                    .await?
+            }
+            // v1 has no events: a configured greeting turn starts the conversation instead.
+            (KoreApi::V1, Some(text)) => {
+                let turn = TurnInput {
+                    text: text.clone(),
+                    mode: super::InputMode::Greeting,
+                    confidence: None,
+                    language: session.language.clone(),
+                };
+                self.send(session, Payload::Text(&turn), self.s.turn_deadline)
+                    .await?
+            }
+            (KoreApi::V1, None) => return Ok(()),
+        };
         self.deliver_and_poll(session, resp, replies).await
     }
 
@@ -302,6 +378,9 @@ impl BotChannel for KoreClient {
     }
 
     async fn close(&self, session: &BotSession) -> Result<(), BotError> {
+        if self.s.api == KoreApi::V1 {
+            return Ok(()); // no SESSION_CLOSURE in v1: the session times out on Kore's side
+        }
         self.send(
             session,
             Payload::Event("SESSION_CLOSURE"),
@@ -315,11 +394,27 @@ impl BotChannel for KoreClient {
         let failed = self.auth_failed_at.load(Ordering::Relaxed);
         failed == 0 || unix_ms().saturating_sub(failed) > AUTH_FAILURE_WINDOW.as_millis() as u64
     }
+
+    fn greets(&self) -> bool {
+        self.s.api == KoreApi::V2 || self.s.greeting_text.is_some()
+    }
+
+    fn is_async(&self) -> bool {
+        self.s.callback.is_some()
+    }
+
+    fn parse_callback(&self, body: &[u8]) -> Result<super::Callback, BotError> {
+        let (keys, resp) = callback::parse(body, &self.s.bot_id)?;
+        Ok(super::Callback {
+            keys,
+            replies: self.replies(&resp),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
 
     use tokio::sync::mpsc;
 
@@ -331,6 +426,18 @@ mod tests {
         let url = sim.webhook_url();
         let poll_base_url = format!("{url}/poll");
         KoreClient::new(KoreSettings {
+            api: KoreApi::V2,
+            callback: None,
+            greeting_text: None,
+            user_id_template: "{caller}".into(),
+            user_info: vec![("firstName".into(), "{param.first}".into())],
+            meta_tags: crate::config::MetaTags {
+                session: vec![("tier".into(), "{param.tier}".into())],
+                ..Default::default()
+            },
+            merge_identity: true,
+            preferred_channel: None,
+            hangup_tasks: vec!["Goodbye".into()],
             webhook_url: url,
             bot_id: "st-b".into(),
             poll_base_url,
@@ -346,7 +453,7 @@ mod tests {
             turn_deadline: Duration::from_secs(10),
             closure_deadline: Duration::from_secs(5),
             fallback_text: "sorry".into(),
-            custom_data: HashMap::from([("tenant".into(), "acme".into())]),
+            custom_data: vec![("tenant".into(), "acme-{provider}".into())],
         })
         .unwrap()
     }
@@ -358,7 +465,8 @@ mod tests {
             caller: Some("+1555".into()),
             called: None,
             provider: "twilio",
-            custom: BTreeMap::new(),
+            custom: BTreeMap::from([("tier".into(), "gold".into())]),
+            language: None,
         }
     }
 
@@ -367,13 +475,14 @@ mod tests {
             text: text.into(),
             mode: crate::bot::InputMode::Speech,
             confidence: Some(0.8),
+            language: Some("es".into()),
         }
     }
 
     async fn collect(mut rx: mpsc::Receiver<BotReply>) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(r) = rx.recv().await {
-            out.push(r.text);
+            out.extend(r.text);
         }
         out
     }
@@ -403,7 +512,7 @@ mod tests {
         drop(tx);
         assert_eq!(collect(rx).await, ["one", "two", "three", "four"]);
         let got = sim.received();
-        assert_eq!(got[0].custom_data["tenant"], "acme");
+        assert_eq!(got[0].custom_data["tenant"], "acme-twilio");
         assert_eq!(
             got[0].custom_data["sttConfidence"]
                 .as_f64()

@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A v2 request body.
+/// A request body (v2, or v1 when `message` is [`Message::V1`]).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Request<'a> {
-    /// `{"new": true}` on `ON_CONNECT` only.
+    /// `{"new": true}` on the session-opening request only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionFlag>,
     /// The message.
@@ -15,8 +16,19 @@ pub struct Request<'a> {
     pub from: From<'a>,
     /// The bot.
     pub to: To<'a>,
+    /// Switches the bot's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interactive_language: Option<&'a str>,
+    /// Analytics tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta_tags: Option<MetaTags>,
+    /// Merge this identity with others Kore knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_identity: Option<bool>,
+    /// Channel Kore should answer on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_channel_for_response: Option<&'a str>,
     /// Call metadata, visible to the bot as `lastMessage.customData`.
-    #[serde(rename = "customData")]
     pub custom_data: Map<String, Value>,
 }
 
@@ -29,19 +41,34 @@ pub struct SessionFlag {
 
 /// `message`.
 #[derive(Debug, Serialize)]
-pub struct Message<'a> {
-    /// `text` or `event`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// Text, or `ON_CONNECT` / `SESSION_CLOSURE`.
-    pub val: &'a str,
+#[serde(untagged)]
+pub enum Message<'a> {
+    /// v2: `{"type", "val"}`.
+    V2 {
+        /// `text` or `event`.
+        #[serde(rename = "type")]
+        kind: &'static str,
+        /// Text, or `ON_CONNECT` / `SESSION_CLOSURE`.
+        val: &'a str,
+    },
+    /// v1: `{"text", "attachments"}`.
+    V1 {
+        /// Text.
+        text: &'a str,
+        /// Always empty.
+        attachments: [(); 0],
+    },
 }
 
 /// `from`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct From<'a> {
     /// Bot user id.
     pub id: &'a str,
+    /// Profile fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_info: Option<Map<String, Value>>,
 }
 
 /// `to`.
@@ -49,6 +76,27 @@ pub struct From<'a> {
 pub struct To<'a> {
     /// Bot id.
     pub id: &'a str,
+}
+
+/// `metaTags`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaTags {
+    /// User level.
+    pub user_level_tags: Vec<Tag>,
+    /// Session level.
+    pub session_level_tags: Vec<Tag>,
+    /// Message level.
+    pub message_level_tags: Vec<Tag>,
+}
+
+/// One tag.
+#[derive(Debug, Serialize)]
+pub struct Tag {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
 }
 
 /// A v2 response (sync reply, poll result or error).
@@ -69,6 +117,8 @@ pub struct Response {
     pub end_of_task: Option<bool>,
     /// Name of the completed task.
     pub completed_task_name: Option<String>,
+    /// v1: the reply (a string, an object or an array of either).
+    pub text: Option<Value>,
 }
 
 /// One message in `data`.
