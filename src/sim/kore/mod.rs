@@ -1,10 +1,17 @@
-//! A local Kore.ai XO Webhook v2 simulator: a development bot for trying voxhook without an
+//! A local Kore.ai XO Webhook simulator: a development bot for trying voxhook without an
 //! account (it is not a Kore replacement), and the test double the suite runs against. It
-//! checks every request as Kore would (JWT signature, `appId`, short `exp`, unique `jti`,
+//! speaks API v2 (`v2.rs`: sync with `pollId` polling, or async) and legacy v1 (`v1.rs`), checks
+//! every request as Kore would (JWT signature, `appId`, short `exp`, unique `jti`,
 //! `userIdentity` = `from.id`, payload fields), records what it received, answers with a
-//! scripted banking conversation, and can be told to fail, stall, rate-limit or poll.
+//! scripted banking conversation, and can be told to fail, stall, rate-limit, poll, send rich
+//! messages or deliver replies asynchronously to a callback URL (`callback.rs`).
 
+mod callback;
 mod serve;
+#[cfg(test)]
+mod test_support;
+mod v1;
+mod v2;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,6 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use crate::bot::kore::auth::Claims;
 use crate::config::{self, Settings};
@@ -35,6 +43,8 @@ pub struct Received {
     pub session_new: bool,
     /// `customData`.
     pub custom_data: Value,
+    /// The webhook API the request came in on: `v1` or `v2`.
+    pub api: &'static str,
 }
 
 /// How the simulator answers one request.
@@ -47,6 +57,14 @@ pub enum Reply {
         /// Batches delivered through `pollId`s, each after `Inprogress` answers.
         polled: Vec<PollBatch>,
     },
+    /// 200 with rich messages: a string value is a `text` message, anything else a
+    /// `template`; optionally the dialog task ends.
+    Data {
+        /// Message values, in order.
+        now: Vec<Value>,
+        /// `Some(task name)`: the reply ends that task (`endOfTask`, `completedTaskName`).
+        end_of_task: Option<String>,
+    },
     /// An HTTP error.
     Status {
         /// Status code.
@@ -54,18 +72,21 @@ pub enum Reply {
         /// `Retry-After` seconds.
         retry_after: Option<u64>,
     },
-    /// Wait, then answer.
+    /// Wait, then answer. In async mode the acknowledgement is immediate and the callbacks
+    /// wait; an error status waits in the response itself.
     Delay(Duration, Box<Reply>),
 }
 
 /// Messages delivered by one poll id.
 #[derive(Debug, Clone)]
 pub struct PollBatch {
-    /// How many polls answer `Inprogress` first.
+    /// How many polls answer `Inprogress` first (in async mode: 200 ms of delay each).
     pub in_progress: usize,
     /// Texts.
     pub texts: Vec<String>,
 }
+
+// === impl Reply ===
 
 impl Reply {
     /// A plain reply.
@@ -83,6 +104,52 @@ impl Reply {
             retry_after: None,
         }
     }
+
+    /// Takes the delays out: the total wait and what remains.
+    fn resolve(mut self) -> (Duration, Resolved) {
+        let mut wait = Duration::ZERO;
+        loop {
+            return match self {
+                Reply::Delay(d, next) => {
+                    wait += d;
+                    self = *next;
+                    continue;
+                }
+                Reply::Status { code, retry_after } => {
+                    (wait, Resolved::Error { code, retry_after })
+                }
+                Reply::Messages { now, polled } => (
+                    wait,
+                    Resolved::Messages(Outcome {
+                        now: now.into_iter().map(Value::from).collect(),
+                        polled,
+                        end_of_task: None,
+                    }),
+                ),
+                Reply::Data { now, end_of_task } => (
+                    wait,
+                    Resolved::Messages(Outcome {
+                        now,
+                        polled: Vec::new(),
+                        end_of_task,
+                    }),
+                ),
+            };
+        }
+    }
+}
+
+/// A reply without its delays.
+enum Resolved {
+    Error { code: u16, retry_after: Option<u64> },
+    Messages(Outcome),
+}
+
+/// The messages of a successful reply.
+struct Outcome {
+    now: Vec<Value>,
+    polled: Vec<PollBatch>,
+    end_of_task: Option<String>,
 }
 
 type Matcher = Box<dyn Fn(&Received) -> bool + Send + Sync>;
@@ -97,6 +164,10 @@ struct Inner {
     delivered_polls: HashSet<String>,
     next_poll: u64,
     conversation: Vec<(String, String)>,
+    /// `Some`: async mode, replies go to this callback.
+    callback: Option<callback::Target>,
+    /// `(to, HTTP status or 0 when unreachable)` for each callback POST.
+    callback_results: Vec<(String, u16)>,
 }
 
 struct PollState {
@@ -110,6 +181,43 @@ struct Shared {
     client_id: String,
     secret: String,
     inner: Mutex<Inner>,
+    http: reqwest::Client,
+    /// Woken after each callback POST.
+    delivered: Notify,
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `val` as said by the bot.
+    fn record_bot(&self, val: &Value) {
+        self.lock().conversation.push(("bot".into(), spoken(val)));
+    }
+
+    /// Records a checked request and picks its reply; problems become violations and a 400.
+    fn accept(&self, received: &Received, problems: Vec<String>) -> Result<Reply, Box<Response>> {
+        let mut inner = self.lock();
+        if !problems.is_empty() {
+            inner.violations.extend(problems.iter().cloned());
+            let body = Json(errors(400, &problems.join("; ")));
+            return Err(Box::new((StatusCode::BAD_REQUEST, body).into_response()));
+        }
+        inner.received.push(received.clone());
+        if received.kind == "text" {
+            inner
+                .conversation
+                .push(("caller".into(), received.val.clone()));
+        }
+        let pos = inner.overrides.iter().position(|(m, _)| m(received));
+        Ok(match pos.and_then(|i| inner.overrides.remove(i)) {
+            Some((_, r)) => r,
+            None => dev_bot_script(received),
+        })
+    }
 }
 
 /// A running simulator on 127.0.0.1.
@@ -117,6 +225,8 @@ pub struct KoreSim {
     server: LocalServer,
     shared: Arc<Shared>,
 }
+
+// === impl KoreSim ===
 
 impl KoreSim {
     /// Starts the simulator on an ephemeral loopback port.
@@ -136,14 +246,21 @@ impl KoreSim {
             client_id: client_id.into(),
             secret: secret.into(),
             inner: Mutex::default(),
+            http: callback::client(),
+            delivered: Notify::new(),
         });
         let app = Router::new()
-            .route("/chatbot/v2/webhook/{bot}", post(message))
+            .route("/chatbot/v2/webhook/{bot}", post(message::<true>))
             .route(
                 "/chatbot/v2/webhook/{bot}/hookInstance/{inst}",
-                post(message_instance),
+                post(message::<true>),
             )
-            .route("/chatbot/v2/webhook/{bot}/poll/{poll}", get(poll))
+            .route("/chatbot/v2/webhook/{bot}/poll/{poll}", get(v2::poll))
+            .route("/chatbot/hooks/{bot}", post(message::<false>))
+            .route(
+                "/chatbot/hooks/{bot}/hookInstance/{inst}",
+                post(message::<false>),
+            )
             .with_state(shared.clone());
         let server = LocalServer::start(addr, app).await?;
         Ok(Self { server, shared })
@@ -178,7 +295,7 @@ impl KoreSim {
             .expect("simulator config is valid")
     }
 
-    /// The webhook URL to configure in voxhook.
+    /// The v2 webhook URL to configure in voxhook.
     pub fn webhook_url(&self) -> String {
         format!(
             "http://{}/chatbot/v2/webhook/{}",
@@ -187,25 +304,72 @@ impl KoreSim {
         )
     }
 
+    /// The v1 (legacy) webhook URL.
+    pub fn v1_webhook_url(&self) -> String {
+        format!(
+            "http://{}/chatbot/hooks/{}",
+            self.server.addr(),
+            self.shared.bot_id
+        )
+    }
+
+    /// Switches to async mode: requests are acknowledged at once and each bot message is
+    /// POSTed to `callback_url`, with `Authorization: Bearer <bearer>` when given.
+    pub fn set_async(&self, callback_url: String, bearer: Option<String>) {
+        self.shared.lock().callback = Some(callback::Target {
+            url: callback_url,
+            bearer,
+        });
+    }
+
+    /// Switches back to synchronous replies (the default).
+    pub fn set_sync(&self) {
+        self.shared.lock().callback = None;
+    }
+
+    /// `(to, HTTP status)` for each async callback POST made so far, in order; status 0 means
+    /// the callback URL could not be reached.
+    pub fn callback_results(&self) -> Vec<(String, u16)> {
+        self.shared.lock().callback_results.clone()
+    }
+
+    /// Waits up to `timeout` until at least `n` callback POSTs have been made; true if so.
+    pub async fn wait_for_callbacks(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.delivered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.lock().callback_results.len() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Everything received so far, in order.
     pub fn received(&self) -> Vec<Received> {
-        self.lock().received.clone()
+        self.shared.lock().received.clone()
     }
 
     /// Protocol violations seen (bad tokens, missing fields, reused `jti`, …).
     pub fn violations(&self) -> Vec<String> {
-        self.lock().violations.clone()
+        self.shared.lock().violations.clone()
     }
 
     /// The conversation as the bot saw it: `("caller", text)` for each turn received and
-    /// `("bot", text)` for each message delivered (in the response or a poll).
+    /// `("bot", text)` for each message delivered (in a response, a poll or a callback; a
+    /// rich message as compact JSON).
     pub fn conversation(&self) -> Vec<(String, String)> {
-        self.lock().conversation.clone()
+        self.shared.lock().conversation.clone()
     }
 
     /// How many requests carried event `name` for `user_id`.
     pub fn count_event(&self, user_id: &str, name: &str) -> usize {
-        self.lock()
+        self.shared
+            .lock()
             .received
             .iter()
             .filter(|r| r.kind == "event" && r.val == name && r.user_id == user_id)
@@ -218,22 +382,23 @@ impl KoreSim {
         matches: impl Fn(&Received) -> bool + Send + Sync + 'static,
         reply: Reply,
     ) {
-        self.lock().overrides.push_back((Box::new(matches), reply));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .lock()
+            .overrides
+            .push_back((Box::new(matches), reply));
     }
 }
 
-/// The development bot's conversation: a small banking assistant.
+const WELCOME: &str = "Welcome to Voxhook Bank. How can I help you today?";
+
+/// The development bot's conversation: a small banking assistant. It greets on `ON_CONNECT`
+/// and, since v1 has no events, on a text that opens a new session.
 pub fn dev_bot_script(r: &Received) -> Reply {
     let text = r.val.to_lowercase();
     match (r.kind.as_str(), r.val.as_str()) {
-        ("event", "ON_CONNECT") => {
-            Reply::say(&["Welcome to Voxhook Bank. How can I help you today?"])
-        }
+        ("event", "ON_CONNECT") => Reply::say(&[WELCOME]),
         ("event", _) => Reply::say(&[]),
+        _ if r.session_new => Reply::say(&[WELCOME]),
         _ if text.contains("balance") => Reply::Messages {
             now: vec!["Sure, let me look up your account.".into()],
             polled: vec![PollBatch {
@@ -260,202 +425,51 @@ pub fn dev_bot_script(r: &Received) -> Reply {
     }
 }
 
-fn text_items(sh: &Shared, texts: &[String]) -> Vec<Value> {
-    let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
-    inner
-        .conversation
-        .extend(texts.iter().map(|t| ("bot".to_string(), t.clone())));
-    texts
-        .iter()
-        .map(|t| {
-            json!({"type": "text", "val": t, "createdOn": "2026-01-01T00:00:00.000Z",
-                   "messageId": format!("ms-{}", uuid::Uuid::new_v4())})
-        })
-        .collect()
+/// How a message is written in the conversation: the text, or a rich message as compact JSON.
+fn spoken(val: &Value) -> String {
+    match val {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A v2 `data` item for a message value.
+fn data_item(val: &Value) -> Value {
+    let kind = if val.is_string() { "text" } else { "template" };
+    json!({"type": kind, "val": val, "createdOn": "2026-01-01T00:00:00.000Z",
+           "messageId": format!("ms-{}", uuid::Uuid::new_v4())})
+}
+
+/// The end-of-task fields for a reply that completes task `name`.
+fn end_of_task_fields(name: &str) -> serde_json::Map<String, Value> {
+    let fields = json!({"endOfTask": true, "endReason": "Fulfilled", "completedTaskName": name,
+                        "completedTaskId": format!("dg-{}", uuid::Uuid::new_v4())});
+    match fields {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 fn errors(code: u16, msg: &str) -> Value {
     json!({"errors": [{"msg": msg, "code": code}], "_v": "v2"})
 }
 
-async fn message_instance(
-    state: State<Arc<Shared>>,
-    Path((bot, _inst)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Json<Value>,
-) -> Response {
-    message(state, Path(bot), headers, body).await
-}
-
-async fn message(
-    State(sh): State<Arc<Shared>>,
-    Path(bot): Path<String>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let from_id = body["from"]["id"].as_str().unwrap_or("").to_string();
-    if let Some(refusal) = refuse_bad_token(&sh, &headers, Some(&from_id)) {
-        return refusal;
-    }
-    let mut problems = Vec::new();
-    if bot != sh.bot_id {
-        problems.push(format!("unknown bot {bot}"));
-    }
-    let kind = body["message"]["type"].as_str().unwrap_or("").to_string();
-    let val = body["message"]["val"].as_str().unwrap_or("").to_string();
-    let session_new = body["session"]["new"].as_bool().unwrap_or(false);
-    match kind.as_str() {
-        "text" if val.trim().is_empty() => problems.push("blank text".into()),
-        "text" => {}
-        "event" if val == "ON_CONNECT" || val == "SESSION_CLOSURE" => {}
-        _ => problems.push(format!("bad message {kind}/{val}")),
-    }
-    if session_new != (val == "ON_CONNECT" && kind == "event") {
-        problems.push(format!("session.new={session_new} on {kind}/{val}"));
-    }
-    if from_id.is_empty() {
-        problems.push("missing from.id".into());
-    }
-    if body["to"]["id"].as_str() != Some(sh.bot_id.as_str()) {
-        problems.push("to.id is not the bot id".into());
-    }
-    if body["customData"]["callId"]
-        .as_str()
-        .is_none_or(str::is_empty)
-    {
-        problems.push("customData.callId missing".into());
-    }
-    let received = Received {
-        kind,
-        val,
-        user_id: from_id,
-        session_new,
-        custom_data: body["customData"].clone(),
-    };
-    let reply = {
-        let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !problems.is_empty() {
-            inner.violations.extend(problems.iter().cloned());
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(errors(400, &problems.join("; "))),
-            )
-                .into_response();
-        }
-        inner.received.push(received.clone());
-        if received.kind == "text" {
-            inner
-                .conversation
-                .push(("caller".into(), received.val.clone()));
-        }
-        let pos = inner.overrides.iter().position(|(m, _)| m(&received));
-        match pos.and_then(|i| inner.overrides.remove(i)) {
-            Some((_, r)) => r,
-            None => dev_bot_script(&received),
-        }
-    };
-    if received.kind == "event" && received.val == "SESSION_CLOSURE" {
-        if let Reply::Messages { .. } = reply {
-            let data = json!([{"type": "event", "val": "SESSION_CLOSURE",
-                "eventType": "SESSION_CLOSURE_SUCCESS", "description": "Session closed"}]);
-            return Json(json!({"data": data, "_v": "v2"})).into_response();
+/// The HTTP error response for a scripted failure.
+fn error_response(code: u16, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(errors(code, "simulated failure"))).into_response();
+    if let Some(s) = retry_after {
+        if let Ok(v) = s.to_string().parse() {
+            resp.headers_mut().insert("retry-after", v);
         }
     }
-    respond(&sh, &received.user_id, reply).await
-}
-
-async fn respond(sh: &Arc<Shared>, user: &str, mut reply: Reply) -> Response {
-    while let Reply::Delay(d, next) = reply {
-        tokio::time::sleep(d).await;
-        reply = *next;
-    }
-    match reply {
-        Reply::Status { code, retry_after } => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut resp = (status, Json(errors(code, "simulated failure"))).into_response();
-            if let Some(s) = retry_after {
-                if let Ok(v) = s.to_string().parse() {
-                    resp.headers_mut().insert("retry-after", v);
-                }
-            }
-            resp
-        }
-        Reply::Messages { now, polled } => {
-            let mut body =
-                json!({"to": user, "from": sh.bot_id, "_v": "v2", "data": text_items(sh, &now)});
-            if let Some(id) = register_polls(sh, polled) {
-                body["pollId"] = id.into();
-            }
-            Json(body).into_response()
-        }
-        Reply::Delay(..) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-fn register_polls(sh: &Arc<Shared>, mut batches: Vec<PollBatch>) -> Option<String> {
-    if batches.is_empty() {
-        return None;
-    }
-    let first = batches.remove(0);
-    let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
-    inner.next_poll += 1;
-    let id = format!("poll{:08x}", inner.next_poll);
-    inner.polls.insert(
-        id.clone(),
-        PollState {
-            remaining_in_progress: first.in_progress,
-            texts: first.texts,
-            rest: batches,
-        },
-    );
-    Some(id)
-}
-
-async fn poll(
-    State(sh): State<Arc<Shared>>,
-    Path((bot, poll_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refusal) = refuse_bad_token(&sh, &headers, None) {
-        return refusal;
-    }
-    if bot != sh.bot_id {
-        return (StatusCode::NOT_FOUND, Json(errors(404, "unknown bot"))).into_response();
-    }
-    let (texts, rest) = {
-        let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.delivered_polls.contains(&poll_id) {
-            return (StatusCode::BAD_REQUEST, Json(errors(400, "No data found"))).into_response();
-        }
-        let Some(st) = inner.polls.get_mut(&poll_id) else {
-            return (StatusCode::BAD_REQUEST, Json(errors(400, "No data found"))).into_response();
-        };
-        if st.remaining_in_progress > 0 {
-            st.remaining_in_progress -= 1;
-            return Json(json!({"status": "Inprogress", "pollId": poll_id, "_v": "v2"}))
-                .into_response();
-        }
-        let Some(st) = inner.polls.remove(&poll_id) else {
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        };
-        inner.delivered_polls.insert(poll_id);
-        (st.texts, st.rest)
-    };
-    let mut body = json!({"_v": "v2", "data": text_items(&sh, &texts)});
-    if let Some(id) = register_polls(&sh, rest) {
-        body["pollId"] = id.into();
-    }
-    Json(body).into_response()
+    resp
 }
 
 /// Checks the token; a bad one is recorded as a violation and gets the 401 refusal Kore sends.
 fn refuse_bad_token(sh: &Shared, headers: &HeaderMap, from_id: Option<&str>) -> Option<Response> {
     check_token(sh, headers, from_id).err().map(|v| {
-        sh.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .violations
-            .push(v.clone());
+        sh.lock().violations.push(v.clone());
         (StatusCode::UNAUTHORIZED, Json(errors(401, &v))).into_response()
     })
 }
@@ -492,9 +506,75 @@ fn check_token(sh: &Shared, headers: &HeaderMap, from_id: Option<&str>) -> Resul
             return Err("userIdentity does not match from.id".into());
         }
     }
-    let mut inner = sh.inner.lock().unwrap_or_else(|p| p.into_inner());
-    if !inner.jtis.insert(claims.jti) {
+    if !sh.lock().jtis.insert(claims.jti) {
         return Err("jti reused".into());
     }
     Ok(())
+}
+
+/// A request whose token was accepted, for the API's handler to check further and answer.
+struct Admitted {
+    sh: Arc<Shared>,
+    /// `from.id`.
+    from_id: String,
+    /// Problems found so far; any makes the request a 400.
+    problems: Vec<String>,
+    body: Value,
+}
+
+/// A message request on v2 (`V2`) or v1: admitted here, then handled by the API's module.
+async fn message<const V2: bool>(
+    State(sh): State<Arc<Shared>>,
+    Path(path): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let (from_id, problems) = match admit(&sh, &path, &headers, &body) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
+    let req = Admitted {
+        sh,
+        from_id,
+        problems,
+        body,
+    };
+    if V2 {
+        v2::message(req).await
+    } else {
+        v1::message(req).await
+    }
+}
+
+/// What every message handler does first: checks the token (a bad one is refused with 401)
+/// and the parties (`from.id`, `to.id`, `customData.callId`, the bot in the path, whose
+/// problems are returned for the handler to add to). Gives `from.id` and the problems.
+fn admit(
+    sh: &Shared,
+    path: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<(String, Vec<String>), Box<Response>> {
+    let from_id = body["from"]["id"].as_str().unwrap_or("").to_string();
+    if let Some(refusal) = refuse_bad_token(sh, headers, Some(&from_id)) {
+        return Err(Box::new(refusal));
+    }
+    let mut problems = Vec::new();
+    let bot = path.get("bot").map_or("", String::as_str);
+    if bot != sh.bot_id {
+        problems.push(format!("unknown bot {bot}"));
+    }
+    if from_id.is_empty() {
+        problems.push("missing from.id".into());
+    }
+    if body["to"]["id"].as_str() != Some(sh.bot_id.as_str()) {
+        problems.push("to.id is not the bot id".into());
+    }
+    if body["customData"]["callId"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        problems.push("customData.callId missing".into());
+    }
+    Ok((from_id, problems))
 }
