@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use voxhook::sim::kore::{Received, Reply};
 
-use crate::support::{Harness, WAIT};
+use crate::support::{transcribe, Harness, WAIT};
 
 /// Sends `bad` on one call, then checks that call ended cleanly and another call works.
 async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
@@ -118,7 +118,22 @@ async fn bot_429_is_retried_after_retry_after() {
     let heard = caller.log();
     caller.hang_up().await;
     h.assert_closed_once("+15550002002").await;
-    assert_eq!(heard.clears, 0);
+    // The wait passed the filler delay: filler played and was cut when the answer began.
+    assert_eq!(heard.clears, 1);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_503_is_retried_because_the_bot_cannot_have_seen_the_turn() {
+    let h = Harness::start().await;
+    let caller = h.call_and_hear_greeting("+15550002005").await;
+    h.bot.push_override(is_text("5"), Reply::status(503));
+    assert_eq!(turn(&h, &caller, "5").await, 2, "refused once, then answered");
+    let log = caller.log();
+    let answer = transcribe(&log.heard[log.mark_offsets[0].1..]).await;
+    assert!(answer.contains("balance"), "the real answer, not the fallback: {answer:?}");
+    caller.hang_up().await;
+    h.assert_closed_once("+15550002005").await;
     h.finish().await;
 }
 

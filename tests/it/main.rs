@@ -4,4 +4,5 @@
 mod call_flow;
 mod faults;
 mod server;
+mod voice;
 mod support;

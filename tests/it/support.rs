@@ -187,3 +187,41 @@ pub fn rms(x: &[i16]) -> f64 {
     }
     (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
 }
+
+/// Median voice pitch (Hz) of 8 kHz speech, by autocorrelation over loud 40 ms frames:
+/// tells a female voice (flite slt, ~180 Hz) from a male one (rms, ~110 Hz).
+pub fn median_pitch(x: &[i16]) -> f64 {
+    const FRAME: usize = 320;
+    let (min_lag, max_lag) = (8_000 / 400, 8_000 / 60);
+    let mut pitches: Vec<f64> = x
+        .chunks_exact(FRAME)
+        .filter(|f| rms(f) > 1_000.0)
+        .filter_map(|f| {
+            let f: Vec<f64> = f.iter().map(|&v| f64::from(v)).collect();
+            let energy: f64 = f.iter().map(|v| v * v).sum();
+            let (lag, score) = (min_lag..max_lag)
+                .map(|lag| {
+                    let c: f64 = (0..FRAME - lag).map(|i| f[i] * f[i + lag]).sum();
+                    (lag, c / energy)
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))?;
+            (score > 0.5).then(|| 8_000.0 / lag as f64)
+        })
+        .collect();
+    pitches.sort_by(f64::total_cmp);
+    pitches.get(pitches.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// True when `heard` contains the first loud 20 ms of `clip` (8 kHz) exactly as it comes out
+/// of μ-law: proof that this recorded clip was played.
+pub fn contains_clip(heard: &[i16], clip: &[i16]) -> bool {
+    use voxhook::audio::codec::Codec;
+    let mut bytes = Vec::new();
+    Codec::Mulaw.encode_into(clip, &mut bytes);
+    let mut wire = Vec::new();
+    Codec::Mulaw.decode_into(&bytes, &mut wire);
+    let Some(probe) = wire.chunks_exact(160).find(|f| rms(f) > 200.0) else {
+        return false;
+    };
+    heard.windows(probe.len()).any(|w| w == probe)
+}

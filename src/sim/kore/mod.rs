@@ -45,6 +45,10 @@ pub struct Received {
     pub custom_data: Value,
     /// The webhook API the request came in on: `v1` or `v2`.
     pub api: &'static str,
+    /// `interactiveLanguage`.
+    pub interactive_language: Option<String>,
+    /// The whole request body (extras such as `metaTags` and `from.userInfo`).
+    pub body: Value,
 }
 
 /// How the simulator answers one request.

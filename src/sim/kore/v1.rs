@@ -34,6 +34,8 @@ pub(super) async fn message(req: Admitted) -> Response {
         session_new: body["session"]["new"].as_bool().unwrap_or(false),
         custom_data: body["customData"].clone(),
         api: "v1",
+        interactive_language: body["interactiveLanguage"].as_str().map(str::to_string),
+        body: body.clone(),
     };
     let reply = match sh.accept(&received, problems) {
         Ok(r) => r,

@@ -39,6 +39,8 @@ pub(super) async fn message(req: Admitted) -> Response {
         session_new,
         custom_data: body["customData"].clone(),
         api: "v2",
+        interactive_language: body["interactiveLanguage"].as_str().map(str::to_string),
+        body: body.clone(),
     };
     let reply = match sh.accept(&received, problems) {
         Ok(r) => r,
