@@ -13,6 +13,7 @@ use super::serve::LocalServer;
 use crate::bot::kore::auth::TokenMinter;
 use crate::config::{JwtAlgorithm, SensitiveString};
 
+/// Bot id, client id and secret of the test simulator.
 pub const BOT: &str = "st-bot";
 pub const CLIENT: &str = "cs-app";
 pub const SECRET: &str = "sim-secret";
@@ -22,11 +23,14 @@ pub type Delivered = (Option<String>, Value);
 
 /// A callback receiver on loopback; `rx` yields each POST in arrival order.
 pub struct Receiver {
+    /// The server; dropping it stops receiving.
     pub server: LocalServer,
+    /// Callbacks as they arrive.
     pub rx: mpsc::UnboundedReceiver<Delivered>,
 }
 
 impl Receiver {
+    /// Starts a receiver on an ephemeral loopback port.
     pub async fn start() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let app = Router::new().route("/cb", post(receive)).with_state(tx);
@@ -34,6 +38,7 @@ impl Receiver {
         Self { server, rx }
     }
 
+    /// The callback URL to give the simulator.
     pub fn url(&self) -> String {
         format!("http://{}/cb", self.server.addr())
     }

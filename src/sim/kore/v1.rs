@@ -1,7 +1,9 @@
 //! The legacy v1 webhook: `POST /chatbot/hooks/{bot}[/hookInstance/{inst}]` with
 //! `message.text`, no events and no polling. Sync answers carry `text` (one string, or an array
 //! for several messages); async mode acknowledges with `{"status": "ok"}` and POSTs each
-//! message as `{"to", "from", "text"}`.
+//! message as `{"to", "from", "text"}`. Polled batches of a scripted reply are folded into the
+//! one sync answer (sent once their `Inprogress` time has passed); end-of-task fields go only
+//! in sync answers, since where v1 callbacks would carry them is not documented.
 
 use std::time::Duration;
 
