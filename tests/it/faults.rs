@@ -128,10 +128,17 @@ async fn bot_503_is_retried_because_the_bot_cannot_have_seen_the_turn() {
     let h = Harness::start().await;
     let caller = h.call_and_hear_greeting("+15550002005").await;
     h.bot.push_override(is_text("5"), Reply::status(503));
-    assert_eq!(turn(&h, &caller, "5").await, 2, "refused once, then answered");
+    assert_eq!(
+        turn(&h, &caller, "5").await,
+        2,
+        "refused once, then answered"
+    );
     let log = caller.log();
     let answer = transcribe(&log.heard[log.mark_offsets[0].1..]).await;
-    assert!(answer.contains("balance"), "the real answer, not the fallback: {answer:?}");
+    assert!(
+        answer.contains("balance"),
+        "the real answer, not the fallback: {answer:?}"
+    );
     caller.hang_up().await;
     h.assert_closed_once("+15550002005").await;
     h.finish().await;

@@ -2,7 +2,8 @@
 //! real (flite) speech in real time, and the Kore simulator checking every request.
 
 mod call_flow;
+mod contract;
 mod faults;
 mod server;
-mod voice;
 mod support;
+mod voice;

@@ -69,11 +69,18 @@ impl Harness {
 
     /// Starts with settings adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_for_bot(|s, _| tweak(s)).await
+    }
+
+    /// Starts with settings adjusted by `tweak`, which may read the simulator (its URLs).
+    pub async fn start_for_bot(tweak: impl FnOnce(&mut Settings, &KoreSim)) -> Self {
         let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
         let mut settings = bot.daemon_settings(&model_path());
         let BotSettings::Kore(k) = &mut settings.bot;
         k.poll_interval = Duration::from_millis(100);
-        tweak(&mut settings);
+        // Tests idle for long stretches on slow machines: reprompts only where a test asks.
+        settings.call.no_input = None;
+        tweak(&mut settings, &bot);
         let (stt, tts) = engines();
         let engines = Engines::around(&settings, stt, tts).unwrap();
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();

@@ -39,7 +39,8 @@ async fn a_template_menu_is_spoken_and_answered_by_one_key() {
             {"type": "web_url", "title": "Our website", "url": "https://example.com"},
             {"type": "postback", "title": "Cards", "payload": "CARD_MENU"}]}});
     // Sent as a JSON string, as Kore does for templates built in script nodes.
-    h.bot.push_override(is_text("0"), Reply::say(&[&menu.to_string()]));
+    h.bot
+        .push_override(is_text("0"), Reply::say(&[&menu.to_string()]));
     caller.press("0#").await;
     caller
         .wait_for(WAIT, |l| l.marks_played.len() == 2)
@@ -49,7 +50,10 @@ async fn a_template_menu_is_spoken_and_answered_by_one_key() {
     for word in ["press", "balance", "cards"] {
         assert!(spoken.contains(word), "{word} in {spoken:?}");
     }
-    assert!(!spoken.contains("website"), "links are not options: {spoken:?}");
+    assert!(
+        !spoken.contains("website"),
+        "links are not options: {spoken:?}"
+    );
 
     // One key picks option 2 at once (no terminator needed); its payload is the turn.
     caller.press("2").await;
@@ -78,7 +82,11 @@ async fn silence_is_reprompted_then_the_call_ends_politely() {
         .await
         .expect("voxhook ends the silent call");
     let log = caller.log();
-    assert_eq!(log.marks_played.len(), 4, "greeting, two reprompts, goodbye");
+    assert_eq!(
+        log.marks_played.len(),
+        4,
+        "greeting, two reprompts, goodbye"
+    );
     let said = transcribe(&heard_after(&caller, 1)).await;
     assert!(said.matches("still there").count() == 2, "{said:?}");
     assert!(said.contains("goodbye"), "{said:?}");
@@ -138,7 +146,10 @@ async fn a_stalled_bot_gets_filler_then_the_fallback() {
     let filler = wav::decode(include_bytes!("../../assets/filler.wav"), "filler").unwrap();
     let after = heard_after(&caller, 1);
     assert!(contains_clip(&after, &filler.samples), "filler heard");
-    assert!(caller.log().clears >= 1, "filler cut when the fallback began");
+    assert!(
+        caller.log().clears >= 1,
+        "filler cut when the fallback began"
+    );
     let said = transcribe(&after).await;
     assert!(said.contains("sorry"), "fallback heard: {said:?}");
     // The late answer is never spoken.
@@ -168,7 +179,8 @@ async fn the_bot_hangs_up_and_transfers_through_twilio_rest() {
     let user = "+15550003005";
     let caller = h.call_and_hear_greeting(user).await;
     let bye = json!({"text": "Thanks for calling. Goodbye!", "action": "hangup"});
-    h.bot.push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
+    h.bot
+        .push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
     caller.press("8#").await;
     let update = twilio.wait_for_update(WAIT).await.expect("hang-up request");
     assert_eq!(update.call_sid, caller.options.call_sid);
@@ -178,7 +190,10 @@ async fn the_bot_hangs_up_and_transfers_through_twilio_rest() {
         2,
         "the goodbye played before the hang-up"
     );
-    caller.wait_for(WAIT, |l| l.closed).await.expect("stream ends");
+    caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("stream ends");
     h.assert_closed_once(user).await;
 
     let user = "+15550003006";
@@ -189,12 +204,18 @@ async fn the_bot_hangs_up_and_transfers_through_twilio_rest() {
         Reply::say(&["Let me transfer you.", &transfer.to_string()]),
     );
     caller.press("9#").await;
-    let update = twilio.wait_for_update(WAIT).await.expect("transfer request");
+    let update = twilio
+        .wait_for_update(WAIT)
+        .await
+        .expect("transfer request");
     assert_eq!(update.call_sid, caller.options.call_sid);
     let twiml = update.twiml.unwrap_or_default();
     assert!(twiml.contains("<Dial>+15550004444</Dial>"), "{twiml}");
     assert_eq!(caller.log().marks_played.len(), 2);
-    caller.wait_for(WAIT, |l| l.closed).await.expect("stream ends");
+    caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("stream ends");
     h.assert_closed_once(user).await;
     assert_eq!(twilio.violations(), Vec::<String>::new());
     h.finish().await;
@@ -206,9 +227,13 @@ async fn without_api_credentials_a_bot_hang_up_closes_the_stream() {
     let user = "+15550003007";
     let caller = h.call_and_hear_greeting(user).await;
     let bye = json!({"text": "Goodbye!", "action": "hangup"});
-    h.bot.push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
+    h.bot
+        .push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
     caller.press("8#").await;
-    caller.wait_for(WAIT, |l| l.closed).await.expect("stream closed");
+    caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("stream closed");
     assert_eq!(caller.log().marks_played.len(), 2);
     h.assert_closed_once(user).await;
     h.finish().await;
@@ -248,7 +273,11 @@ async fn a_language_choice_switches_the_bot_language_and_the_voice() {
     );
     caller.press("7#").await;
     let got = h.wait_received(1, is_text("7")).await;
-    assert_eq!(got[0].interactive_language.as_deref(), Some("es"), "it sticks");
+    assert_eq!(
+        got[0].interactive_language.as_deref(),
+        Some("es"),
+        "it sticks"
+    );
     caller.hang_up().await;
     h.assert_closed_once(user).await;
 
@@ -261,10 +290,15 @@ async fn a_language_choice_switches_the_bot_language_and_the_voice() {
         .wait_for(WAIT, |l| l.marks_played.len() == 1)
         .await
         .expect("greeting");
-    let opened = h.wait_received(1, |r| r.user_id == user && r.val == "ON_CONNECT").await;
+    let opened = h
+        .wait_received(1, |r| r.user_id == user && r.val == "ON_CONNECT")
+        .await;
     assert_eq!(opened[0].interactive_language.as_deref(), Some("es"));
     let pitch = median_pitch(&caller.log().heard);
-    assert!(greeting_pitch > 1.3 * pitch, "{greeting_pitch:.0} vs {pitch:.0} Hz");
+    assert!(
+        greeting_pitch > 1.3 * pitch,
+        "{greeting_pitch:.0} vs {pitch:.0} Hz"
+    );
     caller.hang_up().await;
     h.assert_closed_once(user).await;
     h.finish().await;
