@@ -615,10 +615,15 @@ fn pick<'a>(menu: &'a [MenuOption], turn: &TurnInput) -> Option<&'a MenuOption> 
         InputMode::Dtmf => turn.text.parse().ok().and_then(by_number),
         InputMode::Speech => {
             let said = words(&turn.text);
+            // Every word of the title said, in any order ("I lost my card" → "Lost card");
+            // the most specific title wins.
             let by_title = menu
                 .iter()
-                .filter(|o| contains(&said, &words(&o.title)))
-                .max_by_key(|o| o.title.len());
+                .filter(|o| {
+                    let title = words(&o.title);
+                    !title.is_empty() && title.iter().all(|w| said.contains(w))
+                })
+                .max_by_key(|o| words(&o.title).len());
             by_title.or_else(|| {
                 // "two", "option two", "number 2": short answers only, not "two thousand".
                 const NUMBERS: [&str; 9] = [
@@ -657,7 +662,6 @@ fn contains(hay: &[String], needle: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn config(barge_in: bool) -> TurnConfig {
         TurnConfig {
@@ -834,6 +838,225 @@ mod tests {
         let mut s = state(true);
         s.on(CallInput::BotDone { ok: true }, now);
         assert!(s.on(said("  "), now).is_empty());
+    }
+
+    fn menu_reply() -> CallInput {
+        CallInput::BotReply(BotReply {
+            text: Some("Press 1 or say Balance. Press 2 or say Lost card.".into()),
+            options: vec![
+                MenuOption {
+                    title: "Balance".into(),
+                    payload: "BAL".into(),
+                },
+                MenuOption {
+                    title: "Lost card".into(),
+                    payload: "LOST".into(),
+                },
+            ],
+            ..BotReply::default()
+        })
+    }
+
+    #[test]
+    fn a_menu_is_answered_by_title_number_word_or_key_and_forgotten_after() {
+        let now = Instant::now();
+        for (answer, want) in [
+            (said("I think I lost my card"), "LOST"),
+            (said("balance please"), "BAL"),
+            (said("option two"), "LOST"),
+            (CallInput::Digit('2'), "LOST"),
+        ] {
+            let mut s = state(true);
+            s.on(menu_reply(), now);
+            s.on(CallInput::BotDone { ok: true }, now);
+            s.on(CallInput::Played(1), now);
+            assert_eq!(sent(&s.on(answer, now)), [want]);
+            s.on(CallInput::BotDone { ok: true }, now);
+            assert_eq!(
+                sent(&s.on(said("balance"), now)),
+                ["balance"],
+                "menu used once"
+            );
+        }
+        // Outside the menu's range, digits are just digits.
+        let mut s = state(true);
+        s.on(menu_reply(), now);
+        s.on(CallInput::BotDone { ok: true }, now);
+        s.on(CallInput::Digit('7'), now);
+        assert_eq!(sent(&s.on(CallInput::Digit('#'), now)), ["7"]);
+    }
+
+    fn no_input(reprompt: Reprompt) -> TurnState {
+        let mut cfg = config(true);
+        cfg.no_input = Some(NoInputSettings {
+            timeout: Duration::from_secs(5),
+            max_reprompts: 2,
+            reprompt,
+            goodbye_text: "Bye.".into(),
+        });
+        TurnState::new(cfg, Instant::now())
+    }
+
+    #[test]
+    fn silence_after_the_bot_spoke_reprompts_then_hangs_up() {
+        let mut s = no_input(Reprompt::Local("Still there?".into()));
+        let t0 = Instant::now();
+        s.on(reply("Hello"), t0);
+        s.on(CallInput::BotDone { ok: true }, t0);
+        assert_eq!(s.next_deadline(), None, "not while the greeting plays");
+        s.on(CallInput::Played(1), t0);
+        let mut now = s.next_deadline().unwrap();
+        assert_eq!(now, t0 + Duration::from_secs(5));
+        assert_eq!(s.on(CallInput::Tick, now), vec![speak(2, "Still there?")]);
+        s.on(CallInput::Played(2), now);
+        now = s.next_deadline().unwrap();
+        assert_eq!(s.on(CallInput::Tick, now), vec![speak(3, "Still there?")]);
+        s.on(CallInput::Played(3), now);
+        now = s.next_deadline().unwrap();
+        assert_eq!(s.on(CallInput::Tick, now), vec![speak(4, "Bye.")]);
+        assert_eq!(
+            s.on(CallInput::Played(4), now),
+            vec![CallAction::End {
+                reason: CallEndReason::NoInput,
+                transfer: None
+            }]
+        );
+        assert!(
+            s.on(said("hello?"), now).is_empty(),
+            "nothing after the end"
+        );
+    }
+
+    #[test]
+    fn speaking_resets_the_no_input_count_and_a_bot_reprompt_is_a_turn() {
+        let mut s = no_input(Reprompt::Bot("NO_INPUT".into()));
+        let t0 = Instant::now();
+        s.on(CallInput::BotDone { ok: true }, t0);
+        let now = s.next_deadline().unwrap();
+        let a = s.on(CallInput::Tick, now);
+        assert!(matches!(&a[..], [CallAction::SendTurn(t)] if t.mode == InputMode::NoInput));
+        s.on(CallInput::BotDone { ok: true }, now);
+        s.on(CallInput::SpeechStarted, now);
+        assert_eq!(s.next_deadline(), None, "the caller is talking");
+        s.on(said("yes"), now);
+        s.on(CallInput::BotDone { ok: true }, now);
+        assert_eq!(s.no_input_count, 0);
+    }
+
+    #[test]
+    fn filler_starts_after_its_delay_and_the_async_deadline_speaks_the_fallback() {
+        let mut cfg = config(true);
+        cfg.filler_delay = Some(Duration::from_millis(800));
+        cfg.async_replies = true;
+        cfg.turn_deadline = Duration::from_secs(4);
+        let t0 = Instant::now();
+        let mut s = TurnState::new(cfg, t0);
+        s.on(CallInput::BotDone { ok: true }, t0); // the ack of ON_CONNECT
+        let at = s.next_deadline().unwrap();
+        assert_eq!(at, t0 + Duration::from_millis(800));
+        assert_eq!(s.on(CallInput::Tick, at), vec![CallAction::StartFiller]);
+        let at = s.next_deadline().unwrap();
+        assert_eq!(at, t0 + Duration::from_secs(4));
+        assert_eq!(s.on(CallInput::Tick, at), vec![speak(1, "Sorry.")]);
+        // A callback arriving after that is still spoken (async replies are not a turn's).
+        s.on(CallInput::Played(1), at);
+        assert_eq!(s.on(reply("Hi!"), at), vec![speak(2, "Hi!")]);
+    }
+
+    #[test]
+    fn repeated_bot_failures_end_the_call_after_the_goodbye() {
+        let mut cfg = config(true);
+        cfg.max_bot_failures = 2;
+        let now = Instant::now();
+        let mut s = TurnState::new(cfg, now);
+        s.on(CallInput::BotDone { ok: false }, now);
+        s.on(CallInput::Played(1), now);
+        s.on(said("hello"), now);
+        let a = s.on(CallInput::BotDone { ok: false }, now);
+        assert_eq!(a, vec![speak(2, "Goodbye for now.")]);
+        assert!(
+            sent(&s.on(said("wait"), now)).is_empty(),
+            "no turns while ending"
+        );
+        assert_eq!(
+            s.on(CallInput::Played(2), now),
+            vec![CallAction::End {
+                reason: CallEndReason::BotFailure,
+                transfer: None
+            }]
+        );
+    }
+
+    #[test]
+    fn the_time_limit_interrupts_says_goodbye_and_ends() {
+        let mut cfg = config(true);
+        cfg.max_duration = Some(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let mut s = TurnState::new(cfg, t0);
+        s.on(reply("A very long story"), t0);
+        let at = s.next_deadline().unwrap();
+        assert_eq!(at, t0 + Duration::from_secs(60));
+        assert_eq!(
+            s.on(CallInput::Tick, at),
+            vec![CallAction::StopPlayback, speak(2, "Time is up.")]
+        );
+        // If the goodbye's mark never comes, the grace period ends the call anyway.
+        let grace = s.next_deadline().unwrap();
+        assert!(matches!(
+            &s.on(CallInput::Tick, grace)[..],
+            [CallAction::End {
+                reason: CallEndReason::MaxDuration,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_transfer_waits_for_the_words_before_it() {
+        let now = Instant::now();
+        let mut s = state(true);
+        s.on(reply("Transferring you."), now);
+        let a = s.on(
+            CallInput::BotReply(BotReply {
+                action: Some(BotAction::Transfer {
+                    target: "+15550001111".into(),
+                }),
+                ..BotReply::default()
+            }),
+            now,
+        );
+        assert!(a.is_empty(), "still playing: {a:?}");
+        assert_eq!(
+            s.on(CallInput::Played(1), now),
+            vec![CallAction::End {
+                reason: CallEndReason::BotTransfer,
+                transfer: Some("+15550001111".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_language_keyword_or_key_switches_before_the_turn_is_sent() {
+        let mut cfg = config(true);
+        cfg.languages = vec![LanguageChoice {
+            code: "es".into(),
+            dtmf: Some("*2".into()),
+            keywords: vec!["español".into(), "spanish".into()],
+        }];
+        let now = Instant::now();
+        let mut s = TurnState::new(cfg, now);
+        s.on(CallInput::BotDone { ok: true }, now);
+        let a = s.on(said("Spanish, please"), now);
+        assert_eq!(a[0], CallAction::SwitchLanguage("es".into()));
+        assert!(matches!(&a[1], CallAction::SendTurn(t) if t.language.as_deref() == Some("es")));
+        s.on(CallInput::BotDone { ok: true }, now);
+        s.on(CallInput::Digit('*'), now);
+        s.on(CallInput::Digit('2'), now);
+        let a = s.on(CallInput::Digit('#'), now);
+        assert!(
+            matches!(&a[..], [CallAction::SendTurn(_)]),
+            "already Spanish: {a:?}"
+        );
     }
 
     /// Model test over random event sequences: at most one bot request in flight, turns

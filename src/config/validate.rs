@@ -965,6 +965,68 @@ mod tests {
     }
 
     #[test]
+    fn v1_async_languages_and_templates_validate() {
+        let toml = r#"
+            [bot]
+            platform = "kore_v1"
+            webhook_url = "https://bots.kore.ai/chatbot/hooks/st-9/hookInstance/x"
+            client_id = "cs-abc"
+            client_secret = "s"
+            mode = "async"
+            callback_secret = "0123456789abcdef0123456789abcdef"
+            greeting_text = "hi"
+            user_id_template = "{param.account}"
+            custom_data = { line = "{called}" }
+            [languages.es]
+            tts_voice = "rms"
+            keywords = ["Español"]
+            dtmf = "*2"
+        "#;
+        let s = validate(load_str(toml, HashMap::new()).unwrap()).unwrap();
+        let BotSettings::Kore(k) = &s.bot;
+        assert_eq!((k.api, k.bot_id.as_str()), (KoreApi::V1, "st-9"));
+        assert!(k.callback.is_some());
+        assert_eq!(s.languages[0].stt_language, "es");
+        assert_eq!(s.languages[0].keywords, ["español"]);
+        assert!(
+            !format!("{s:?}").contains("0123456789abcdef"),
+            "callback secret redacted"
+        );
+    }
+
+    #[test]
+    fn bad_async_templates_and_languages_are_reported() {
+        let toml = r##"
+            [bot]
+            platform = "kore_v2"
+            webhook_url = "https://bots.kore.ai/chatbot/v2/webhook/st-1"
+            client_id = "cs"
+            client_secret = "s"
+            mode = "async"
+            callback_secret = "short"
+            user_id_template = "{phone}"
+            greeting_text = "hi"
+            [call]
+            no_input_reprompt = "shout"
+            [languages.es]
+            tts_voice = "nobody"
+            dtmf = "#"
+        "##;
+        let errs = validate(load_str(toml, HashMap::new()).unwrap()).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for k in [
+            "bot.callback_secret",
+            "bot.user_id_template",
+            "bot.greeting_text",
+            "call.no_input_reprompt",
+            "languages.es.tts_voice",
+            "languages.es.dtmf",
+        ] {
+            assert!(keys.contains(&k), "missing {k} in {keys:?}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let toml = format!("{MINIMAL}\n[audio]\nvad_treshold = 0.4\n");
         assert!(load_str(&toml, HashMap::new()).is_err());
