@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
-use voxhook::{app, config, sim};
+use voxhook::shutdown::{self, Shutdown};
+use voxhook::{app, config, sim, systemd};
 
 const EX_USAGE: u8 = 64;
 
@@ -78,7 +78,17 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 fn load(path: &Path) -> Result<config::Settings, ExitCode> {
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    // systemd credentials (LoadCredential=) count as environment variables and win over them.
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        match systemd::credentials(Path::new(&dir)) {
+            Ok(creds) => env.extend(creds),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(EX_USAGE));
+            }
+        }
+    }
     let raw = config::load(Some(path), env).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(EX_USAGE)
@@ -158,8 +168,8 @@ async fn run(settings: config::Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signals(shutdown.clone()));
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown::on_signals(shutdown.clone()));
     match app::serve(settings, engines, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -167,22 +177,4 @@ async fn run(settings: config::Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// First SIGTERM/SIGINT starts the drain; a second one exits at once.
-async fn wait_for_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers.");
-        return;
-    };
-    let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-    tracing::info!(signal = name, "Shutdown requested.");
-    shutdown.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::warn!("Second signal: exiting now.");
-    std::process::exit(1);
 }

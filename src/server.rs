@@ -1,4 +1,5 @@
-//! The HTTP listener (axum): media WebSocket routes per provider, `/live` and `/ready`.
+//! The HTTP listener (axum): media WebSocket routes per provider, `/live`, `/ready` and
+//! `/metrics` (or the last three on a separate admin listener).
 //! Admission (`max_concurrent_calls`), draining and provider authentication are decided
 //! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
 
@@ -11,9 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
 use crate::call::{self, CallDeps};
+use crate::telemetry::metrics;
 use crate::telephony::twilio::{signature, TwilioOptions, TwilioProtocol};
 use crate::telephony::Provider;
 
@@ -25,15 +28,45 @@ pub struct ServerState {
     pub admission: Arc<Semaphore>,
     /// Set when shutdown begins: new calls are refused and `/ready` fails.
     pub draining: AtomicBool,
+    /// Renders `/metrics` (`None`: metrics are off).
+    pub metrics: Option<PrometheusHandle>,
 }
 
-/// Builds the router.
-pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
+/// Builds the main router; `with_metrics` adds `/metrics` (when no admin listener has it).
+pub fn router(state: Arc<ServerState>, with_metrics: bool) -> Router {
+    let r = Router::new()
         .route("/twilio", get(twilio))
         .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready));
+    let r = if with_metrics {
+        r.route("/metrics", get(metrics_text))
+    } else {
+        r
+    };
+    r.with_state(state)
+}
+
+/// The admin listener's router: health and metrics, no media.
+pub fn admin_router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
+}
+
+async fn metrics_text(State(st): State<Arc<ServerState>>) -> Response {
+    match &st.metrics {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn ready(State(st): State<Arc<ServerState>>) -> Response {
@@ -61,6 +94,7 @@ async fn twilio(
         return StatusCode::NOT_FOUND.into_response();
     }
     if st.draining.load(Ordering::Relaxed) {
+        metrics::call_refused("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if let (Some(token), Some(public)) = (&s.twilio.signature_token, &s.server.public_url) {
@@ -74,6 +108,7 @@ async fn twilio(
             .unwrap_or("");
         if !signature::verify(token.expose(), &url, sig) {
             tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
+            metrics::call_refused("signature");
             return StatusCode::FORBIDDEN.into_response();
         }
     }
@@ -82,6 +117,7 @@ async fn twilio(
             limit = s.server.max_concurrent_calls,
             "At capacity; call refused."
         );
+        metrics::call_refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
     };
     let protocol = Box::new(TwilioProtocol::new(TwilioOptions {

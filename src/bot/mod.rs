@@ -109,6 +109,8 @@ pub struct BotSession {
 pub struct BotReply {
     /// Text to speak (already flattened from templates and stripped of markup).
     pub text: String,
+    /// The bot task that completed with this message, when the platform says so.
+    pub task: Option<String>,
 }
 
 /// Sends each reply to the call as soon as it arrives (sync body, then each poll).

@@ -5,6 +5,8 @@
 
 pub mod end_reason;
 pub mod listener;
+pub mod record;
+pub mod recording;
 pub mod registry;
 pub mod session;
 pub mod speaker;
@@ -26,7 +28,7 @@ use crate::bot::{BotChannel, BotSession};
 use crate::config::Settings;
 use crate::stt::SpeechToText;
 use crate::telephony::ws::{self, LinkEvent};
-use crate::telephony::{InboundEvent, MediaProtocol, Provider};
+use crate::telephony::{CallStart, InboundEvent, MediaProtocol, Provider};
 use crate::tts::TextToSpeech;
 pub use end_reason::CallEndReason;
 pub use registry::Registry;
@@ -61,6 +63,8 @@ pub struct CallDeps {
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.
     pub calls: TaskTracker,
+    /// Where finished calls' records go (`None`: no records).
+    pub records: Option<Arc<record::RecordSink>>,
 }
 
 /// Serves one media socket from upgrade to teardown. `permit` holds the admission slot.
@@ -126,6 +130,10 @@ pub async fn handle_socket(
         };
         match start {
             Ok(start) => {
+                let trace = record::CallTrace::new(
+                    deps.settings.call_records.transcripts,
+                    start_recording(&start, &deps),
+                );
                 let init = session::SessionInit {
                     start,
                     provider,
@@ -133,6 +141,7 @@ pub async fn handle_socket(
                     link,
                     tracker: tracker.clone(),
                     cancel: cancel.clone(),
+                    trace,
                 };
                 run_call(init, &deps).await;
             }
@@ -148,10 +157,21 @@ pub async fn handle_socket(
     .await
 }
 
+/// The call's recording, when `[recording]` is on; a failure only costs the recording.
+fn start_recording(start: &CallStart, deps: &CallDeps) -> Option<recording::Recording> {
+    let dir = deps.settings.recording.directory.as_ref()?;
+    let path = record::recording_path(dir, &start.call_id);
+    recording::Recording::start(path, start.inbound_rate, start.outbound_rate)
+        .inspect_err(|e| tracing::error!(error = %e, "Call not recorded."))
+        .ok()
+}
+
 /// Opens the bot session, runs the actor and closes the session, exactly once, on every
 /// path: hang-up, errors, shutdown and even a panic inside the actor.
 async fn run_call(init: session::SessionInit, deps: &CallDeps) {
     let start = &init.start;
+    let _live = crate::telemetry::metrics::call_started();
+    let (trace, start_copy) = (init.trace.clone(), start.clone());
     tracing::Span::current().record("call_id", start.call_id.as_str());
     let user = deps.registry.claim(
         start.caller.as_deref().unwrap_or(&start.call_id),
@@ -180,9 +200,25 @@ async fn run_call(init: session::SessionInit, deps: &CallDeps) {
     // Stop every helper (in-flight bot requests and polls included) before closing, and
     // close outside the call's token so that shutdown cannot skip it.
     cancel.cancel();
-    match deps.bot.close(&session).await {
-        Ok(()) => tracing::info!("Bot session closed."),
-        Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
+    let closure = match deps.bot.close(&session).await {
+        Ok(()) => {
+            tracing::info!("Bot session closed.");
+            "ok"
+        }
+        Err(e) => {
+            tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed.");
+            e.code()
+        }
+    };
+    crate::telemetry::metrics::call_ended(summary.reason.code());
+    if let Some(sink) = &deps.records {
+        let outcome = record::CallOutcome {
+            reason: summary.reason.code(),
+            session_closure: closure,
+            dropped_frames: summary.dropped_frames,
+        };
+        sink.write(&trace.finish(&start_copy, session.provider, &session.user_id, outcome))
+            .await;
     }
     tracing::info!(
         reason = summary.reason.code(),

@@ -182,6 +182,9 @@ pub async fn run(
                     return;
                 }
                 let sent_at = Instant::now();
+                if c.first_sent && pacer.playout_end().is_some_and(|end| end < sent_at) {
+                    crate::telemetry::metrics::outbound_frame_late();
+                }
                 pacer.on_sent(sent_at);
                 if !c.first_sent {
                     c.first_sent = true;

@@ -134,6 +134,8 @@ impl KoreClient {
                 .header("Authorization", format!("bearer {token}"))
                 .send()
                 .await;
+            let endpoint = if body.is_some() { "webhook" } else { "poll" };
+            crate::telemetry::metrics::bot_request(endpoint, &res);
             let (attempt, retry_after, err) = match res {
                 Ok(resp) if resp.status().is_success() => {
                     let bytes = resp
@@ -212,7 +214,8 @@ impl KoreClient {
                 }
                 match speech::to_speech(&item.val) {
                     Some(text) => {
-                        if replies.send(BotReply { text }).await.is_err() {
+                        let task = resp.completed_task_name.clone();
+                        if replies.send(BotReply { text, task }).await.is_err() {
                             return Ok(()); // the call is gone
                         }
                     }
