@@ -16,6 +16,7 @@
 //! | [`config`] | typed, validated configuration |
 //! | [`telemetry`] | Prometheus metrics, one function per event |
 //! | [`systemd`] | readiness, watchdog and credentials under systemd |
+//! | [`softphone`] | `voxhook call`, a command-line Twilio softphone |
 //! | [`sim`] | a development bot and a simulated caller for demos and tests |
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod server;
 pub mod shutdown;
 pub mod sim;
+pub mod softphone;
 pub mod stt;
 pub mod systemd;
 pub mod telemetry;

@@ -62,7 +62,10 @@ pub fn spawn_watchdog(addr: SocketAddr, stop: CancellationToken) {
                 _ = tick.tick() => {}
             }
             match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => notify(&[NotifyState::Watchdog]),
+                // The send blocks while systemd's queue is full: keep it off the runtime.
+                Ok(r) if r.status().is_success() => {
+                    let _ = tokio::task::spawn_blocking(|| notify(&[NotifyState::Watchdog])).await;
+                }
                 Ok(r) => tracing::warn!(status = r.status().as_u16(), "Watchdog probe failed."),
                 Err(e) => tracing::warn!(error = %e, "Watchdog probe failed."),
             }

@@ -3,5 +3,6 @@
 
 mod call_flow;
 mod faults;
+mod operate;
 mod server;
 mod support;
