@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 
-use crate::support::{rms, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
+use voxhook::bot::kore::auth::Claims;
+
+use crate::support::{rms, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
 
 async fn call(d: &Daemon, from: &str) -> SimCaller {
     let caller = SimCaller::connect(CallerOptions::new(&d.ws_url(), from, "+15550009999"))
@@ -118,6 +120,40 @@ async fn a_second_signal_ends_live_calls_at_once_and_still_closes_them() {
     assert_eq!(bot.count_event(user, "SESSION_CLOSURE"), 1);
     assert!(caller.log().closed);
     eprintln!("second signal: exit 0 after {exited:?} (grace 120 s)");
+}
+
+#[tokio::test]
+async fn token_prints_the_jwt_voxhook_would_send_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("voxhook-it-{}", uuid::Uuid::new_v4()));
+    let (config, creds) = write_config(&dir, "http://127.0.0.1:9/chatbot/v2/webhook/st-x", 0, "");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
+        .args(["token", "--user", "+15550004301", "--config"])
+        .arg(&config)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1);
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_required_spec_claims(&["exp", "iat"]);
+    let claims = jsonwebtoken::decode::<Claims>(
+        stdout.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims.app_id, CLIENT_ID);
+    assert_eq!(claims.user_identity.as_deref(), Some("+15550004301"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
 }
 
 /// Prometheus text → `name{labels}` → value.

@@ -190,6 +190,43 @@ pub fn rms(x: &[i16]) -> f64 {
     (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
 }
 
+/// Writes `dir/voxhook.toml` for a daemon talking to the Kore simulator at `webhook_url`,
+/// with `shutdown_grace_period_secs = grace_secs` and `extra` TOML sections (`{dir}` in them
+/// is replaced by `dir`), and the client secret as a systemd credential in
+/// `dir/credentials`. Returns both paths.
+pub fn write_config(
+    dir: &std::path::Path,
+    webhook_url: &str,
+    grace_secs: u64,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("bot.client_secret"), format!("{SECRET}\n")).unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_period_secs = {grace_secs}
+[stt]
+provider = "whisper"
+model_path = "{model}"
+[bot]
+platform = "kore_v2"
+webhook_url = "{webhook_url}"
+client_id = "{CLIENT_ID}"
+jwt_user_identity = true
+poll_interval_ms = 100
+{extra}
+"#,
+        model = model_path(),
+        extra = extra.replace("{dir}", &dir.display().to_string()),
+    );
+    let config = dir.join("voxhook.toml");
+    std::fs::write(&config, toml).unwrap();
+    (config, creds)
+}
+
 /// The real `voxhook` binary running as a daemon against `bot`, the way systemd runs it:
 /// secrets in a credentials directory, `NOTIFY_SOCKET` and `WATCHDOG_USEC` set, JSON logs.
 pub struct Daemon {
@@ -207,31 +244,7 @@ impl Daemon {
     /// READY=1.
     pub async fn spawn(bot: &KoreSim, grace_secs: u64, extra: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("voxhook-it-{}", uuid::Uuid::new_v4()));
-        let creds = dir.join("credentials");
-        std::fs::create_dir_all(&creds).unwrap();
-        std::fs::write(creds.join("bot.client_secret"), format!("{SECRET}\n")).unwrap();
-        let toml = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_grace_period_secs = {grace_secs}
-[stt]
-provider = "whisper"
-model_path = "{model}"
-[bot]
-platform = "kore_v2"
-webhook_url = "{url}"
-client_id = "{CLIENT_ID}"
-jwt_user_identity = true
-poll_interval_ms = 100
-{extra}
-"#,
-            model = model_path(),
-            url = bot.webhook_url(),
-            extra = extra.replace("{dir}", &dir.display().to_string()),
-        );
-        let config = dir.join("voxhook.toml");
-        std::fs::write(&config, toml).unwrap();
+        let (config, creds) = write_config(&dir, &bot.webhook_url(), grace_secs, extra);
         let notify_path = dir.join("notify.sock");
         let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
