@@ -50,6 +50,9 @@ const BUCKETS: &[f64] = &[
     0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle)
@@ -66,6 +69,18 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("A metrics recorder was already installed; /metrics stays empty.");
             }
             describe();
+            // Histogram samples pile up between scrapes until upkeep folds them in; a plain
+            // thread keeps that bounded whatever runtime (or none) is running.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "Metrics upkeep thread not started.");
+            }
             handle
         })
         .clone()

@@ -231,6 +231,7 @@ directory = "{dir}/recordings"
     wait_until("the call record", || records.exists()).await;
     let line = std::fs::read_to_string(&records).unwrap();
     assert_eq!(line.lines().count(), 1, "{line}");
+    eprintln!("call record: {line}");
     let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     let call_sid = printed
         .split("(call ")
