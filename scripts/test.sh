@@ -8,6 +8,7 @@ start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --quiet -- -D warnings
 cargo build --locked --all-targets --quiet  # benches and examples must keep building
+./scripts/verify-unit.sh  # systemd-analyze verify + security on the unit (see the script)
 VOXHOOK__BOT__CLIENT_SECRET=example-secret cargo run --locked --quiet -- validate --config config/voxhook.toml
 cargo test --locked --lib --bins --tests
 cargo run --locked --quiet -- demo --out target/demo-call.wav

@@ -16,10 +16,13 @@ use tokio_util::task::TaskTracker;
 use crate::audio::{wav, AudioFrame};
 use crate::bot::routes::LocalRoutes;
 use crate::bot::{self, BotChannel};
+use crate::call::record::RecordSink;
 use crate::call::{CallDeps, LanguageEngines, Registry};
 use crate::config::{Settings, SttSettings, TtsSettings};
 use crate::server::{self, ServerState};
+use crate::shutdown::Shutdown;
 use crate::stt::{self, SpeechToText};
+use crate::systemd;
 use crate::telephony::control::{CallControl, ControlError};
 use crate::telephony::twilio::rest::TwilioRest;
 use crate::telephony::Provider;
@@ -49,6 +52,9 @@ pub enum AppError {
     /// A provider API client could not be built.
     #[error("provider API: {0}")]
     Control(#[from] ControlError),
+    /// The call-record output could not be opened.
+    #[error("call records: {0}")]
+    Records(std::io::Error),
 }
 
 /// The loaded engines, bot channel, audio assets and provider APIs.
@@ -157,14 +163,30 @@ impl Engines {
     }
 }
 
-/// Serves on `listener` until `shutdown` fires, then drains. Returns once every call ended.
+/// Serves on `listener` until `shutdown` asks for a drain, then drains (see [`Shutdown`]).
+/// Returns once every call ended. Readiness goes to systemd once serving starts.
 pub async fn serve(
     settings: Settings,
     engines: Engines,
     listener: TcpListener,
-    shutdown: CancellationToken,
+    shutdown: impl Into<Shutdown>,
 ) -> Result<(), AppError> {
+    let shutdown = shutdown.into();
     let settings = Arc::new(settings);
+    let metrics = settings
+        .metrics
+        .enabled
+        .then(crate::telemetry::metrics::install);
+    let records = match &settings.call_records.output {
+        Some(out) => Some(Arc::new(
+            RecordSink::open(out).await.map_err(AppError::Records)?,
+        )),
+        None => None,
+    };
+    let admin = match settings.metrics.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let calls_cancel = CancellationToken::new();
     let calls = TaskTracker::new();
     let deps = Arc::new(CallDeps {
@@ -183,44 +205,52 @@ pub async fn serve(
         registry: Arc::new(Registry::default()),
         calls_cancel: calls_cancel.clone(),
         calls: calls.clone(),
+        records,
     });
     let state = Arc::new(ServerState {
         deps: deps.clone(),
         admission: Arc::new(Semaphore::new(settings.server.max_concurrent_calls)),
         draining: Default::default(),
-        callbacks: Default::default(),
+        metrics,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, max_calls = settings.server.max_concurrent_calls, "Listening.");
 
     let http_stop = CancellationToken::new();
-    let http = tokio::spawn({
-        let stop = http_stop.clone();
-        let router = server::router(state.clone());
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+    let with_metrics = admin.is_none();
+    let http = spawn_http(
+        listener,
+        server::router(state.clone(), with_metrics),
+        &http_stop,
+    );
+    let admin_http = admin.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, "Admin listener (/metrics, /live, /ready).");
         }
+        spawn_http(l, server::admin_router(state.clone()), &http_stop)
     });
+    systemd::ready(&format!("Serving on {addr}."));
+    systemd::spawn_watchdog(addr, http_stop.clone());
 
-    shutdown.cancelled().await;
+    shutdown.draining().await;
     state.draining.store(true, Ordering::Relaxed);
     calls.close();
     let live = deps.registry.live_calls();
+    let grace = settings.server.shutdown_grace_period;
+    systemd::stopping(&format!("Draining {live} live call(s)."));
     tracing::info!(
         live_calls = live,
-        grace_secs = settings.server.shutdown_grace_period.as_secs(),
+        grace_secs = grace.as_secs(),
         "Shutdown: refusing new calls, draining live ones."
     );
-    if tokio::time::timeout(settings.server.shutdown_grace_period, calls.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            live_calls = deps.registry.live_calls(),
-            "Grace period over: ending remaining calls."
-        );
+    let drained = tokio::select! {
+        res = tokio::time::timeout(grace, calls.wait()) => res.is_ok(),
+        _ = shutdown.forced() => false,
+    };
+    if !drained {
+        let live = deps.registry.live_calls();
+        tracing::warn!(live_calls = live, "Ending remaining calls.");
+        systemd::status(&format!("Ending {live} live call(s)."));
         calls_cancel.cancel();
         let hard = settings.bot.closure_deadline() + Duration::from_secs(3);
         if tokio::time::timeout(hard, calls.wait()).await.is_err() {
@@ -229,6 +259,22 @@ pub async fn serve(
     }
     http_stop.cancel();
     let _ = http.await;
+    if let Some(admin) = admin_http {
+        let _ = admin.await;
+    }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    })
 }

@@ -14,6 +14,9 @@
 //! | [`stt`] / [`tts`] | speech engines behind one trait each |
 //! | [`bot`] | bot platform clients (Kore.ai XO Webhook v2) |
 //! | [`config`] | typed, validated configuration |
+//! | [`telemetry`] | Prometheus metrics, one function per event |
+//! | [`systemd`] | readiness, watchdog and credentials under systemd |
+//! | [`softphone`] | `voxhook call`, a command-line Twilio softphone |
 //! | [`sim`] | a development bot and a simulated caller for demos and tests |
 
 pub mod app;
@@ -22,7 +25,11 @@ pub mod bot;
 pub mod call;
 pub mod config;
 pub mod server;
+pub mod shutdown;
 pub mod sim;
+pub mod softphone;
 pub mod stt;
+pub mod systemd;
+pub mod telemetry;
 pub mod telephony;
 pub mod tts;

@@ -1,13 +1,16 @@
-//! The `voxhook` binary: a thin CLI over the library (`run`, `validate`, `demo`), logging
-//! setup and exit codes (64 for usage or configuration errors, 1 for startup failures).
+//! The `voxhook` binary: a thin CLI over the library (`run`, `validate`, `demo`, `call`,
+//! `token`), logging setup and exit codes (64 for usage or configuration errors, 1 for
+//! startup failures).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
-use voxhook::{app, config, sim};
+use voxhook::bot::kore::auth::TokenMinter;
+use voxhook::shutdown::{self, Shutdown};
+use voxhook::{app, config, sim, softphone, systemd};
 
 const EX_USAGE: u8 = 64;
 
@@ -63,6 +66,53 @@ enum Command {
         #[arg(long, default_value = "demo-call.wav")]
         out: PathBuf,
     },
+    /// A softphone: call a running voxhook over Twilio's Media Streams protocol, speak
+    /// WAV files or typed lines, press keys, and print what the bot said.
+    Call {
+        /// The daemon's media route, e.g. ws://127.0.0.1:8080/twilio or wss://host/twilio.
+        url: String,
+        /// Steps, in order: say:TEXT, play:FILE.wav, keys:DIGITS, wait:SECONDS, hangup.
+        /// Without steps, lines are read from stdin (`/keys 1#`, `/play f.wav`,
+        /// `/wait 2`, `/hangup`, or words to say).
+        steps: Vec<softphone::Step>,
+        /// Caller's number (the `from` parameter).
+        #[arg(long, default_value = "+15550001111")]
+        from: String,
+        /// Called number (the `to` parameter).
+        #[arg(long, default_value = "+15550002222")]
+        to: String,
+        /// Extra custom parameter NAME=VALUE (repeatable).
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// whisper.cpp model used to transcribe what the bot said.
+        #[arg(long, default_value = "models/ggml-tiny.en.bin")]
+        model: PathBuf,
+        /// Save the bot's audio here (8 kHz mono WAV).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Silence (ms) after which the bot's turn counts as over.
+        #[arg(long, default_value_t = 1500)]
+        quiet_ms: u64,
+        /// Longest wait (s) for the bot to speak after each step.
+        #[arg(long, default_value_t = 30)]
+        answer_timeout_secs: u64,
+    },
+    /// Print a fresh Kore JWT made from the configuration (for trying the webhook with curl).
+    /// The token goes to stdout only.
+    Token {
+        /// TOML configuration file.
+        #[arg(long, default_value = "/etc/voxhook/voxhook.toml")]
+        config: PathBuf,
+        /// Bot user id for `userIdentity` (when bot.jwt_user_identity = true).
+        #[arg(long, default_value = "voxhook-token")]
+        user: String,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -78,7 +128,17 @@ fn init_logging(format: LogFormat, default: &str) {
 }
 
 fn load(path: &Path) -> Result<config::Settings, ExitCode> {
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    // systemd credentials (LoadCredential=) count as environment variables and win over them.
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        match systemd::credentials(Path::new(&dir)) {
+            Ok(creds) => env.extend(creds),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(EX_USAGE));
+            }
+        }
+    }
     let raw = config::load(Some(path), env).map_err(|e| {
         eprintln!("error: {}: {e}", path.display());
         ExitCode::from(EX_USAGE)
@@ -109,6 +169,59 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime().block_on(run(settings))
+        }
+        Command::Token { config, user } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let config::BotSettings::Kore(kore) = &settings.bot;
+            let minted = TokenMinter::from_settings(kore).and_then(|m| m.mint(&user));
+            match minted {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Call {
+            url,
+            steps,
+            from,
+            to,
+            params,
+            model,
+            out,
+            quiet_ms,
+            answer_timeout_secs,
+        } => {
+            init_logging(cli.log_format, "warn");
+            let opts = softphone::CallOptions {
+                url,
+                from,
+                to,
+                parameters: params,
+                steps,
+                model_path: model,
+                out_wav: out,
+                quiet: Duration::from_millis(quiet_ms),
+                answer_timeout: Duration::from_secs(answer_timeout_secs),
+                auth_token: std::env::var("TWILIO_AUTH_TOKEN")
+                    .ok()
+                    .map(config::SensitiveString::new),
+            };
+            let mut stdout = std::io::stdout();
+            match runtime().block_on(softphone::run(opts, &mut stdout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Demo {
             model,
@@ -158,8 +271,8 @@ async fn run(settings: config::Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signals(shutdown.clone()));
+    let shutdown = Shutdown::new();
+    tokio::spawn(shutdown::on_signals(shutdown.clone()));
     match app::serve(settings, engines, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -167,22 +280,4 @@ async fn run(settings: config::Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// First SIGTERM/SIGINT starts the drain; a second one exits at once.
-async fn wait_for_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers.");
-        return;
-    };
-    let name = tokio::select! { _ = term.recv() => "SIGTERM", _ = int.recv() => "SIGINT" };
-    tracing::info!(signal = name, "Shutdown requested.");
-    shutdown.cancel();
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    tracing::warn!("Second signal: exiting now.");
-    std::process::exit(1);
 }

@@ -1,9 +1,9 @@
 //! The HTTP listener (axum): media WebSocket routes per provider, the bot's async callback
-//! route, `/live` and `/ready`.
+//! route, `/live`, `/ready` and `/metrics` (or the last three on a separate admin listener).
 //! Admission (`max_concurrent_calls`), draining and provider authentication are decided
 //! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -13,9 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
 use crate::call::{self, CallDeps};
+use crate::telemetry::metrics;
 use crate::telephony::twilio::{signature, TwilioOptions, TwilioProtocol};
 use crate::telephony::Provider;
 
@@ -27,26 +29,13 @@ pub struct ServerState {
     pub admission: Arc<Semaphore>,
     /// Set when shutdown begins: new calls are refused and `/ready` fails.
     pub draining: AtomicBool,
-    /// Callback counters.
-    pub callbacks: CallbackCounters,
+    /// Renders `/metrics` (`None`: metrics are off).
+    pub metrics: Option<PrometheusHandle>,
 }
 
-/// What happened to bot callbacks (async mode).
-#[derive(Debug, Default)]
-pub struct CallbackCounters {
-    /// Delivered to a live call.
-    pub routed: AtomicU64,
-    /// Well-formed but for no live call (late, or for an ended call).
-    pub unroutable: AtomicU64,
-    /// Wrong secret or bearer token.
-    pub rejected: AtomicU64,
-    /// Not a callback we understand.
-    pub malformed: AtomicU64,
-}
-
-/// Builds the router.
-pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
+/// Builds the main router; `with_metrics` adds `/metrics` (when no admin listener has it).
+pub fn router(state: Arc<ServerState>, with_metrics: bool) -> Router {
+    let r = Router::new()
         .route("/twilio", get(twilio))
         .route(
             "/kore/callback/{secret}",
@@ -55,8 +44,36 @@ pub fn router(state: Arc<ServerState>) -> Router {
             )),
         )
         .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready));
+    let r = if with_metrics {
+        r.route("/metrics", get(metrics_text))
+    } else {
+        r
+    };
+    r.with_state(state)
+}
+
+/// The admin listener's router: health and metrics, no media.
+pub fn admin_router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
+}
+
+async fn metrics_text(State(st): State<Arc<ServerState>>) -> Response {
+    match &st.metrics {
+        Some(h) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn ready(State(st): State<Arc<ServerState>>) -> Response {
@@ -81,7 +98,7 @@ async fn kore_callback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let counters = &st.callbacks;
+    use crate::telemetry::metrics::bot_callback;
     let Some(cb) = st.deps.settings.bot.callback() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -96,7 +113,7 @@ async fn kore_callback(
             .is_some_and(|got| constant_time_eq(got.as_bytes(), t.expose().as_bytes()))
     });
     if !constant_time_eq(secret.as_bytes(), cb.secret.expose().as_bytes()) || !bearer_ok {
-        counters.rejected.fetch_add(1, Ordering::Relaxed);
+        bot_callback("rejected");
         // Never log the path: it is the secret.
         tracing::warn!(bearer_ok, "Bot callback refused: wrong secret or token.");
         return StatusCode::NOT_FOUND.into_response();
@@ -104,18 +121,18 @@ async fn kore_callback(
     let parsed = match st.deps.bot.parse_callback(&body) {
         Ok(p) => p,
         Err(e) => {
-            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            bot_callback("malformed");
             tracing::warn!(error = %e, bytes = body.len(), "Bot callback not understood.");
             return (StatusCode::BAD_REQUEST, "bad callback\n").into_response();
         }
     };
     let Some(sink) = st.deps.routes.route(&parsed.keys) else {
-        counters.unroutable.fetch_add(1, Ordering::Relaxed);
+        bot_callback("unroutable");
         tracing::warn!(keys = ?parsed.keys, messages = parsed.replies.len(),
             "Bot callback for no live call; dropped.");
         return "ok\n".into_response();
     };
-    counters.routed.fetch_add(1, Ordering::Relaxed);
+    bot_callback("routed");
     for reply in parsed.replies {
         // Bounded: a call that cannot keep up within a second is not going to speak these.
         let sent = sink
@@ -145,6 +162,7 @@ async fn twilio(
         return StatusCode::NOT_FOUND.into_response();
     }
     if st.draining.load(Ordering::Relaxed) {
+        metrics::call_refused("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if let (Some(token), Some(public)) = (&s.twilio.signature_token, &s.server.public_url) {
@@ -158,6 +176,7 @@ async fn twilio(
             .unwrap_or("");
         if !signature::verify(token.expose(), &url, sig) {
             tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
+            metrics::call_refused("signature");
             return StatusCode::FORBIDDEN.into_response();
         }
     }
@@ -166,6 +185,7 @@ async fn twilio(
             limit = s.server.max_concurrent_calls,
             "At capacity; call refused."
         );
+        metrics::call_refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
     };
     let protocol = Box::new(TwilioProtocol::new(TwilioOptions {

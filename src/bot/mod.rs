@@ -145,6 +145,8 @@ pub struct BotReply {
     pub options: Vec<MenuOption>,
     /// Call control the bot asked for, carried out after the preceding audio has played.
     pub action: Option<BotAction>,
+    /// The bot task that completed with this message, when the platform says so.
+    pub task: Option<String>,
 }
 
 /// One choice of a spoken menu.

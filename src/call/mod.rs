@@ -5,6 +5,8 @@
 
 pub mod end_reason;
 pub mod listener;
+pub mod record;
+pub mod recording;
 pub mod registry;
 pub mod session;
 pub mod speaker;
@@ -83,6 +85,8 @@ pub struct CallDeps {
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.
     pub calls: TaskTracker,
+    /// Where finished calls' records go (`None`: no records).
+    pub records: Option<Arc<record::RecordSink>>,
 }
 
 impl CallDeps {
@@ -158,6 +162,10 @@ pub async fn handle_socket(
         match start {
             Ok(start) => {
                 let (callback_tx, callbacks) = tokio::sync::mpsc::channel(BOT_REPLY_CAPACITY);
+                let trace = record::CallTrace::new(
+                    deps.settings.call_records.transcripts,
+                    start_recording(&start, &deps),
+                );
                 let init = session::SessionInit {
                     start,
                     provider,
@@ -166,6 +174,7 @@ pub async fn handle_socket(
                     tracker: tracker.clone(),
                     cancel: cancel.clone(),
                     callbacks,
+                    trace,
                 };
                 run_call(init, callback_tx, &deps).await;
             }
@@ -194,10 +203,21 @@ fn initial_language(start: &CallStart, deps: &CallDeps) -> Option<String> {
     }
 }
 
+/// The call's recording, when `[recording]` is on; a failure only costs the recording.
+fn start_recording(start: &CallStart, deps: &CallDeps) -> Option<recording::Recording> {
+    let dir = deps.settings.recording.directory.as_ref()?;
+    let path = record::recording_path(dir, &start.call_id);
+    recording::Recording::start(path, start.inbound_rate, start.outbound_rate)
+        .inspect_err(|e| tracing::error!(error = %e, "Call not recorded."))
+        .ok()
+}
+
 /// Opens the bot session, runs the actor and closes the session, exactly once, on every
 /// path: hang-up, errors, shutdown and even a panic inside the actor.
 async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink, deps: &CallDeps) {
     let start = &init.start;
+    let _live = crate::telemetry::metrics::call_started();
+    let (trace, start_copy) = (init.trace.clone(), start.clone());
     tracing::Span::current().record("call_id", start.call_id.as_str());
     let language = initial_language(start, deps);
     let mut session = BotSession {
@@ -241,9 +261,25 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
     // Stop every helper (in-flight bot requests and polls included) before closing, and
     // close outside the call's token so that shutdown cannot skip it.
     cancel.cancel();
-    match deps.bot.close(&session).await {
-        Ok(()) => tracing::info!("Bot session closed."),
-        Err(e) => tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed."),
+    let closure = match deps.bot.close(&session).await {
+        Ok(()) => {
+            tracing::info!("Bot session closed.");
+            "ok"
+        }
+        Err(e) => {
+            tracing::error!(error = %e, code = e.code(), "SESSION_CLOSURE failed.");
+            e.code()
+        }
+    };
+    crate::telemetry::metrics::call_ended(summary.reason.code());
+    if let Some(sink) = &deps.records {
+        let outcome = record::CallOutcome {
+            reason: summary.reason.code(),
+            session_closure: closure,
+            dropped_frames: summary.dropped_frames,
+        };
+        sink.write(&trace.finish(&start_copy, session.provider, &session.user_id, outcome))
+            .await;
     }
     tracing::info!(
         reason = summary.reason.code(),

@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 
 use super::end_reason::CallEndReason;
 use super::listener::{self, ListenerEvent, LISTENER_AUDIO_CAPACITY, LISTENER_EVENT_CAPACITY};
+use super::record::CallTrace;
 use super::speaker::{
     self, SpeakerCommand, SpeakerConfig, SpeakerEvent, SPEAKER_COMMAND_CAPACITY,
     SPEAKER_EVENT_CAPACITY,
@@ -46,6 +47,8 @@ pub struct SessionInit {
     pub cancel: CancellationToken,
     /// Bot messages delivered by async callbacks.
     pub callbacks: mpsc::Receiver<BotReply>,
+    /// Metrics, the call record and the recording.
+    pub trace: CallTrace,
 }
 
 enum BotRequest {
@@ -96,6 +99,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         tracker,
         cancel,
         mut callbacks,
+        trace,
     } = init;
     let s = &deps.settings;
     let engines = deps.engines_for(session.language.as_deref());
@@ -104,14 +108,8 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     let listener_cancel = cancel.child_token();
     let (audio_tx, mut listener_events) =
         spawn_listener(&start, deps, engines, &tracker, &listener_cancel).await;
-    let (spk_tx, mut speaker_events) = spawn_speaker(
-        &start,
-        deps,
-        engines,
-        link.commands.clone(),
-        &tracker,
-        &cancel,
-    );
+    let out = trace.tap_outbound(link.commands.clone(), &tracker, &cancel);
+    let (spk_tx, mut speaker_events) = spawn_speaker(&start, deps, engines, out, &tracker, &cancel);
 
     let fallback = match &deps.fallback_clip {
         Some(clip) => Prompt::Clip(clip.clone()),
@@ -147,6 +145,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     // From here on the session counts as opened: SESSION_CLOSURE is owed even if the call
     // ends before ON_CONNECT is answered.
     let _ = bot_tx.send(BotRequest::Open).await;
+    trace.opened();
 
     let mut ctx = Actor {
         turns,
@@ -168,6 +167,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         dropped_frames: 0,
         n_turns: 0,
         reply_received: None,
+        trace,
     };
     for ev in early {
         ctx.on_inbound(ev);
@@ -376,6 +376,7 @@ struct Actor {
     new_listener: Option<ListenerEnds>,
     /// Set when the call must end now.
     ended: Option<CallEndReason>,
+    trace: CallTrace,
 }
 
 impl Actor {
@@ -390,11 +391,13 @@ impl Actor {
     fn on_inbound_input(&mut self, ev: InboundEvent) -> Option<CallInput> {
         match ev {
             InboundEvent::Audio(pcm) => {
+                self.trace.caller_audio(&pcm);
                 let Some(tx) = &self.audio_tx else {
                     return None;
                 };
                 if tx.try_send(pcm).is_err() {
                     self.dropped_frames += 1;
+                    crate::telemetry::metrics::inbound_frame_dropped();
                     if self.dropped_frames.is_power_of_two() {
                         tracing::warn!(
                             dropped = self.dropped_frames,
@@ -405,7 +408,8 @@ impl Actor {
                 None
             }
             InboundEvent::Dtmf(d) => {
-                tracing::info!(digit = %d, "Key pressed.");
+                let key = d.to_string();
+                tracing::info!(digit = self.trace.shown(&key), "Key pressed.");
                 Some(CallInput::Digit(d))
             }
             InboundEvent::Mark(name) => speaker::parse_mark(&name).map(CallInput::Played),
@@ -426,8 +430,14 @@ impl Actor {
                 None
             }
             ListenerEvent::Transcript(t) => {
-                tracing::info!(text = %t.text, confidence = t.confidence.unwrap_or(0.0),
-                    audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Caller said.");
+                self.trace.transcript(&t);
+                tracing::info!(
+                    text = self.trace.shown(&t.text),
+                    confidence = t.confidence.unwrap_or(0.0),
+                    audio_ms = t.audio_ms,
+                    decode_ms = t.decode_ms,
+                    "Caller said."
+                );
                 self.timing.decode_ms = Some(t.decode_ms);
                 Some(CallInput::Utterance {
                     text: t.text,
@@ -444,13 +454,18 @@ impl Actor {
     fn on_bot(&mut self, ev: BotEvent) -> Option<CallInput> {
         match ev {
             BotEvent::Reply(r) => {
-                tracing::info!(text = r.text.as_deref().unwrap_or(""), options = r.options.len(),
-                    action = ?r.action, "Bot said.");
+                self.trace.bot_reply(&r);
+                tracing::info!(text = self.trace.shown(r.text.as_deref().unwrap_or("")),
+                    options = r.options.len(), action = ?r.action, "Bot said.");
                 self.reply_received = Some(Instant::now());
                 Some(CallInput::BotReply(r))
             }
-            BotEvent::Done(Ok(())) => Some(CallInput::BotDone { ok: true }),
+            BotEvent::Done(Ok(())) => {
+                self.trace.bot_done(None);
+                Some(CallInput::BotDone { ok: true })
+            }
             BotEvent::Done(Err(e)) => {
+                self.trace.bot_done(Some(e.code()));
                 tracing::error!(error = %e, code = e.code(), "Bot request failed; speaking the fallback.");
                 Some(CallInput::BotDone { ok: false })
             }
@@ -460,6 +475,7 @@ impl Actor {
     fn on_speaker(&mut self, ev: SpeakerEvent) -> Option<CallInput> {
         match ev {
             SpeakerEvent::FirstAudio { id, latency, tts } => {
+                self.trace.first_audio(id, tts);
                 tracing::info!(
                     msg_id = id,
                     reply_to_audio_ms = latency.as_secs_f64() * 1e3,
@@ -489,16 +505,21 @@ impl Actor {
                         .filter(|_| turn.mode == crate::bot::InputMode::Speech);
                     let decode_ms = self.timing.decode_ms.take().unwrap_or(0);
                     let eos_ms = since_speech.map(|t| (now - t).as_secs_f64() * 1e3);
-                    tracing::info!(text = %turn.text, mode = turn.mode.as_str(),
+                    self.trace.turn_sent(&turn, since_speech);
+                    tracing::info!(
+                        text = self.trace.shown(&turn.text),
+                        mode = turn.mode.as_str(),
                         end_of_speech_to_request_ms = eos_ms.unwrap_or(-1.0),
                         overhead_ms = eos_ms.map(|m| m - decode_ms as f64).unwrap_or(-1.0),
-                        "Turn sent to bot.");
+                        "Turn sent to bot."
+                    );
                     self.bot_tx
                         .send(BotRequest::Turn(turn))
                         .await
                         .map_err(drop)?;
                 }
                 CallAction::Speak { id, prompt } => {
+                    self.trace.speak(id);
                     let received = self.reply_received.unwrap_or_else(Instant::now);
                     self.spk_tx
                         .send(SpeakerCommand::Say {
@@ -523,6 +544,7 @@ impl Actor {
                     return Ok(());
                 }
                 CallAction::StopPlayback => {
+                    self.trace.barge_in();
                     tracing::info!("Barge-in: playback cleared.");
                     self.spk_tx
                         .send(SpeakerCommand::Clear)

@@ -237,6 +237,9 @@ pub async fn run(
                     return;
                 }
                 let sent_at = Instant::now();
+                if c.first_sent && pacer.playout_end().is_some_and(|end| end < sent_at) {
+                    crate::telemetry::metrics::outbound_frame_late();
+                }
                 pacer.on_sent(sent_at);
                 filler_sent |= c.filler;
                 if !c.first_sent && !c.filler {

@@ -4,6 +4,7 @@
 //! Sources, later wins: built-in defaults, the TOML file, `VOXHOOK__SECTION__KEY` environment
 //! variables. Loading and validation touch no network; every problem is reported at once.
 
+mod ops;
 mod secret;
 mod validate;
 
@@ -12,6 +13,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub use ops::{
+    CallRecordSettings, CallRecordsConfig, MetricsConfig, MetricsSettings, RecordOutput,
+    RecordingConfig, RecordingSettings,
+};
 pub use secret::SensitiveString;
 pub use validate::{
     validate, AudioSettings, BotSettings, CallSettings, CallbackSettings, ConfigError,
@@ -27,6 +32,15 @@ pub struct RawConfig {
     /// HTTP/WebSocket listener and admission.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// One JSON record per finished call.
+    #[serde(default)]
+    pub call_records: CallRecordsConfig,
+    /// Per-call WAV recordings.
+    #[serde(default)]
+    pub recording: RecordingConfig,
     /// Telephony provider adapters.
     #[serde(default)]
     pub telephony: TelephonyConfig,

@@ -27,6 +27,12 @@ pub struct ConfigError {
 pub struct Settings {
     /// Listener and admission.
     pub server: ServerSettings,
+    /// Prometheus metrics.
+    pub metrics: super::MetricsSettings,
+    /// Call records.
+    pub call_records: super::CallRecordSettings,
+    /// Call recordings.
+    pub recording: super::RecordingSettings,
     /// Twilio Media Streams adapter.
     pub twilio: TwilioSettings,
     /// VAD, endpointing, barge-in, playback.
@@ -384,6 +390,9 @@ impl Errors {
 pub fn validate(raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
     let mut errs = Errors::default();
     let server = server(raw.server, &mut errs);
+    let metrics = super::ops::metrics(raw.metrics, &server, &mut errs.0);
+    let call_records = super::ops::call_records(raw.call_records);
+    let recording = super::ops::recording(raw.recording, &mut errs.0);
     let twilio = twilio(raw.telephony.twilio, server.public_url.is_some(), &mut errs);
     let audio = audio(raw.audio, &mut errs);
     let dtmf = dtmf(raw.dtmf, &mut errs);
@@ -402,6 +411,9 @@ pub fn validate(raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
     match bot {
         Some(bot) if errs.0.is_empty() => Ok(Settings {
             server,
+            metrics,
+            call_records,
+            recording,
             twilio,
             audio,
             dtmf,

@@ -54,6 +54,8 @@ pub struct CallerOptions {
     pub parameters: BTreeMap<String, String>,
     /// Send `connected` and `start` right away.
     pub send_start: bool,
+    /// `X-Twilio-Signature` header for the upgrade request, if any.
+    pub signature: Option<String>,
 }
 
 impl CallerOptions {
@@ -69,6 +71,7 @@ impl CallerOptions {
                 ("to".to_string(), to.to_string()),
             ]),
             send_start: true,
+            signature: None,
         }
     }
 }
@@ -130,9 +133,20 @@ pub struct SimCaller {
 impl SimCaller {
     /// Connects and starts the stream.
     pub async fn connect(options: CallerOptions) -> Result<Self, String> {
-        let (ws, _) = tokio_tungstenite::connect_async(options.url.as_str())
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let fail = |e: &dyn std::fmt::Display| format!("connect {}: {e}", options.url);
+        let mut req = options
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| fail(&e))?;
+        if let Some(sig) = &options.signature {
+            let value = sig.parse().map_err(|e| fail(&e))?;
+            req.headers_mut().insert("x-twilio-signature", value);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
-            .map_err(|e| format!("connect {}: {e}", options.url))?;
+            .map_err(|e| fail(&e))?;
         let (commands, rx) = mpsc::channel(64);
         let log = Arc::new(Mutex::new(CallerLog::default()));
         let speaking = Arc::new(Mutex::new(0));

@@ -223,7 +223,7 @@ impl SpeechToText for WhisperStt {
                         };
                         let ev = match res {
                             Ok(t) => {
-                                tracing::debug!(call_id = %params.call_id, text = %t.text,
+                                tracing::debug!(call_id = %params.call_id,
                                     audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Utterance decoded.");
                                 SttEvent::Final(t)
                             }

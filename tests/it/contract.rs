@@ -178,6 +178,25 @@ async fn async_callbacks_reach_their_call_in_arrival_order() {
         .await
         .unwrap();
     assert_eq!(garbage.status(), 400);
+    // Counted (this test is the only one in the binary sending such callbacks).
+    let metrics = reqwest::get(h.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |result: &str| -> f64 {
+        let key = format!("voxhook_bot_callbacks_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("unroutable") >= 1.0, "{metrics}");
+    assert!(count("rejected") >= 2.0, "{metrics}");
+    assert!(count("malformed") >= 1.0, "{metrics}");
+    assert!(count("routed") >= 4.0, "{metrics}");
 
     call_a.hang_up().await;
     h.assert_closed_once(a).await;

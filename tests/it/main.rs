@@ -4,6 +4,7 @@
 mod call_flow;
 mod contract;
 mod faults;
+mod operate;
 mod server;
 mod support;
 mod voice;

@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voxhook::app::{self, Engines};
-use voxhook::audio::resample::Resampler;
 use voxhook::config::{self, BotSettings, Settings, WhisperSettings};
 use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
@@ -180,11 +179,10 @@ pub async fn transcribe(pcm_8k: &[i16]) -> String {
         })
         .unwrap()
     });
-    let mut r = Resampler::new(8_000, 16_000).unwrap();
-    let mut pcm = Vec::new();
-    r.process(pcm_8k, &mut pcm);
-    r.flush(&mut pcm);
-    stt.transcribe(pcm).await.unwrap().text.to_lowercase()
+    voxhook::softphone::transcribe(stt, pcm_8k)
+        .await
+        .unwrap()
+        .to_lowercase()
 }
 
 /// Root-mean-square level of a stretch of audio.
@@ -231,4 +229,177 @@ pub fn contains_clip(heard: &[i16], clip: &[i16]) -> bool {
         return false;
     };
     heard.windows(probe.len()).any(|w| w == probe)
+}
+
+/// Writes `dir/voxhook.toml` for a daemon talking to the Kore simulator at `webhook_url`,
+/// with `shutdown_grace_period_secs = grace_secs` and `extra` TOML sections (`{dir}` in them
+/// is replaced by `dir`), and the client secret as a systemd credential in
+/// `dir/credentials`. Returns both paths.
+pub fn write_config(
+    dir: &std::path::Path,
+    webhook_url: &str,
+    grace_secs: u64,
+    extra: &str,
+) -> (PathBuf, PathBuf) {
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(creds.join("bot.client_secret"), format!("{SECRET}\n")).unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_period_secs = {grace_secs}
+[stt]
+provider = "whisper"
+model_path = "{model}"
+[bot]
+platform = "kore_v2"
+webhook_url = "{webhook_url}"
+client_id = "{CLIENT_ID}"
+jwt_user_identity = true
+poll_interval_ms = 100
+{extra}
+"#,
+        model = model_path(),
+        extra = extra.replace("{dir}", &dir.display().to_string()),
+    );
+    let config = dir.join("voxhook.toml");
+    std::fs::write(&config, toml).unwrap();
+    (config, creds)
+}
+
+/// The real `voxhook` binary running as a daemon against `bot`, the way systemd runs it:
+/// secrets in a credentials directory, `NOTIFY_SOCKET` and `WATCHDOG_USEC` set, JSON logs.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// Scratch directory with the config, credentials and any outputs.
+    pub dir: PathBuf,
+    logs: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    notes: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts the daemon with `shutdown_grace_period_secs = grace_secs` and `extra` TOML
+    /// sections (`{dir}` in them is replaced by the scratch directory), and waits for
+    /// READY=1.
+    pub async fn spawn(bot: &KoreSim, grace_secs: u64, extra: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("voxhook-it-{}", uuid::Uuid::new_v4()));
+        let (config, creds) = write_config(&dir, &bot.webhook_url(), grace_secs, extra);
+        let notify_path = dir.join("notify.sock");
+        let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .env("RUST_LOG", "info,whisper_rs=warn")
+            .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt as _;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        // Read notifications as systemd does, all the time: a full queue blocks the sender.
+        let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf).await {
+                let note = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().unwrap().push(note);
+            }
+        });
+        let mut d = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+            logs,
+            notes,
+        };
+        d.wait_note("READY=1").await;
+        let listening = d.log_lines("Listening.");
+        d.addr = listening[0]["fields"]["addr"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        d
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/twilio", self.addr)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// JSON log lines whose message is `message`.
+    pub fn log_lines(&self, message: &str) -> Vec<serde_json::Value> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// Every log line so far.
+    pub fn log_lines_all(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits for a systemd notification containing `what`; returns every one so far.
+    pub async fn wait_note(&mut self, what: &str) -> Vec<String> {
+        let end = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notes = self.notes.lock().unwrap().clone();
+            if notes.iter().any(|n| n.contains(what)) {
+                return notes;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "no {what} notification; got {notes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` (e.g. `TERM`) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("daemon running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("daemon exits")
+            .unwrap()
+            .code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::bot::BotError;
-use crate::config::{JwtAlgorithm, SensitiveString};
+use crate::config::{JwtAlgorithm, KoreSettings, SensitiveString};
 
 /// Token claims.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -74,6 +74,17 @@ impl TokenMinter {
             ttl,
             with_identity,
         })
+    }
+
+    /// The minter the Kore client builds from its settings (`voxhook token` uses it too).
+    pub fn from_settings(s: &KoreSettings) -> Result<Self, BotError> {
+        Self::new(
+            s.jwt_algorithm,
+            &s.signing_key,
+            &s.client_id,
+            s.jwt_ttl,
+            s.jwt_user_identity,
+        )
     }
 
     /// A fresh token for a request on behalf of `user_id`.

@@ -172,14 +172,23 @@ impl KoreClient {
                 None => tracing::warn!("Unspeakable bot message skipped."),
             }
         }
-        if resp.end_of_task == Some(true) {
-            let task = resp.completed_task_name.as_deref().unwrap_or("");
-            tracing::debug!(task, "Bot task completed.");
-            if self.s.hangup_tasks.iter().any(|t| t == task) {
+        let task = resp
+            .completed_task_name
+            .clone()
+            .filter(|_| resp.end_of_task == Some(true));
+        if let Some(task) = task {
+            tracing::debug!(task = %task, "Bot task completed.");
+            let hangup = self.s.hangup_tasks.contains(&task);
+            // The task name rides on the last message (call records); an end-of-task
+            // notice without text becomes a message of its own.
+            if hangup || out.is_empty() {
                 out.push(BotReply {
-                    action: Some(BotAction::Hangup),
+                    action: hangup.then_some(BotAction::Hangup),
                     ..BotReply::default()
                 });
+            }
+            if let Some(last) = out.last_mut() {
+                last.task = Some(task);
             }
         }
         out
@@ -206,6 +215,8 @@ impl KoreClient {
                 .header("Authorization", format!("bearer {token}"))
                 .send()
                 .await;
+            let endpoint = if body.is_some() { "webhook" } else { "poll" };
+            crate::telemetry::metrics::bot_request(endpoint, &res);
             let (attempt, retry_after, err) = match res {
                 Ok(resp) if resp.status().is_success() => {
                     let bytes = resp

@@ -1,0 +1,309 @@
+//! Prometheus metrics: every metric name is a constant here, with one function per event so
+//! a call site is one line. Labels take values from closed sets only (end-reason codes, input
+//! modes, HTTP status codes, refusal reasons): never a call id, number or text.
+//!
+//! The recorder is process-global (the `metrics` facade). [`install`] sets it once; in a
+//! process where it is not installed (unit tests), the event functions are no-ops.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Gauge: calls with a bot session right now.
+pub const CALLS_LIVE: &str = "voxhook_calls_live";
+/// Counter: calls that started (the provider's start message arrived).
+pub const CALLS_STARTED: &str = "voxhook_calls_started_total";
+/// Counter by `reason` (a `CallEndReason` code): calls that ended.
+pub const CALLS_ENDED: &str = "voxhook_calls_ended_total";
+/// Counter by `reason` (`draining`, `capacity`, `signature`): connections refused before
+/// the WebSocket upgrade.
+pub const CALLS_REFUSED: &str = "voxhook_calls_refused_total";
+/// Counter by `mode` (`speech`, `dtmf`): caller turns sent to the bot.
+pub const TURNS: &str = "voxhook_turns_total";
+/// Counter by `endpoint` (`webhook`, `poll`) and `code` (HTTP status, or `timeout`,
+/// `connect_error`, `io_error`): HTTP requests to the bot, one per attempt.
+pub const BOT_REQUESTS: &str = "voxhook_bot_requests_total";
+/// Counter: caller barge-ins that cleared playback.
+pub const BARGE_INS: &str = "voxhook_barge_ins_total";
+/// Counter: bot audio frames sent after the provider had played out everything before them
+/// (an audible gap inside a message).
+pub const OUTBOUND_FRAMES_LATE: &str = "voxhook_outbound_frames_late_total";
+/// Counter: caller audio frames dropped because recognition was behind.
+pub const INBOUND_FRAMES_DROPPED: &str = "voxhook_inbound_frames_dropped_total";
+/// Counter: bot callbacks (asynchronous mode) by `result`: `routed`, `unroutable` (no live
+/// call), `rejected` (wrong secret or token), `malformed`.
+pub const BOT_CALLBACKS: &str = "voxhook_bot_callbacks_total";
+/// Counter: call records that could not be written.
+pub const CALL_RECORDS_FAILED: &str = "voxhook_call_records_failed_total";
+/// Histogram: whisper decode time of one utterance.
+pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
+/// Histogram: turn (or `ON_CONNECT`) sent → first bot message received.
+pub const BOT_REPLY_DURATION: &str = "voxhook_bot_reply_duration_seconds";
+/// Histogram: synthesis start → first TTS audio chunk, per message.
+pub const TTS_FIRST_AUDIO: &str = "voxhook_tts_first_audio_seconds";
+/// Histogram: caller's end of speech → first audio frame of the reply sent.
+pub const RESPONSE_LATENCY: &str = "voxhook_response_latency_seconds";
+
+/// Histogram buckets in seconds: from a fast TTS chunk (tens of ms) to a slow bot (30 s).
+const BUCKETS: &[f64] = &[
+    0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle)
+/// and registers every metric's description.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("A metrics recorder was already installed; /metrics stays empty.");
+            }
+            describe();
+            // Histogram samples pile up between scrapes until upkeep folds them in; a plain
+            // thread keeps that bounded whatever runtime (or none) is running.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "Metrics upkeep thread not started.");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Counters and their help texts.
+const COUNTERS: &[(&str, &str)] = &[
+    (CALLS_STARTED, "Calls whose media stream started."),
+    (CALLS_ENDED, "Calls that ended, by end reason code."),
+    (
+        CALLS_REFUSED,
+        "Media connections refused before the upgrade, by reason.",
+    ),
+    (TURNS, "Caller turns sent to the bot, by input mode."),
+    (
+        BOT_REQUESTS,
+        "HTTP requests (attempts) to the bot, by endpoint and status code.",
+    ),
+    (BARGE_INS, "Caller barge-ins that cleared bot playback."),
+    (
+        OUTBOUND_FRAMES_LATE,
+        "Bot audio frames sent after the provider ran out of audio mid-message.",
+    ),
+    (
+        INBOUND_FRAMES_DROPPED,
+        "Caller audio frames dropped because recognition was behind.",
+    ),
+    (
+        BOT_CALLBACKS,
+        "Bot callbacks (async mode) by result: routed, unroutable, rejected, malformed.",
+    ),
+    (
+        CALL_RECORDS_FAILED,
+        "Call records that could not be written.",
+    ),
+];
+
+/// Histograms (all in seconds) and their help texts.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (STT_DURATION, "Speech recognition time per utterance."),
+    (
+        BOT_REPLY_DURATION,
+        "Request sent to the bot until its first message arrived.",
+    ),
+    (
+        TTS_FIRST_AUDIO,
+        "Synthesis start until the first TTS audio chunk, per message.",
+    ),
+    (
+        RESPONSE_LATENCY,
+        "Caller's end of speech until the first frame of the reply was sent.",
+    ),
+];
+
+fn describe() {
+    describe_gauge!(CALLS_LIVE, "Calls with a bot session right now.");
+    for &(name, help) in COUNTERS {
+        describe_counter!(name, help);
+    }
+    for &(name, help) in HISTOGRAMS {
+        describe_histogram!(name, metrics::Unit::Seconds, help);
+    }
+}
+
+/// Counts one live call until the returned guard drops.
+#[must_use = "the call counts as live until the guard drops"]
+pub fn call_started() -> LiveCall {
+    counter!(CALLS_STARTED).increment(1);
+    gauge!(CALLS_LIVE).increment(1.0);
+    LiveCall(())
+}
+
+/// Keeps a call in [`CALLS_LIVE`] while it exists.
+#[derive(Debug)]
+pub struct LiveCall(());
+
+impl Drop for LiveCall {
+    fn drop(&mut self) {
+        gauge!(CALLS_LIVE).decrement(1.0);
+    }
+}
+
+/// A call ended with this reason code.
+pub fn call_ended(reason: &'static str) {
+    counter!(CALLS_ENDED, "reason" => reason).increment(1);
+}
+
+/// A connection was refused before the upgrade (`draining`, `capacity`, `signature`).
+pub fn call_refused(reason: &'static str) {
+    counter!(CALLS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// A caller turn went to the bot (`speech` or `dtmf`).
+pub fn turn_sent(mode: &'static str) {
+    counter!(TURNS, "mode" => mode).increment(1);
+}
+
+/// One HTTP attempt to the bot (`endpoint`: `webhook` or `poll`) finished with `res`.
+pub fn bot_request(endpoint: &'static str, res: &Result<reqwest::Response, reqwest::Error>) {
+    let code = match res {
+        Ok(resp) => status_label(resp.status().as_u16()),
+        Err(e) if e.is_timeout() => "timeout",
+        Err(e) if e.is_connect() => "connect_error",
+        Err(_) => "io_error",
+    };
+    counter!(BOT_REQUESTS, "endpoint" => endpoint, "code" => code).increment(1);
+}
+
+/// The status as a static label: a bounded set, so no allocation and no unbounded values.
+fn status_label(status: u16) -> &'static str {
+    const EXACT: &[(u16, &str)] = &[
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (408, "408"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    if let Some((_, label)) = EXACT.iter().find(|(s, _)| *s == status) {
+        return label;
+    }
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The caller barged in.
+pub fn barge_in() {
+    counter!(BARGE_INS).increment(1);
+}
+
+/// A bot frame went out after the provider had run dry mid-message.
+pub fn outbound_frame_late() {
+    counter!(OUTBOUND_FRAMES_LATE).increment(1);
+}
+
+/// A caller frame was dropped before recognition.
+pub fn inbound_frame_dropped() {
+    counter!(INBOUND_FRAMES_DROPPED).increment(1);
+}
+
+/// A bot callback was handled (asynchronous mode); `result` is one of the fixed set above.
+pub fn bot_callback(result: &'static str) {
+    counter!(BOT_CALLBACKS, "result" => result).increment(1);
+}
+
+/// A call record could not be written.
+pub fn call_record_failed() {
+    counter!(CALL_RECORDS_FAILED).increment(1);
+}
+
+/// One utterance took `d` to recognise.
+pub fn stt_duration(d: Duration) {
+    histogram!(STT_DURATION).record(d.as_secs_f64());
+}
+
+/// The bot's first message came `d` after the request.
+pub fn bot_reply_duration(d: Duration) {
+    histogram!(BOT_REPLY_DURATION).record(d.as_secs_f64());
+}
+
+/// TTS produced its first chunk `d` after synthesis started.
+pub fn tts_first_audio(d: Duration) {
+    histogram!(TTS_FIRST_AUDIO).record(d.as_secs_f64());
+}
+
+/// The reply's first frame went out `d` after the caller stopped speaking.
+pub fn response_latency(d: Duration) {
+    histogram!(RESPONSE_LATENCY).record(d.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_are_bounded() {
+        let labels: std::collections::HashSet<_> = (0..=1000).map(status_label).collect();
+        assert!(labels.len() < 25, "{labels:?}");
+        assert_eq!(status_label(429), "429");
+        assert_eq!(status_label(418), "4xx");
+        assert_eq!(status_label(599), "5xx");
+    }
+
+    #[test]
+    fn exposition_uses_prometheus_names_and_histograms() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            call_ended("caller.hangup");
+            turn_sent("dtmf");
+            stt_duration(Duration::from_millis(300));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("voxhook_calls_ended_total{reason=\"caller.hangup\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("voxhook_turns_total{mode=\"dtmf\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("voxhook_stt_duration_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP voxhook_turns_total"), "{text}");
+    }
+}
