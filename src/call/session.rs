@@ -106,8 +106,15 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
 
     let (bot_tx, mut bot_events) = spawn_bot_worker(deps, session, &tracker, &cancel);
     let listener_cancel = cancel.child_token();
-    let (audio_tx, mut listener_events) =
-        spawn_listener(&start, deps, engines, &tracker, &listener_cancel).await;
+    let (audio_tx, mut listener_events) = spawn_listener(
+        &start.call_id,
+        start.inbound_rate,
+        deps,
+        engines,
+        &tracker,
+        &listener_cancel,
+    )
+    .await;
     let out = trace.tap_outbound(link.commands.clone(), &tracker, &cancel);
     let (spk_tx, mut speaker_events) = spawn_speaker(&start, deps, engines, out, &tracker, &cancel);
 
@@ -267,38 +274,18 @@ fn spawn_bot_worker(
     (bot_tx, events)
 }
 
-/// Listener: caller audio → VAD → STT. Without an STT session the call goes on with digits
-/// only: no audio sender is returned and the event channel is already closed.
+/// Listener: caller audio → VAD → STT, in `engines`' language. Without an STT session the
+/// call goes on with digits only: no audio sender is returned and the event channel is
+/// already closed.
 async fn spawn_listener(
-    start: &CallStart,
-    deps: &CallDeps,
-    engines: &LanguageEngines,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) -> ListenerEnds {
-    let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
-    let audio_tx = open_listener(
-        &start.call_id,
-        start.inbound_rate,
-        deps,
-        engines,
-        tracker,
-        cancel,
-        ev_tx,
-    )
-    .await;
-    (audio_tx, events)
-}
-
-async fn open_listener(
     call_id: &str,
     inbound_rate: u32,
     deps: &CallDeps,
     engines: &LanguageEngines,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-    ev_tx: mpsc::Sender<ListenerEvent>,
-) -> Option<mpsc::Sender<Vec<i16>>> {
+) -> ListenerEnds {
+    let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
     let stt_cancel = cancel.child_token();
     let params = SttParams {
         call_id: call_id.to_string(),
@@ -309,7 +296,7 @@ async fn open_listener(
         Ok(stream) => stream,
         Err(e) => {
             tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
-            return None;
+            return (None, events);
         }
     };
     let a = &deps.settings.audio;
@@ -324,7 +311,7 @@ async fn open_listener(
     let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
     let task = listener::run(audio_rx, inbound_rate, vad, stream, ev_tx, stt_cancel);
     tracker.spawn(task.in_current_span());
-    Some(audio_tx)
+    (Some(audio_tx), events)
 }
 
 /// Speaker: TTS → paced frames → provider.
@@ -555,9 +542,7 @@ impl Actor {
         }
         Ok(())
     }
-}
 
-impl Actor {
     /// Restarts recognition with the language's STT and switches the speaker's voice.
     async fn switch_language(&mut self, code: &str, deps: &CallDeps) -> Result<(), ()> {
         let engines = deps.engines_for(Some(code));
@@ -568,18 +553,16 @@ impl Actor {
         );
         self.listener_cancel.cancel();
         self.listener_cancel = self.cancel.child_token();
-        let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
-        let audio_tx = open_listener(
+        let ends = spawn_listener(
             &self.call_id,
             self.inbound_rate,
             deps,
             engines,
             &self.tracker,
             &self.listener_cancel,
-            ev_tx,
         )
         .await;
-        self.new_listener = Some((audio_tx, events));
+        self.new_listener = Some(ends);
         self.spk_tx
             .send(SpeakerCommand::UseTts(engines.tts.clone()))
             .await

@@ -180,10 +180,9 @@ pub async fn run(
                 Some(SpeakerCommand::Clear) => {
                     current = None;
                     queue.clear();
-                    pacer.reset();
                     filler_on = false;
                     filler_sent = false;
-                    if out.send(OutboundCommand::Clear).await.is_err() {
+                    if !clear_provider(&out, &mut pacer).await {
                         return;
                     }
                 }
@@ -191,11 +190,8 @@ pub async fn run(
                     filler_on = on && cfg.filler.is_some();
                     if !on && current.as_ref().is_some_and(|c| c.filler) {
                         current = None;
-                        if std::mem::take(&mut filler_sent) {
-                            pacer.reset();
-                            if out.send(OutboundCommand::Clear).await.is_err() {
-                                return;
-                            }
+                        if std::mem::take(&mut filler_sent) && !clear_provider(&out, &mut pacer).await {
+                            return;
                         }
                     }
                 }
@@ -227,11 +223,9 @@ pub async fn run(
             _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
                 let Some(c) = current.as_mut() else { continue };
                 let Some(frame) = c.ready.pop_front() else { continue };
-                if !c.filler && !c.first_sent && std::mem::take(&mut filler_sent) {
-                    pacer.reset();
-                    if out.send(OutboundCommand::Clear).await.is_err() {
-                        return;
-                    }
+                let cut_filler = !c.filler && !c.first_sent && std::mem::take(&mut filler_sent);
+                if cut_filler && !clear_provider(&out, &mut pacer).await {
+                    return;
                 }
                 if out.send(OutboundCommand::Audio(frame)).await.is_err() {
                     return;
@@ -265,6 +259,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Tells the provider to drop its buffered audio; pacing restarts from an empty buffer.
+/// False when the provider link is gone.
+async fn clear_provider(out: &mpsc::Sender<OutboundCommand>, pacer: &mut Pacer) -> bool {
+    pacer.reset();
+    out.send(OutboundCommand::Clear).await.is_ok()
 }
 
 async fn start(

@@ -619,11 +619,10 @@ fn pick<'a>(menu: &'a [MenuOption], turn: &TurnInput) -> Option<&'a MenuOption> 
             // the most specific title wins.
             let by_title = menu
                 .iter()
-                .filter(|o| {
-                    let title = words(&o.title);
-                    !title.is_empty() && title.iter().all(|w| said.contains(w))
-                })
-                .max_by_key(|o| words(&o.title).len());
+                .map(|o| (o, words(&o.title)))
+                .filter(|(_, title)| !title.is_empty() && title.iter().all(|w| said.contains(w)))
+                .max_by_key(|(_, title)| title.len())
+                .map(|(o, _)| o);
             by_title.or_else(|| {
                 // "two", "option two", "number 2": short answers only, not "two thousand".
                 const NUMBERS: [&str; 9] = [

@@ -584,17 +584,22 @@ fn stt(c: SttConfig, errs: &mut Errors) -> SttSettings {
 fn tts(c: TtsConfig, errs: &mut Errors) -> TtsSettings {
     match c {
         TtsConfig::Flite(f) => {
-            errs.check(
-                crate::tts::flite::VOICES.contains(&f.voice.as_str()),
-                "tts.voice",
-                &format!(
-                    "unknown flite voice; built in: {:?}",
-                    crate::tts::flite::VOICES
-                ),
-            );
+            check_voice(&f.voice, "tts.voice", errs);
             TtsSettings::Flite { voice: f.voice }
         }
     }
+}
+
+/// A flite voice must be one of those compiled in.
+fn check_voice(voice: &str, key: &str, errs: &mut Errors) {
+    errs.check(
+        crate::tts::flite::VOICES.contains(&voice),
+        key,
+        &format!(
+            "unknown flite voice; built in: {:?}",
+            crate::tts::flite::VOICES
+        ),
+    );
 }
 
 fn kore(c: KoreConfig, api: KoreApi, errs: &mut Errors) -> KoreSettings {
@@ -817,12 +822,8 @@ fn languages(
             &key,
             "a language code like `en` or `es-MX`",
         );
-        if let Some(v) = (!l.tts_voice.is_empty()).then_some(&l.tts_voice) {
-            errs.check(
-                crate::tts::flite::VOICES.contains(&v.as_str()),
-                &format!("{key}.tts_voice"),
-                &format!("unknown voice; built in: {:?}", crate::tts::flite::VOICES),
-            );
+        if !l.tts_voice.is_empty() {
+            check_voice(&l.tts_voice, &format!("{key}.tts_voice"), errs);
         }
         let dtmf = (!l.dtmf.is_empty()).then_some(l.dtmf);
         if let Some(d) = &dtmf {
