@@ -65,6 +65,16 @@ enum Command {
         /// Where to save what the caller heard.
         #[arg(long, default_value = "demo-call.wav")]
         out: PathBuf,
+        /// Kore webhook API of the development bot: v2, or the legacy v1.
+        #[arg(long, default_value = "v2", value_parser = ["v1", "v2"])]
+        api: String,
+        /// sync (replies in the response, v2 with polling) or async (replies POSTed to
+        /// voxhook's callback route).
+        #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
+        mode: String,
+        /// Also print each message the caller heard, transcribed with whisper.
+        #[arg(long)]
+        transcribe: bool,
     },
     /// A softphone: call a running voxhook over Twilio's Media Streams protocol, speak
     /// WAV files or typed lines, press keys, and print what the bot said.
@@ -229,6 +239,9 @@ fn main() -> ExitCode {
             last_wav,
             keys,
             out,
+            api,
+            mode,
+            transcribe,
         } => {
             init_logging(cli.log_format, "warn");
             let opts = sim::demo::DemoOptions {
@@ -237,6 +250,13 @@ fn main() -> ExitCode {
                 last_wav,
                 keys,
                 out_wav: out,
+                api: if api == "v1" {
+                    voxhook::config::KoreApi::V1
+                } else {
+                    voxhook::config::KoreApi::V2
+                },
+                async_mode: mode == "async",
+                transcribe,
             };
             match runtime().block_on(sim::demo::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -103,14 +103,12 @@ async fn kore_callback(
         return StatusCode::NOT_FOUND.into_response();
     };
     let bearer_ok = cb.bearer_token.as_ref().is_none_or(|t| {
-        headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .is_some_and(|got| constant_time_eq(got.as_bytes(), t.expose().as_bytes()))
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let (form, got) = callback_token(header);
+        // Which form the platform uses is not documented (Kore v1 "uses the access token for
+        // delivering"): log the form, never the value.
+        tracing::debug!(form, "Bot callback authorization.");
+        got.is_some_and(|got| constant_time_eq(got.as_bytes(), t.expose().as_bytes()))
     });
     if !constant_time_eq(secret.as_bytes(), cb.secret.expose().as_bytes()) || !bearer_ok {
         bot_callback("rejected");
@@ -144,6 +142,22 @@ async fn kore_callback(
         }
     }
     "ok\n".into_response()
+}
+
+/// The token of an `Authorization` header sent as `Bearer <token>` (any case) or as the bare
+/// token, with the form's name for the log.
+fn callback_token(header: Option<&str>) -> (&'static str, Option<&str>) {
+    let Some(v) = header.map(str::trim) else {
+        return ("absent", None);
+    };
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            ("bearer", Some(token.trim()))
+        }
+        Some(_) => ("other_scheme", None),
+        None if v.is_empty() => ("empty", None),
+        None => ("bare", Some(v)),
+    }
 }
 
 /// Compares secrets without leaking their length of common prefix through timing.
@@ -217,4 +231,23 @@ async fn twilio(
                 permit,
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_tokens_are_read_bearer_or_bare() {
+        assert_eq!(callback_token(Some("Bearer abc")), ("bearer", Some("abc")));
+        assert_eq!(callback_token(Some("bearer abc")), ("bearer", Some("abc")));
+        assert_eq!(
+            callback_token(Some("BEARER  abc ")),
+            ("bearer", Some("abc"))
+        );
+        assert_eq!(callback_token(Some("abc")), ("bare", Some("abc")));
+        assert_eq!(callback_token(Some("Basic abc")), ("other_scheme", None));
+        assert_eq!(callback_token(Some("  ")), ("empty", None));
+        assert_eq!(callback_token(None), ("absent", None));
+    }
 }

@@ -27,8 +27,8 @@ pub enum BotError {
     /// 401: bad credentials or identity.
     #[error("bot authentication failed (401): {0}")]
     Unauthorized(String),
-    /// 429 after all retries.
-    #[error("bot rate-limited the request (429) beyond the retry budget")]
+    /// 429 (after the retries the budget allowed).
+    #[error("bot rate-limited the request (429)")]
     RateLimited,
     /// 504 or our own timeout: the message may have been processed, never resent.
     #[error("bot timed out: {0}")]
@@ -73,6 +73,14 @@ pub enum InputMode {
 }
 
 impl InputMode {
+    /// Every mode (metrics expose each from startup).
+    pub const ALL: [InputMode; 4] = [
+        InputMode::Speech,
+        InputMode::Dtmf,
+        InputMode::NoInput,
+        InputMode::Greeting,
+    ];
+
     /// Name sent to the bot.
     pub fn as_str(self) -> &'static str {
         match self {

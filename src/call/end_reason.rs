@@ -30,6 +30,22 @@ pub enum CallEndReason {
 }
 
 impl CallEndReason {
+    /// Every reason, so metrics can expose each code from startup.
+    pub const ALL: [CallEndReason; 12] = [
+        CallEndReason::CallerHangup,
+        CallEndReason::SocketClosed,
+        CallEndReason::ProtocolError,
+        CallEndReason::NoStart,
+        CallEndReason::Shutdown,
+        CallEndReason::Internal,
+        CallEndReason::BotHangup,
+        CallEndReason::BotTransfer,
+        CallEndReason::TransferFailed,
+        CallEndReason::NoInput,
+        CallEndReason::BotFailure,
+        CallEndReason::MaxDuration,
+    ];
+
     /// Stable code.
     pub fn code(self) -> &'static str {
         match self {

@@ -108,6 +108,9 @@ pub struct CallerLog {
     pub mark_offsets: Vec<(String, usize)>,
     /// The socket closed.
     pub closed: bool,
+    /// The close frame voxhook sent: RFC 6455 code and reason (`None`: no frame, or none
+    /// with a code).
+    pub close_frame: Option<(u16, String)>,
     /// Audio queued and not yet played.
     pub queued_samples: usize,
     /// The most audio ever queued at once (how far ahead of playback voxhook sent).
@@ -344,7 +347,11 @@ async fn run<S>(
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
                 let Message::Text(text) = msg else {
-                    if matches!(msg, Message::Close(_)) { break; }
+                    if let Message::Close(frame) = msg {
+                        let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                        log.lock().unwrap_or_else(|p| p.into_inner()).close_frame = frame;
+                        break;
+                    }
                     continue;
                 };
                 let flushed = on_message(text.as_str(), &sid, &mut playback, &log);

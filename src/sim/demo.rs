@@ -13,6 +13,8 @@ use super::kore::KoreSim;
 use crate::app::{self, Engines};
 use crate::audio::resample::Resampler;
 use crate::audio::{wav, AudioFrame, TELEPHONY_RATE};
+use crate::config::{BotSettings, CallbackSettings, KoreApi, SensitiveString, WhisperSettings};
+use crate::stt::whisper::WhisperStt;
 
 /// Demo inputs.
 #[derive(Debug, Clone)]
@@ -27,6 +29,13 @@ pub struct DemoOptions {
     pub keys: String,
     /// Where to write what the caller heard.
     pub out_wav: PathBuf,
+    /// Kore webhook API the development bot and the daemon speak.
+    pub api: KoreApi,
+    /// Replies as async callbacks to the daemon's callback route instead of in responses.
+    pub async_mode: bool,
+    /// Also print each message the caller heard, transcribed with whisper (so a fallback
+    /// spoken by voxhook, which the bot never sees, shows).
+    pub transcribe: bool,
 }
 
 /// Demo failures (reported by `main`).
@@ -56,19 +65,40 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let bot = KoreSim::start("st-demo-bot", "cs-demo-app", &secret)
         .await
         .map_err(err)?;
-    let settings = bot.daemon_settings(&opts.model_path.display().to_string());
+    let mut settings = bot.daemon_settings(&opts.model_path.display().to_string());
+    let callback_secret = uuid::Uuid::new_v4().simple().to_string();
+    let BotSettings::Kore(k) = &mut settings.bot;
+    if opts.api == KoreApi::V1 {
+        k.api = KoreApi::V1;
+        k.webhook_url = bot.v1_webhook_url();
+        k.greeting_text = Some("hello".into());
+    }
+    if opts.async_mode {
+        k.callback = Some(CallbackSettings {
+            secret: SensitiveString::new(&callback_secret),
+            bearer_token: None,
+        });
+    }
     let engines = Engines::load(&settings).map_err(err)?;
     let listener = TcpListener::bind(settings.server.listen)
         .await
         .map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
+    if opts.async_mode {
+        bot.set_async(
+            format!("http://{addr}/kore/callback/{callback_secret}"),
+            None,
+        );
+    }
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(app::serve(settings, engines, listener, stop.clone()));
 
-    println!(
-        "voxhook demo: daemon on ws://{addr}/twilio, development bot at {}",
-        bot.webhook_url()
-    );
+    let webhook = match opts.api {
+        KoreApi::V1 => bot.v1_webhook_url(),
+        KoreApi::V2 => bot.webhook_url(),
+    };
+    let mode = if opts.async_mode { "async" } else { "sync" };
+    println!("voxhook demo: daemon on ws://{addr}/twilio, development bot ({mode}) at {webhook}");
     let caller = SimCaller::connect(CallerOptions::new(
         &format!("ws://{addr}/twilio"),
         "+15550001111",
@@ -108,9 +138,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     step("hangs up");
     caller.hang_up().await;
 
-    // The daemon closes the bot session; wait for it before stopping.
+    // The daemon closes the bot session (v2; v1 has no events); wait for it before stopping.
     let closed = async {
-        while bot.count_event("+15550001111", "SESSION_CLOSURE") == 0 {
+        while opts.api == KoreApi::V2 && bot.count_event("+15550001111", "SESSION_CLOSURE") == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -128,6 +158,24 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         println!("  {label}: {text}");
     }
     let log = caller.log();
+    if opts.transcribe {
+        println!("\nWhat the caller heard (transcribed with whisper, message by message):");
+        let stt = WhisperStt::load(&WhisperSettings {
+            model_path: opts.model_path.display().to_string(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes: 1,
+        })
+        .map_err(err)?;
+        let mut from = 0;
+        for (mark, to) in &log.mark_offsets {
+            let text = crate::softphone::transcribe(&stt, &log.heard[from..*to])
+                .await
+                .map_err(err)?;
+            println!("  [{mark}] {}", text.trim());
+            from = *to;
+        }
+    }
     println!(
         "\nSession events: ON_CONNECT x{}, SESSION_CLOSURE x{}; protocol violations: {}",
         bot.count_event("+15550001111", "ON_CONNECT"),

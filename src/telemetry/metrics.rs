@@ -17,9 +17,11 @@ pub const CALLS_LIVE: &str = "voxhook_calls_live";
 pub const CALLS_STARTED: &str = "voxhook_calls_started_total";
 /// Counter by `reason` (a `CallEndReason` code): calls that ended.
 pub const CALLS_ENDED: &str = "voxhook_calls_ended_total";
-/// Counter by `reason` (`draining`, `capacity`, `signature`): connections refused before
-/// the WebSocket upgrade.
+/// Counter by `reason` (one of [`REFUSAL_REASONS`]): connections refused before the
+/// WebSocket upgrade.
 pub const CALLS_REFUSED: &str = "voxhook_calls_refused_total";
+/// The `reason` labels of [`CALLS_REFUSED`].
+pub const REFUSAL_REASONS: &[&str] = &["draining", "capacity", "signature"];
 /// Counter by `mode` (`speech`, `dtmf`): caller turns sent to the bot.
 pub const TURNS: &str = "voxhook_turns_total";
 /// Counter by `endpoint` (`webhook`, `poll`) and `code` (HTTP status, or `timeout`,
@@ -35,6 +37,12 @@ pub const INBOUND_FRAMES_DROPPED: &str = "voxhook_inbound_frames_dropped_total";
 /// Counter: bot callbacks (asynchronous mode) by `result`: `routed`, `unroutable` (no live
 /// call), `rejected` (wrong secret or token), `malformed`.
 pub const BOT_CALLBACKS: &str = "voxhook_bot_callbacks_total";
+/// The `result` labels of [`BOT_CALLBACKS`].
+pub const CALLBACK_RESULTS: &[&str] = &["routed", "unroutable", "rejected", "malformed"];
+/// The `endpoint` labels of [`BOT_REQUESTS`].
+const BOT_ENDPOINTS: &[&str] = &["webhook", "poll"];
+/// The non-HTTP `code` labels of [`BOT_REQUESTS`].
+const TRANSPORT_CODES: &[&str] = &["timeout", "connect_error", "io_error"];
 /// Counter: call records that could not be written.
 pub const CALL_RECORDS_FAILED: &str = "voxhook_call_records_failed_total";
 /// Histogram: whisper decode time of one utterance.
@@ -70,6 +78,7 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("A metrics recorder was already installed; /metrics stays empty.");
             }
             describe();
+            register_all();
             // Histogram samples pile up between scrapes until upkeep folds them in; a plain
             // thread keeps that bounded whatever runtime (or none) is running.
             let upkeep = handle.clone();
@@ -146,6 +155,45 @@ fn describe() {
     }
 }
 
+/// Creates every series at 0 (each label from its closed set), so a fresh daemon exposes
+/// them all: `rate()` and `increase()` would miss the first event of a series that appears
+/// only when it first increments.
+fn register_all() {
+    gauge!(CALLS_LIVE).set(0.0);
+    counter!(CALLS_STARTED).absolute(0);
+    for reason in crate::call::CallEndReason::ALL {
+        counter!(CALLS_ENDED, "reason" => reason.code()).absolute(0);
+    }
+    for &reason in REFUSAL_REASONS {
+        counter!(CALLS_REFUSED, "reason" => reason).absolute(0);
+    }
+    for mode in crate::bot::InputMode::ALL {
+        counter!(TURNS, "mode" => mode.as_str()).absolute(0);
+    }
+    let codes = STATUS_LABELS.iter().map(|(_, l)| *l);
+    let codes = codes.chain(STATUS_CLASSES.iter().copied());
+    for code in codes.chain(TRANSPORT_CODES.iter().copied()) {
+        for &endpoint in BOT_ENDPOINTS {
+            counter!(BOT_REQUESTS, "endpoint" => endpoint, "code" => code).absolute(0);
+        }
+    }
+    for name in [
+        BARGE_INS,
+        OUTBOUND_FRAMES_LATE,
+        INBOUND_FRAMES_DROPPED,
+        CALL_RECORDS_FAILED,
+    ] {
+        counter!(name).absolute(0);
+    }
+    for &result in CALLBACK_RESULTS {
+        counter!(BOT_CALLBACKS, "result" => result).absolute(0);
+    }
+    for &(name, _) in HISTOGRAMS {
+        // Registering is enough: the exporter renders an empty histogram's buckets at 0.
+        let _ = histogram!(name);
+    }
+}
+
 /// Counts one live call until the returned guard drops.
 #[must_use = "the call counts as live until the guard drops"]
 pub fn call_started() -> LiveCall {
@@ -190,25 +238,29 @@ pub fn bot_request(endpoint: &'static str, res: &Result<reqwest::Response, reqwe
     counter!(BOT_REQUESTS, "endpoint" => endpoint, "code" => code).increment(1);
 }
 
+/// Statuses labelled exactly; others by class ([`STATUS_CLASSES`]).
+const STATUS_LABELS: &[(u16, &str)] = &[
+    (200, "200"),
+    (201, "201"),
+    (202, "202"),
+    (204, "204"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (408, "408"),
+    (429, "429"),
+    (500, "500"),
+    (502, "502"),
+    (503, "503"),
+    (504, "504"),
+];
+/// Labels of the statuses not in [`STATUS_LABELS`].
+const STATUS_CLASSES: &[&str] = &["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// The status as a static label: a bounded set, so no allocation and no unbounded values.
 fn status_label(status: u16) -> &'static str {
-    const EXACT: &[(u16, &str)] = &[
-        (200, "200"),
-        (201, "201"),
-        (202, "202"),
-        (204, "204"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (408, "408"),
-        (429, "429"),
-        (500, "500"),
-        (502, "502"),
-        (503, "503"),
-        (504, "504"),
-    ];
-    if let Some((_, label)) = EXACT.iter().find(|(s, _)| *s == status) {
+    if let Some((_, label)) = STATUS_LABELS.iter().find(|(s, _)| *s == status) {
         return label;
     }
     match status {

@@ -99,6 +99,22 @@ pub enum ProtocolError {
     Socket(String),
 }
 
+impl ProtocolError {
+    /// The RFC 6455 close code and a short reason the socket is closed with: 1003 for data of
+    /// a kind the protocol does not take, 1009 for a message over the limit, 1002 for any
+    /// other protocol violation. The reason names the fault, never frame content.
+    pub fn close_frame(&self) -> (u16, &'static str) {
+        match self {
+            ProtocolError::Malformed(_) => (1002, "malformed message"),
+            ProtocolError::UnexpectedBinary(_) => (1003, "binary frames are not accepted"),
+            ProtocolError::TooLarge { .. } => (1009, "message too big"),
+            ProtocolError::UnsupportedFormat(_) => (1003, "unsupported media format"),
+            ProtocolError::NoStart(_) => (1002, "no start message"),
+            ProtocolError::Socket(_) => (1002, "protocol error"),
+        }
+    }
+}
+
 /// A provider's wire codec: one instance per connection.
 pub trait MediaProtocol: Send + 'static {
     /// Decodes one text frame (`None` for frames with no meaning to the call, like

@@ -2,9 +2,9 @@
 //! and decodes frames with the connection's [`MediaProtocol`], and a writer task that encodes
 //! commands. Both run on the call's task tracker and stop with its cancellation token.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,10 @@ pub fn spawn(
     let (event_tx, events) = mpsc::channel(INBOUND_EVENT_CAPACITY);
     let (commands, mut command_rx) = mpsc::channel::<OutboundCommand>(OUTBOUND_COMMAND_CAPACITY);
 
+    // The reader's verdict on a protocol violation, for the writer's close frame (set once,
+    // read once: no lock shared by the two tasks).
+    let fault: Arc<OnceLock<(u16, &'static str)>> = Arc::new(OnceLock::new());
+    let reader_fault = fault.clone();
     let decoder = protocol.clone();
     let reader_cancel = cancel.clone();
     tracker.spawn(
@@ -79,7 +83,10 @@ pub fn spawn(
                 let ev = match decoded {
                     Ok(None) => continue,
                     Ok(Some(ev)) => LinkEvent::Event(ev),
-                    Err(e) => LinkEvent::Error(e),
+                    Err(e) => {
+                        let _ = reader_fault.set(e.close_frame());
+                        LinkEvent::Error(e)
+                    }
                 };
                 let stop = matches!(ev, LinkEvent::Error(_));
                 if event_tx.send(ev).await.is_err() || stop {
@@ -105,7 +112,13 @@ pub fn spawn(
                     break;
                 }
             }
-            let _ = sink.send(Message::Close(None)).await;
+            // 1000 for a call that ended normally; the provider sees why otherwise.
+            let (code, reason) = fault.get().copied().unwrap_or((1000, "call ended"));
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
             let _ = sink.close().await;
         }
         .in_current_span(),

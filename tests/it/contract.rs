@@ -259,6 +259,15 @@ async fn v1_conversation(h: &Harness, user: &str) {
     assert!(got[0].session_new, "the greeting turn opens the session");
     assert_eq!(got[1].val, "1234");
     assert!(!got[1].session_new);
+    // Exactly the greeting and the answer: no fallback before either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = caller.log();
+    assert_eq!(log.marks_played.len(), 2, "{:?}", log.marks_played);
+    let heard = transcribe(&log.heard).await;
+    assert!(
+        !heard.contains("sorry"),
+        "the fallback was spoken: {heard:?}"
+    );
     caller.hang_up().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.bot.count_event(user, "ON_CONNECT"), 0, "v1 has no events");
@@ -279,6 +288,12 @@ async fn v1_sync_speaks_the_text_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_async_speaks_the_callbacks() {
     let h = async_harness(use_v1).await;
+    // As documented, the simulator acknowledges v1 async requests with an empty 200; this
+    // run also sends the access token as a bare `Authorization` value.
+    h.bot.set_async_bare_token(
+        h.http_url(&format!("/kore/callback/{CALLBACK_SECRET}")),
+        CALLBACK_TOKEN.into(),
+    );
     v1_conversation(&h, "+15550005005").await;
     assert!(
         h.bot.callback_results().len() >= 2,

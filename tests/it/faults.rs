@@ -8,8 +8,9 @@ use voxhook::sim::kore::{Received, Reply};
 
 use crate::support::{transcribe, Harness, WAIT};
 
-/// Sends `bad` on one call, then checks that call ended cleanly and another call works.
-async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
+/// Sends `bad` on one call, then checks that call ended cleanly with the close `code` RFC 6455
+/// gives the fault, and that another call works.
+async fn provider_fault_ends_only_that_call(user: &str, bad: Message, code: u16) {
     let h = Harness::start().await;
     let other = h.call_and_hear_greeting("+15550007777").await;
     let caller = h.call_and_hear_greeting(user).await;
@@ -18,6 +19,9 @@ async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
         .wait_for(WAIT, |l| l.closed)
         .await
         .expect("voxhook closes the socket of the faulty stream");
+    let frame = caller.log().close_frame;
+    assert_eq!(frame.as_ref().map(|f| f.0), Some(code), "{frame:?}");
+    assert!(frame.is_some_and(|f| !f.1.is_empty()), "a reason is given");
     h.assert_closed_once(user).await;
 
     // The other live call still works, and new calls are served.
@@ -34,14 +38,22 @@ async fn provider_fault_ends_only_that_call(user: &str, bad: Message) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_ends_the_call_cleanly() {
-    provider_fault_ends_only_that_call("+15550001001", Message::Text("{\"event\": media".into()))
-        .await;
+    provider_fault_ends_only_that_call(
+        "+15550001001",
+        Message::Text("{\"event\": media".into()),
+        1002,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_frame_ends_the_call_cleanly() {
-    provider_fault_ends_only_that_call("+15550001002", Message::Binary(vec![0u8; 320].into()))
-        .await;
+    provider_fault_ends_only_that_call(
+        "+15550001002",
+        Message::Binary(vec![0u8; 320].into()),
+        1003,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +62,7 @@ async fn oversized_message_ends_the_call_cleanly() {
         "{{\"event\":\"media\",\"media\":{{\"payload\":\"{}\"}}}}",
         "A".repeat(200_000)
     );
-    provider_fault_ends_only_that_call("+15550001003", Message::Text(huge.into())).await;
+    provider_fault_ends_only_that_call("+15550001003", Message::Text(huge.into()), 1009).await;
 }
 
 fn is_text(v: &'static str) -> impl Fn(&Received) -> bool + Send + Sync {

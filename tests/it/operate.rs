@@ -167,6 +167,75 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// `(name, type)` of every metric in README's metrics table.
+fn documented_metrics() -> Vec<(String, String)> {
+    let readme = include_str!("../../README.md");
+    let section = readme.split("### Metrics").nth(1).unwrap();
+    section
+        .lines()
+        .take_while(|l| !l.starts_with("###"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix("`voxhook_")?.strip_suffix('`')?;
+            Some((format!("voxhook_{name}"), cells.get(2)?.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_daemon_exposes_every_documented_series_at_zero() {
+    let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
+    let d = Daemon::spawn(&bot, 0, "").await;
+    let text = reqwest::get(d.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    eprintln!("fresh /metrics:\n{text}");
+    let documented = documented_metrics();
+    assert!(documented.len() >= 15, "{documented:?}");
+    for (name, kind) in &documented {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "no TYPE {kind} for {name}"
+        );
+        let sample = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.clone()
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&sample) && l.ends_with(" 0")),
+            "no zero sample of {name}"
+        );
+    }
+    let samples = parse_metrics(&text);
+    for key in [
+        r#"voxhook_calls_refused_total{reason="draining"}"#,
+        r#"voxhook_calls_refused_total{reason="capacity"}"#,
+        r#"voxhook_calls_refused_total{reason="signature"}"#,
+        r#"voxhook_bot_callbacks_total{result="routed"}"#,
+        r#"voxhook_bot_callbacks_total{result="unroutable"}"#,
+        r#"voxhook_bot_callbacks_total{result="rejected"}"#,
+        r#"voxhook_bot_callbacks_total{result="malformed"}"#,
+        r#"voxhook_calls_ended_total{reason="caller.hangup"}"#,
+        r#"voxhook_calls_ended_total{reason="provider.protocol_error"}"#,
+        r#"voxhook_turns_total{mode="speech"}"#,
+        r#"voxhook_turns_total{mode="dtmf"}"#,
+        r#"voxhook_bot_requests_total{endpoint="webhook",code="200"}"#,
+        r#"voxhook_bot_requests_total{endpoint="poll",code="timeout"}"#,
+        "voxhook_calls_live",
+    ] {
+        assert_eq!(samples.get(key), Some(&0.0), "{key}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_softphone_call_shows_in_metrics_call_record_and_recording() {
     let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();

@@ -194,7 +194,7 @@ impl KoreClient {
         out
     }
 
-    /// Sends one request with retries until `deadline`; returns the parsed 2xx body.
+    /// Sends one request with retries until `deadline`; returns the 2xx body.
     async fn request(
         &self,
         user_id: &str,
@@ -202,7 +202,7 @@ impl KoreClient {
         body: Option<&Value>,
         idempotent: bool,
         deadline: Instant,
-    ) -> Result<wire::Response, BotError> {
+    ) -> Result<bytes::Bytes, BotError> {
         let mut n = 0;
         loop {
             n += 1;
@@ -223,10 +223,8 @@ impl KoreClient {
                         .bytes()
                         .await
                         .map_err(|e| BotError::InvalidResponse(format!("reading body: {e}")))?;
-                    let parsed: wire::Response = serde_json::from_slice(&bytes)
-                        .map_err(|e| BotError::InvalidResponse(format!("{e}")))?;
                     self.auth_failed_at.store(0, Ordering::Relaxed);
-                    return Ok(parsed);
+                    return Ok(bytes);
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -264,13 +262,20 @@ impl KoreClient {
                 Err(e) => (Attempt::Broken, None, BotError::Unavailable(e.to_string())),
             };
             let wait = retry::backoff(n - 1, retry_after);
-            let retry = retry::classify(attempt, idempotent) == RetryAction::Retry
-                && n < self.s.max_attempts
-                && Instant::now() + wait < deadline;
-            tracing::warn!(attempt = n, error = %err, retry, "Bot request failed.");
-            if !retry {
+            let max = self.s.max_attempts;
+            let retryable = retry::classify(attempt, idempotent) == RetryAction::Retry;
+            if !retryable {
+                tracing::warn!(attempt = n, error = %err, "Bot request failed; not retried.");
                 return Err(err);
             }
+            if n >= max || Instant::now() + wait >= deadline {
+                tracing::warn!(attempt = n, max_attempts = max, error = %err,
+                    "Bot request failed beyond the retry budget.");
+                return Err(err);
+            }
+            let retry_in_ms = wait.as_millis() as u64;
+            tracing::warn!(attempt = n, max_attempts = max, retry_in_ms, error = %err,
+                "Bot request failed; retrying in {retry_in_ms} ms, attempt {} of {max}.", n + 1);
             tokio::time::sleep(wait).await;
         }
     }
@@ -312,7 +317,7 @@ impl KoreClient {
             {
                 // An id whose messages were already delivered: nothing more for this turn.
                 Err(BotError::Rejected(msg)) if msg.contains("No data found") => return Ok(()),
-                other => other?,
+                other => parse_reply(&other?)?,
             };
             if resp.status.as_deref() == Some("Inprogress") && resp.data.is_empty() {
                 resp.poll_id = resp.poll_id.or(Some(poll_id));
@@ -328,7 +333,7 @@ impl KoreClient {
     ) -> Result<wire::Response, BotError> {
         let body = self.body(session, &payload);
         let idempotent = matches!(payload, Payload::Event(_));
-        let resp = self
+        let bytes = self
             .request(
                 &session.user_id,
                 &self.s.webhook_url,
@@ -337,10 +342,47 @@ impl KoreClient {
                 Instant::now() + deadline,
             )
             .await?;
+        let resp = if self.s.callback.is_some() {
+            parse_ack(&bytes)
+        } else {
+            parse_reply(&bytes)?
+        };
         if resp.errors.is_empty() {
             Ok(resp)
         } else {
             Err(BotError::Rejected(resp.error_text()))
+        }
+    }
+}
+
+/// A sync answer or poll result: it must be the documented JSON.
+fn parse_reply(bytes: &[u8]) -> Result<wire::Response, BotError> {
+    serde_json::from_slice(bytes).map_err(|e| BotError::InvalidResponse(format!("{e}")))
+}
+
+/// How much of an unexpected acknowledgement body a log line shows.
+const ACK_EXCERPT_CHARS: usize = 80;
+
+/// An async-mode acknowledgement. The replies come as callbacks, so any 2xx acknowledges:
+/// v1's documented empty body, whitespace, `{}`, v2's `{"status":"ok",…}`. Errors in a JSON
+/// object still count as errors. Anything else is logged (an excerpt of the bot's own body;
+/// it holds none of our secrets) and taken as an acknowledgement too.
+fn parse_ack(bytes: &[u8]) -> wire::Response {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return wire::Response::default();
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(obj)) => serde_json::from_value(Value::Object(obj)).unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "Bot acknowledgement has unexpected fields; ignored.");
+            wire::Response::default()
+        }),
+        _ => {
+            let text = String::from_utf8_lossy(bytes);
+            let excerpt: String = text.chars().take(ACK_EXCERPT_CHARS).collect();
+            tracing::warn!(bytes = bytes.len(), excerpt = ?excerpt,
+                "Bot acknowledged an async request with a body that is not a JSON object; \
+                 taken as an acknowledgement.");
+            wire::Response::default()
         }
     }
 }
@@ -592,6 +634,69 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BotError::Unauthorized(_)));
         assert!(!c.auth_ok());
+    }
+
+    /// Every acknowledgement form of async mode is a success with nothing to speak: the
+    /// replies come as callbacks, so no fallback may follow any of them.
+    #[tokio::test]
+    async fn every_async_acknowledgement_form_is_a_success() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        let receiver = crate::sim::kore::test_support::Receiver::start().await;
+        sim.set_async(receiver.url(), None);
+        for api in [KoreApi::V1, KoreApi::V2] {
+            let mut c = client(&sim, Duration::from_secs(5)).await;
+            c.s.api = api;
+            if api == KoreApi::V1 {
+                c.s.webhook_url = sim.v1_webhook_url();
+            }
+            c.s.callback = Some(crate::config::CallbackSettings {
+                secret: SensitiveString::new("s"),
+                bearer_token: None,
+            });
+            // `None`: the documented form (v1 an empty body, v2 `{"status":"ok",…}`).
+            for ack in [
+                None,
+                Some(""),
+                Some(" \r\n"),
+                Some("{}"),
+                Some("{\"status\":\"ok\",\"x\":[1]}"),
+                Some("OK"),
+            ] {
+                sim.set_async_ack(ack);
+                let (tx, rx) = mpsc::channel(16);
+                let res = c.send_turn(&session(), &turn("ack"), &tx).await;
+                assert!(res.is_ok(), "{api:?} {ack:?}: {res:?}");
+                drop(tx);
+                assert!(collect(rx).await.is_empty(), "{api:?} {ack:?}");
+            }
+        }
+        // An acknowledgement that carries errors is still an error.
+        sim.set_async_ack(Some(r#"{"errors":[{"msg":"bad","code":400}]}"#));
+        let mut c = client(&sim, Duration::from_secs(5)).await;
+        c.s.callback = Some(crate::config::CallbackSettings {
+            secret: SensitiveString::new("s"),
+            bearer_token: None,
+        });
+        let (tx, _rx) = mpsc::channel(16);
+        let err = c
+            .send_turn(&session(), &turn("ack"), &tx)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BotError::Rejected(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_sync_reply_must_be_json() {
+        let sim = KoreSim::start("st-b", "cs-a", "sec").await.unwrap();
+        // The override applies to async acknowledgements only; force one via a sync client
+        // pointed at an async simulator.
+        let receiver = crate::sim::kore::test_support::Receiver::start().await;
+        sim.set_async(receiver.url(), None);
+        sim.set_async_ack(Some(""));
+        let c = client(&sim, Duration::from_secs(5)).await;
+        let (tx, _rx) = mpsc::channel(16);
+        let err = c.send_turn(&session(), &turn("x"), &tx).await.unwrap_err();
+        assert!(matches!(err, BotError::InvalidResponse(_)), "{err}");
     }
 
     #[tokio::test]

@@ -19,6 +19,9 @@ pub(super) struct Target {
     pub url: String,
     /// Sent as `Authorization: Bearer …` when set.
     pub bearer: Option<String>,
+    /// Send the token as the bare `Authorization` value instead of `Bearer <token>` (how
+    /// Kore v1 sends its access token is not documented; voxhook accepts both).
+    pub bare: bool,
 }
 
 /// One callback of a reply.
@@ -64,7 +67,11 @@ pub(super) fn spawn(sh: Arc<Shared>, target: Target, wait: Duration, plan: Vec<P
             let to = step.body["to"].as_str().unwrap_or("").to_string();
             let mut req = sh.http.post(&target.url).json(&step.body);
             if let Some(b) = &target.bearer {
-                req = req.bearer_auth(b);
+                req = if target.bare {
+                    req.header("authorization", b)
+                } else {
+                    req.bearer_auth(b)
+                };
             }
             let status = match req.send().await {
                 Ok(resp) => resp.status().as_u16(),

@@ -9,7 +9,7 @@
 mod callback;
 mod serve;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod v1;
 mod v2;
 
@@ -172,6 +172,8 @@ struct Inner {
     callback: Option<callback::Target>,
     /// `(to, HTTP status or 0 when unreachable)` for each callback POST.
     callback_results: Vec<(String, u16)>,
+    /// `Some`: the body of every async acknowledgement instead of the documented one.
+    async_ack: Option<String>,
 }
 
 struct PollState {
@@ -323,7 +325,23 @@ impl KoreSim {
         self.shared.lock().callback = Some(callback::Target {
             url: callback_url,
             bearer,
+            bare: false,
         });
+    }
+
+    /// Async mode with the token sent as the bare `Authorization` value (no `Bearer `).
+    pub fn set_async_bare_token(&self, callback_url: String, token: String) {
+        self.shared.lock().callback = Some(callback::Target {
+            url: callback_url,
+            bearer: Some(token),
+            bare: true,
+        });
+    }
+
+    /// Overrides the body of async acknowledgements (200, `text/plain` unless it parses as
+    /// JSON); `None` restores the documented ones: empty for v1, `{"status":"ok",…}` for v2.
+    pub fn set_async_ack(&self, body: Option<&str>) {
+        self.shared.lock().async_ack = body.map(str::to_string);
     }
 
     /// Switches back to synchronous replies (the default).
@@ -452,6 +470,19 @@ fn end_of_task_fields(name: &str) -> serde_json::Map<String, Value> {
         Value::Object(m) => m,
         _ => serde_json::Map::new(),
     }
+}
+
+/// An async acknowledgement: the override when set, else `documented`.
+fn async_ack(sh: &Shared, documented: impl FnOnce() -> Response) -> Response {
+    let Some(body) = sh.lock().async_ack.clone() else {
+        return documented();
+    };
+    let kind = if serde_json::from_str::<Value>(&body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 fn errors(code: u16, msg: &str) -> Value {

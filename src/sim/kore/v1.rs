@@ -1,12 +1,14 @@
 //! The legacy v1 webhook: `POST /chatbot/hooks/{bot}[/hookInstance/{inst}]` with
 //! `message.text`, no events and no polling. Sync answers carry `text` (one string, or an array
-//! for several messages); async mode acknowledges with `{"status": "ok"}` and POSTs each
+//! for several messages); async mode acknowledges with an empty 200, as the v1 document says
+//! ("the platform responds back with an empty message and a status code 200"), and POSTs each
 //! message as `{"to", "from", "text"}`. Polled batches of a scripted reply are folded into the
 //! one sync answer (sent once their `Inprogress` time has passed); end-of-task fields go only
 //! in sync answers, since where v1 callbacks would carry them is not documented.
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -55,7 +57,7 @@ pub(super) async fn message(req: Admitted) -> Response {
     match target {
         Some(target) => {
             callback::spawn(sh.clone(), target, wait, plan);
-            Json(json!({"status": "ok"})).into_response()
+            super::async_ack(&sh, || StatusCode::OK.into_response())
         }
         None => {
             // No polling in v1: the whole reply comes in one answer, as late as its last part.
@@ -161,7 +163,7 @@ mod tests {
         sim.set_async(cb.url(), Some("tok".into()));
         sim.push_override(|_: &Received| true, Reply::say(&["one", "two"]));
         let (s, ack) = post_signed(&sim.v1_webhook_url(), "u1", v1_body("u1", "x", false)).await;
-        assert_eq!((s, ack), (200, json!({"status": "ok"})));
+        assert_eq!((s, ack), (200, Value::Null), "an empty body, as documented");
         let got = cb.take(2).await;
         assert_eq!(
             got[0].1,

@@ -64,7 +64,7 @@ pub(super) async fn message(req: Admitted) -> Response {
             (wait, Resolved::Messages(out)) => {
                 let plan = plan_callbacks(&sh, &received.user_id, out);
                 callback::spawn(sh.clone(), target, wait, plan);
-                ack()
+                super::async_ack(&sh, ack)
             }
         },
         None => respond(&sh, &received.user_id, reply).await,
