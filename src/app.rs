@@ -14,17 +14,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audio::{wav, AudioFrame};
-use crate::bot::routes::LocalRoutes;
 use crate::bot::{self, BotChannel};
+use crate::call::directory::CallDirectory;
 use crate::call::record::RecordSink;
-use crate::call::{CallDeps, LanguageEngines, Registry};
-use crate::config::{Settings, SttSettings, TtsSettings};
+use crate::call::{CallDeps, LanguageEngines};
+use crate::config::Settings;
 use crate::server::{self, ServerState};
 use crate::shutdown::Shutdown;
 use crate::stt::{self, SpeechToText};
 use crate::systemd;
-use crate::telephony::control::{CallControl, ControlError};
-use crate::telephony::twilio::rest::TwilioRest;
+use crate::telephony::control::ControlError;
 use crate::telephony::Provider;
 use crate::tts::{self, TextToSpeech};
 
@@ -49,7 +48,7 @@ pub enum AppError {
     /// A configured audio asset could not be read.
     #[error("audio asset: {0}")]
     Asset(#[from] wav::WavError),
-    /// A provider API client could not be built.
+    /// A provider (its API client) could not be built.
     #[error("provider API: {0}")]
     Control(#[from] ControlError),
     /// The call-record output could not be opened.
@@ -71,8 +70,10 @@ pub struct Engines {
     pub filler: Option<Arc<AudioFrame>>,
     /// Recorded fallback prompt.
     pub fallback_clip: Option<Arc<AudioFrame>>,
-    /// Provider APIs (hang-up, transfer).
-    pub controls: HashMap<Provider, Arc<dyn CallControl>>,
+    /// The enabled telephony providers, each serving its route.
+    pub providers: Vec<Arc<dyn Provider>>,
+    /// Where calls claim user ids and callbacks find their call.
+    pub directory: Arc<dyn CallDirectory>,
 }
 
 impl Engines {
@@ -82,10 +83,13 @@ impl Engines {
         let stt = stt::build(&settings.stt)?;
         let tts = tts::build(&settings.tts)?;
         let engines = Self::around(settings, stt, tts)?;
+        let providers: Vec<&str> = engines.providers.iter().map(|p| p.name()).collect();
         tracing::info!(
             stt = engines.stt.name(),
             tts = engines.tts.name(),
             bot = engines.bot.name(),
+            providers = ?providers,
+            routing = engines.directory.name(),
             languages = engines.languages.len(),
             load_ms = t0.elapsed().as_millis() as u64,
             "Engines loaded."
@@ -99,27 +103,15 @@ impl Engines {
         stt: Arc<dyn SpeechToText>,
         tts: Arc<dyn TextToSpeech>,
     ) -> Result<Self, AppError> {
-        let mut models: HashMap<String, Arc<dyn SpeechToText>> = HashMap::new();
         let mut languages = HashMap::new();
         for l in &settings.languages {
-            let l_stt = match (&l.stt_model_path, &settings.stt) {
-                (Some(path), SttSettings::Whisper(w)) => match models.get(path) {
-                    Some(m) => m.clone(),
-                    None => {
-                        let mut w = w.clone();
-                        w.model_path = path.clone();
-                        let m = stt::build(&SttSettings::Whisper(w))?;
-                        models.insert(path.clone(), m.clone());
-                        m
-                    }
-                },
-                (None, _) => stt.clone(),
+            let l_stt = match &l.stt {
+                Some(own) => stt::build(own)?,
+                None => stt.clone(),
             };
-            let l_tts = match (&l.tts_voice, &settings.tts) {
-                (Some(voice), TtsSettings::Flite { .. }) => tts::build(&TtsSettings::Flite {
-                    voice: voice.clone(),
-                })?,
-                (None, _) => tts.clone(),
+            let l_tts = match &l.tts {
+                Some(own) => tts::build(own)?,
+                None => tts.clone(),
             };
             languages.insert(
                 l.code.clone(),
@@ -141,24 +133,22 @@ impl Engines {
             Some(path) => Some(Arc::new(wav::read(Path::new(path))?)),
             None => None,
         };
-        let mut controls: HashMap<Provider, Arc<dyn CallControl>> = HashMap::new();
-        if let Some(r) = &settings.twilio.rest {
-            let api = TwilioRest::new(
-                &r.api_base_url,
-                &r.account_sid,
-                r.auth_token.clone(),
-                r.timeout,
-            )?;
-            controls.insert(Provider::Twilio, Arc::new(api));
-        }
+        let public_url = settings.server.public_url.as_deref();
+        let providers = settings
+            .telephony
+            .iter()
+            .filter(|p| p.get().enabled())
+            .map(|p| p.get().build(public_url))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             stt,
             tts,
-            bot: bot::build(&settings.bot)?,
+            bot: settings.bot.get().build()?,
             languages,
             filler,
             fallback_clip,
-            controls,
+            providers,
+            directory: settings.routing.get().build(),
         })
     }
 }
@@ -200,15 +190,14 @@ pub async fn serve(
         filler: engines.filler,
         fallback_clip: engines.fallback_clip,
         bot: engines.bot,
-        routes: Arc::new(LocalRoutes::default()),
-        controls: engines.controls,
-        registry: Arc::new(Registry::default()),
+        directory: engines.directory,
         calls_cancel: calls_cancel.clone(),
         calls: calls.clone(),
         records,
     });
     let state = Arc::new(ServerState {
         deps: deps.clone(),
+        providers: engines.providers,
         admission: Arc::new(Semaphore::new(settings.server.max_concurrent_calls)),
         draining: Default::default(),
         metrics,
@@ -235,7 +224,7 @@ pub async fn serve(
     shutdown.draining().await;
     state.draining.store(true, Ordering::Relaxed);
     calls.close();
-    let live = deps.registry.live_calls();
+    let live = deps.directory.live_calls();
     let grace = settings.server.shutdown_grace_period;
     systemd::stopping(&format!("Draining {live} live call(s)."));
     tracing::info!(
@@ -248,11 +237,11 @@ pub async fn serve(
         _ = shutdown.forced() => false,
     };
     if !drained {
-        let live = deps.registry.live_calls();
+        let live = deps.directory.live_calls();
         tracing::warn!(live_calls = live, "Ending remaining calls.");
         systemd::status(&format!("Ending {live} live call(s)."));
         calls_cancel.cancel();
-        let hard = settings.bot.closure_deadline() + Duration::from_secs(3);
+        let hard = settings.bot.get().closure_deadline() + Duration::from_secs(3);
         if tokio::time::timeout(hard, calls.wait()).await.is_err() {
             tracing::error!("Calls did not finish in time; exiting anyway.");
         }

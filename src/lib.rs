@@ -23,6 +23,7 @@ pub mod app;
 pub mod audio;
 pub mod bot;
 pub mod call;
+pub mod component;
 pub mod config;
 pub mod server;
 pub mod shutdown;

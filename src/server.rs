@@ -16,15 +16,20 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 
+use crate::call::directory::Delivery;
 use crate::call::{self, CallDeps};
 use crate::telemetry::metrics;
-use crate::telephony::twilio::{signature, TwilioOptions, TwilioProtocol};
 use crate::telephony::Provider;
+
+/// Largest callback body accepted (bot messages are small; templates are the largest).
+const MAX_CALLBACK_BYTES: usize = 256 * 1024;
 
 /// Shared state of the HTTP handlers.
 pub struct ServerState {
     /// What calls need.
     pub deps: Arc<CallDeps>,
+    /// The enabled telephony providers; each serves its own route.
+    pub providers: Vec<Arc<dyn Provider>>,
     /// One permit per admitted call.
     pub admission: Arc<Semaphore>,
     /// Set when shutdown begins: new calls are refused and `/ready` fails.
@@ -35,16 +40,26 @@ pub struct ServerState {
 
 /// Builds the main router; `with_metrics` adds `/metrics` (when no admin listener has it).
 pub fn router(state: Arc<ServerState>, with_metrics: bool) -> Router {
-    let r = Router::new()
-        .route("/twilio", get(twilio))
-        .route(
-            "/kore/callback/{secret}",
-            post(kore_callback).layer(DefaultBodyLimit::max(
-                crate::bot::kore::callback::MAX_CALLBACK_BYTES,
-            )),
-        )
+    let mut r = Router::new()
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready));
+    for (i, p) in state.providers.iter().enumerate() {
+        r = r.route(
+            p.route(),
+            get(
+                move |st: State<Arc<ServerState>>,
+                      headers: HeaderMap,
+                      uri: OriginalUri,
+                      ws: WebSocketUpgrade| media(st, i, headers, uri, ws),
+            ),
+        );
+    }
+    if let Some(path) = state.deps.bot.callback_route() {
+        r = r.route(
+            path,
+            post(bot_callback).layer(DefaultBodyLimit::max(MAX_CALLBACK_BYTES)),
+        );
+    }
     let r = if with_metrics {
         r.route("/metrics", get(metrics_text))
     } else {
@@ -90,33 +105,22 @@ async fn ready(State(st): State<Arc<ServerState>>) -> Response {
     "ready\n".into_response()
 }
 
-/// Async bot callbacks: authenticated by the unguessable path (and a bearer token when
-/// configured), answered at once, routed to the live call by the ids the body carries.
-async fn kore_callback(
+/// Async bot callbacks: authenticated by the platform (an unguessable path segment, a
+/// token), answered at once, and delivered to the live call the ids in the body name.
+async fn bot_callback(
     State(st): State<Arc<ServerState>>,
     Path(secret): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     use crate::telemetry::metrics::bot_callback;
-    let Some(cb) = st.deps.settings.bot.callback() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let bearer_ok = cb.bearer_token.as_ref().is_none_or(|t| {
-        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-        let (form, got) = callback_token(header);
-        // Which form the platform uses is not documented (Kore v1 "uses the access token for
-        // delivering"): log the form, never the value.
-        tracing::debug!(form, "Bot callback authorization.");
-        got.is_some_and(|got| constant_time_eq(got.as_bytes(), t.expose().as_bytes()))
-    });
-    if !constant_time_eq(secret.as_bytes(), cb.secret.expose().as_bytes()) || !bearer_ok {
+    let bot = &st.deps.bot;
+    if !bot.authorize_callback(&secret, &headers) {
+        // The platform logged why; never log the path: it is the secret.
         bot_callback("rejected");
-        // Never log the path: it is the secret.
-        tracing::warn!(bearer_ok, "Bot callback refused: wrong secret or token.");
         return StatusCode::NOT_FOUND.into_response();
     }
-    let parsed = match st.deps.bot.parse_callback(&body) {
+    let parsed = match bot.parse_callback(&body) {
         Ok(p) => p,
         Err(e) => {
             bot_callback("malformed");
@@ -124,130 +128,68 @@ async fn kore_callback(
             return (StatusCode::BAD_REQUEST, "bad callback\n").into_response();
         }
     };
-    let Some(sink) = st.deps.routes.route(&parsed.keys) else {
-        bot_callback("unroutable");
-        tracing::warn!(keys = ?parsed.keys, messages = parsed.replies.len(),
-            "Bot callback for no live call; dropped.");
-        return "ok\n".into_response();
-    };
-    bot_callback("routed");
-    for reply in parsed.replies {
-        // Bounded: a call that cannot keep up within a second is not going to speak these.
-        let sent = sink
-            .send_timeout(reply, std::time::Duration::from_secs(1))
-            .await;
-        if sent.is_err() {
+    let messages = parsed.replies.len();
+    match st
+        .deps
+        .directory
+        .deliver(&parsed.keys, parsed.replies)
+        .await
+    {
+        Delivery::Delivered => bot_callback("routed"),
+        Delivery::Unroutable => {
+            bot_callback("unroutable");
+            tracing::warn!(keys = ?parsed.keys, messages, "Bot callback for no live call; dropped.");
+        }
+        Delivery::Stalled => {
+            bot_callback("routed");
             tracing::warn!(keys = ?parsed.keys, "Bot callback could not be handed to its call.");
-            break;
         }
     }
     "ok\n".into_response()
 }
 
-/// The token of an `Authorization` header sent as `Bearer <token>` (any case) or as the bare
-/// token, with the form's name for the log.
-fn callback_token(header: Option<&str>) -> (&'static str, Option<&str>) {
-    let Some(v) = header.map(str::trim) else {
-        return ("absent", None);
-    };
-    match v.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            ("bearer", Some(token.trim()))
-        }
-        Some(_) => ("other_scheme", None),
-        None if v.is_empty() => ("empty", None),
-        None => ("bare", Some(v)),
-    }
-}
-
-/// Compares secrets without leaking their length of common prefix through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn twilio(
+/// A provider's media route: admission and the provider's own authentication before the
+/// upgrade, then the call.
+async fn media(
     State(st): State<Arc<ServerState>>,
+    index: usize,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let s = &st.deps.settings;
-    if !s.twilio.enabled {
-        return StatusCode::NOT_FOUND.into_response();
-    }
+    let provider = st.providers[index].clone();
     if st.draining.load(Ordering::Relaxed) {
         metrics::call_refused("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if let (Some(token), Some(public)) = (&s.twilio.signature_token, &s.server.public_url) {
-        let url = signature::signed_url(
-            public,
-            uri.path_and_query().map_or("/twilio", |p| p.as_str()),
-        );
-        let sig = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !signature::verify(token.expose(), &url, sig) {
-            tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
-            metrics::call_refused("signature");
-            return StatusCode::FORBIDDEN.into_response();
-        }
+    let path = uri
+        .path_and_query()
+        .map_or(provider.route(), |p| p.as_str());
+    if let Err(refusal) = provider.authenticate(&headers, path) {
+        metrics::call_refused(refusal.reason);
+        return refusal.status.into_response();
     }
     let Ok(permit) = st.admission.clone().try_acquire_owned() else {
         tracing::warn!(
-            limit = s.server.max_concurrent_calls,
+            limit = st.deps.settings.server.max_concurrent_calls,
+            provider = provider.name(),
             "At capacity; call refused."
         );
         metrics::call_refused("capacity");
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
     };
-    let protocol = Box::new(TwilioProtocol::new(TwilioOptions {
-        caller_parameter: s.twilio.caller_parameter.clone(),
-        called_parameter: s.twilio.called_parameter.clone(),
-    }));
-    let limits = call::LinkLimits {
-        max_message_bytes: s.twilio.max_message_bytes,
-        max_early_events: s.twilio.max_early_media_frames,
-    };
+    let limits = provider.limits();
     let deps = st.deps.clone();
     let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    // Small socket buffers: Twilio messages are ~400 bytes, and tungstenite's 128 KiB default
+    // Small socket buffers: media messages are ~400 bytes, and tungstenite's 128 KiB default
     // read buffer would dominate an idle call's memory. Writes go out at once.
-    ws.max_message_size(s.twilio.max_message_bytes)
-        .max_frame_size(s.twilio.max_message_bytes)
+    ws.max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "WebSocket upgrade failed."))
         .on_upgrade(move |socket| {
             let calls = deps.calls.clone();
-            calls.track_future(call::handle_socket(
-                socket,
-                Provider::Twilio,
-                protocol,
-                limits,
-                deps,
-                conn_id,
-                permit,
-            ))
+            calls.track_future(call::handle_socket(socket, provider, deps, conn_id, permit))
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn callback_tokens_are_read_bearer_or_bare() {
-        assert_eq!(callback_token(Some("Bearer abc")), ("bearer", Some("abc")));
-        assert_eq!(callback_token(Some("bearer abc")), ("bearer", Some("abc")));
-        assert_eq!(
-            callback_token(Some("BEARER  abc ")),
-            ("bearer", Some("abc"))
-        );
-        assert_eq!(callback_token(Some("abc")), ("bare", Some("abc")));
-        assert_eq!(callback_token(Some("Basic abc")), ("other_scheme", None));
-        assert_eq!(callback_token(Some("  ")), ("empty", None));
-        assert_eq!(callback_token(None), ("absent", None));
-    }
 }

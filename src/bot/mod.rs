@@ -4,16 +4,57 @@
 
 pub mod kore;
 pub mod retry;
-pub mod routes;
 pub mod template;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::http::HeaderMap;
 use tokio::sync::mpsc;
 
-use crate::config::BotSettings;
+crate::registry! {
+    /// Validated `[bot]`: the platform named by `platform` (default `kore_v2`).
+    pub enum BotSettings: dyn BotBackend, tag "platform", default "kore_v2" {
+        /// Kore.ai XO Webhook channel, API v2 (events, polling, async callbacks) or the
+        /// legacy v1 (no events, no polling).
+        Kore(kore::config::KoreSettings) = "kore_v2" | "kore_v1",
+    }
+}
+
+/// What the call core needs of a bot platform's settings, and how its channel is built.
+pub trait BotBackend: Debug + Send + Sync {
+    /// Builds the channel shared by all calls (HTTP client, token minter).
+    fn build(&self) -> Result<Arc<dyn BotChannel>, BotError>;
+    /// Spoken when the bot cannot answer a turn.
+    fn fallback_text(&self) -> &str;
+    /// Longest time one turn may take, retries and polls included.
+    fn turn_deadline(&self) -> Duration;
+    /// Longest time closing one session may take, retries included.
+    fn closure_deadline(&self) -> Duration;
+    /// Template of the bot user id (see [`template`]).
+    fn user_id_template(&self) -> &str;
+}
+
+impl BotBackend for kore::config::KoreSettings {
+    fn build(&self) -> Result<Arc<dyn BotChannel>, BotError> {
+        Ok(Arc::new(kore::KoreClient::new(self.clone())?))
+    }
+    fn fallback_text(&self) -> &str {
+        &self.fallback_text
+    }
+    fn turn_deadline(&self) -> Duration {
+        self.turn_deadline
+    }
+    fn closure_deadline(&self) -> Duration {
+        self.closure_deadline
+    }
+    fn user_id_template(&self) -> &str {
+        &self.user_id_template
+    }
+}
 
 /// Capacity of the reply channel from a bot request to the call, in messages.
 pub const BOT_REPLY_CAPACITY: usize = 16;
@@ -216,6 +257,17 @@ pub trait BotChannel: Send + Sync {
     fn is_async(&self) -> bool {
         false
     }
+    /// The route (axum path with one `{secret}` segment) the platform POSTs callbacks to;
+    /// `None`: no callbacks.
+    fn callback_route(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether a callback request is the platform's: its `{secret}` path segment and its
+    /// headers. Compare secrets with [`constant_time_eq`].
+    fn authorize_callback(&self, secret: &str, headers: &HeaderMap) -> bool {
+        let _ = (secret, headers);
+        false
+    }
     /// Parses a callback body POSTed by the platform.
     fn parse_callback(&self, body: &[u8]) -> Result<Callback, BotError> {
         let _ = body;
@@ -225,9 +277,7 @@ pub trait BotChannel: Send + Sync {
     }
 }
 
-/// Builds the configured channel.
-pub fn build(settings: &BotSettings) -> Result<Arc<dyn BotChannel>, BotError> {
-    match settings {
-        BotSettings::Kore(k) => Ok(Arc::new(kore::KoreClient::new(k.clone())?)),
-    }
+/// Compares secrets without leaking their length of common prefix through timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

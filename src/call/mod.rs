@@ -3,11 +3,11 @@
 //! to the [`session`] actor, which owns all call state and drives the pure turn logic in
 //! [`state`]. The listener (STT), speaker (TTS) and bot worker are helper tasks.
 
+pub mod directory;
 pub mod end_reason;
 pub mod listener;
 pub mod record;
 pub mod recording;
-pub mod registry;
 pub mod session;
 pub mod speaker;
 pub mod state;
@@ -26,30 +26,18 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::audio::AudioFrame;
-use crate::bot::routes::{ReplyRoutes, RouteGuard};
 use crate::bot::{template, BotChannel, BotSession, BOT_REPLY_CAPACITY};
 use crate::config::Settings;
 use crate::stt::SpeechToText;
-use crate::telephony::control::CallControl;
 use crate::telephony::ws::{self, LinkEvent};
-use crate::telephony::{CallStart, InboundEvent, MediaProtocol, Provider};
+use crate::telephony::{CallStart, InboundEvent, Provider};
 use crate::tts::TextToSpeech;
 pub use end_reason::CallEndReason;
-pub use registry::Registry;
 
 /// How long a connection may stay open without a start message.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long teardown waits for the call's helper tasks after cancelling them.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
-
-/// Per-provider limits on a media socket, chosen by the route that accepted it.
-#[derive(Debug, Clone, Copy)]
-pub struct LinkLimits {
-    /// Largest frame accepted.
-    pub max_message_bytes: usize,
-    /// Media and digit events buffered before the start message.
-    pub max_early_events: usize,
-}
 
 /// The STT and TTS a call uses in one language.
 pub struct LanguageEngines {
@@ -61,7 +49,7 @@ pub struct LanguageEngines {
     pub tts: Arc<dyn TextToSpeech>,
 }
 
-/// What every call shares: settings, engines, the bot channel and the live-call registry.
+/// What every call shares: settings, engines, the bot channel and the call directory.
 pub struct CallDeps {
     /// Validated settings.
     pub settings: Arc<Settings>,
@@ -75,12 +63,8 @@ pub struct CallDeps {
     pub fallback_clip: Option<Arc<AudioFrame>>,
     /// Bot channel.
     pub bot: Arc<dyn BotChannel>,
-    /// Where async bot callbacks find their call.
-    pub routes: Arc<dyn ReplyRoutes>,
-    /// Provider APIs for hang-up and transfer, where configured.
-    pub controls: HashMap<Provider, Arc<dyn CallControl>>,
-    /// Live calls.
-    pub registry: Arc<Registry>,
+    /// Bot user ids of live calls and the routes of their async bot messages.
+    pub directory: Arc<dyn directory::CallDirectory>,
     /// Parent of every call's token: cancelled when the daemon stops.
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.
@@ -101,13 +85,12 @@ impl CallDeps {
 /// Serves one media socket from upgrade to teardown. `permit` holds the admission slot.
 pub async fn handle_socket(
     socket: WebSocket,
-    provider: Provider,
-    protocol: Box<dyn MediaProtocol>,
-    limits: LinkLimits,
+    provider: Arc<dyn Provider>,
     deps: Arc<CallDeps>,
     conn_id: String,
     permit: OwnedSemaphorePermit,
 ) {
+    let limits = provider.limits();
     let span = tracing::info_span!("call", conn = %conn_id, provider = provider.name(),
         call_id = tracing::field::Empty, user = tracing::field::Empty);
     async move {
@@ -116,7 +99,7 @@ pub async fn handle_socket(
         let tracker = TaskTracker::new();
         let mut link = ws::spawn(
             socket,
-            protocol,
+            provider.protocol(),
             limits.max_message_bytes,
             &tracker,
             cancel.clone(),
@@ -168,7 +151,8 @@ pub async fn handle_socket(
                 );
                 let init = session::SessionInit {
                     start,
-                    provider,
+                    provider: provider.name(),
+                    control: provider.control(),
                     early,
                     link,
                     tracker: tracker.clone(),
@@ -225,27 +209,32 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         user_id: String::new(),
         caller: start.caller.clone(),
         called: start.called.clone(),
-        provider: init.provider.name(),
+        provider: init.provider,
         custom: start.custom.clone(),
         language,
     };
-    let preferred = template::render(deps.settings.bot.user_id_template(), &session.vars(None));
+    let template = deps.settings.bot.get().user_id_template();
+    let preferred = template::render(template, &session.vars(None));
     let preferred = if preferred.trim().is_empty() {
         start.call_id.clone()
     } else {
         preferred
     };
-    let user = deps.registry.claim(&preferred, &start.call_id);
+    let user = deps.directory.claim_user(&preferred, &start.call_id).await;
     session.user_id = user.id().to_string();
     tracing::Span::current().record("user", user.id());
     // Callbacks name the call by its bot user id, or by the call id.
-    let _routes = deps.bot.is_async().then(|| {
-        RouteGuard::new(
-            deps.routes.clone(),
-            vec![session.user_id.clone(), session.call_id.clone()],
-            callback_tx,
-        )
-    });
+    let _routes = match deps.bot.is_async() {
+        true => Some(
+            deps.directory
+                .register(
+                    vec![session.user_id.clone(), session.call_id.clone()],
+                    callback_tx,
+                )
+                .await,
+        ),
+        false => None,
+    };
     tracing::info!(stream_id = %start.stream_id, caller = start.caller.as_deref().unwrap_or("-"),
         called = start.called.as_deref().unwrap_or("-"),
         language = session.language.as_deref().unwrap_or("-"), "Call started.");

@@ -23,8 +23,9 @@ use super::{CallDeps, LanguageEngines};
 use crate::audio::vad::EndpointerConfig;
 use crate::bot::{BotChannel, BotError, BotReply, BotSession, TurnInput, BOT_REPLY_CAPACITY};
 use crate::stt::{SpeechToText, SttParams};
+use crate::telephony::control::CallControl;
 use crate::telephony::ws::{LinkEvent, MediaLink};
-use crate::telephony::{CallStart, InboundEvent, Provider};
+use crate::telephony::{CallStart, InboundEvent};
 
 /// Actor → bot worker requests (one in flight; the turn logic never queues more than one).
 const BOT_REQUEST_CAPACITY: usize = 4;
@@ -35,8 +36,10 @@ const BOT_EVENT_CAPACITY: usize = 16;
 pub struct SessionInit {
     /// The provider's start message.
     pub start: CallStart,
-    /// Which provider.
-    pub provider: Provider,
+    /// Which provider (its name).
+    pub provider: &'static str,
+    /// The provider's call control, where configured.
+    pub control: Option<Arc<dyn CallControl>>,
     /// Media and digits received before start.
     pub early: Vec<InboundEvent>,
     /// The socket.
@@ -94,6 +97,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     let SessionInit {
         start,
         provider,
+        control,
         early,
         mut link,
         tracker,
@@ -120,7 +124,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
 
     let fallback = match &deps.fallback_clip {
         Some(clip) => Prompt::Clip(clip.clone()),
-        None => Prompt::text(s.bot.fallback_text()),
+        None => Prompt::text(s.bot.get().fallback_text()),
     };
     let turns = TurnState::new(
         TurnConfig {
@@ -128,7 +132,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
             dtmf: s.dtmf.clone(),
             fallback,
             async_replies: deps.bot.is_async(),
-            turn_deadline: s.bot.turn_deadline(),
+            turn_deadline: s.bot.get().turn_deadline(),
             filler_delay: s.call.filler.as_ref().map(|f| f.delay),
             no_input: s.call.no_input.clone(),
             max_bot_failures: s.call.max_bot_failures,
@@ -161,6 +165,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         audio_tx,
         call_id: start.call_id.clone(),
         provider,
+        control,
         inbound_rate: start.inbound_rate,
         tracker: tracker.clone(),
         cancel: cancel.clone(),
@@ -264,7 +269,7 @@ fn spawn_bot_worker(
     let (ev_tx, events) = mpsc::channel(BOT_EVENT_CAPACITY);
     let worker = bot_worker(
         deps.bot.clone(),
-        deps.settings.bot.turn_deadline(),
+        deps.settings.bot.get().turn_deadline(),
         session.clone(),
         bot_rx,
         ev_tx,
@@ -353,7 +358,8 @@ struct Actor {
     n_turns: u64,
     reply_received: Option<Instant>,
     call_id: String,
-    provider: Provider,
+    provider: &'static str,
+    control: Option<Arc<dyn CallControl>>,
     inbound_rate: u32,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -527,7 +533,7 @@ impl Actor {
                 }
                 CallAction::SwitchLanguage(code) => self.switch_language(&code, deps).await?,
                 CallAction::End { reason, transfer } => {
-                    self.ended = Some(self.end(reason, transfer, deps).await);
+                    self.ended = Some(self.end(reason, transfer).await);
                     return Ok(());
                 }
                 CallAction::StopPlayback => {
@@ -571,13 +577,8 @@ impl Actor {
 
     /// Carries out the end the turn logic decided on: through the provider's API when one
     /// is configured, otherwise by closing the stream. Returns the reason recorded.
-    async fn end(
-        &self,
-        reason: CallEndReason,
-        transfer: Option<String>,
-        deps: &CallDeps,
-    ) -> CallEndReason {
-        let control = deps.controls.get(&self.provider);
+    async fn end(&self, reason: CallEndReason, transfer: Option<String>) -> CallEndReason {
+        let control = self.control.as_ref();
         match (transfer, control) {
             (Some(target), Some(c)) => match c.transfer(&self.call_id, &target).await {
                 Ok(()) => {
@@ -591,7 +592,7 @@ impl Actor {
             },
             (Some(_), None) => {
                 tracing::error!(
-                    provider = self.provider.name(),
+                    provider = self.provider,
                     "Transfer requested but no provider API credentials are configured; closing the stream."
                 );
                 CallEndReason::TransferFailed

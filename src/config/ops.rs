@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::validate::{ConfigError, ServerSettings};
+use crate::component::Errors;
 
 /// `[metrics]`
 #[derive(Debug, Deserialize)]
@@ -91,28 +91,20 @@ pub struct RecordingSettings {
     pub directory: Option<PathBuf>,
 }
 
-fn push(errs: &mut Vec<ConfigError>, key: &str, message: impl Into<String>) {
-    errs.push(ConfigError {
-        key: key.into(),
-        message: message.into(),
-    });
-}
-
 /// Validates `[metrics]` (its listener must not be the main one).
 pub(super) fn metrics(
     c: MetricsConfig,
-    server: &ServerSettings,
-    errs: &mut Vec<ConfigError>,
+    server_listen: SocketAddr,
+    errs: &mut Errors,
 ) -> MetricsSettings {
     let listen = c.listen.and_then(|l| match l.parse::<SocketAddr>() {
-        Ok(a) if a == server.listen && a.port() != 0 => {
-            push(errs, "metrics.listen", "must differ from server.listen");
+        Ok(a) if a == server_listen && a.port() != 0 => {
+            errs.push("metrics.listen", "must differ from server.listen");
             None
         }
         Ok(a) => Some(a),
         Err(_) => {
-            push(
-                errs,
+            errs.push(
                 "metrics.listen",
                 format!("`{l}` is not an address like 127.0.0.1:9090"),
             );
@@ -139,13 +131,9 @@ pub(super) fn call_records(c: CallRecordsConfig) -> CallRecordSettings {
 }
 
 /// Validates `[recording]`.
-pub(super) fn recording(c: RecordingConfig, errs: &mut Vec<ConfigError>) -> RecordingSettings {
+pub(super) fn recording(c: RecordingConfig, errs: &mut Errors) -> RecordingSettings {
     if c.enabled && c.directory.trim().is_empty() {
-        push(
-            errs,
-            "recording.directory",
-            "required when recording is enabled",
-        );
+        errs.push("recording.directory", "required when recording is enabled");
     }
     RecordingSettings {
         directory: c.enabled.then(|| PathBuf::from(c.directory)),

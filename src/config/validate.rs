@@ -1,26 +1,21 @@
 //! Pure validation: [`RawConfig`] → [`Settings`], collecting every error before failing.
-//! No network and no filesystem access here; files named in the config are opened by the
-//! backends when the daemon starts.
+//! Each section is read on its own (a type error in one never hides another's problems);
+//! backend sections go to the implementation their tag names through the capability's
+//! registry. No network and no filesystem access here; files named in the config are opened
+//! by the backends when the daemon starts.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{
-    AudioConfig, BotConfig, CallConfig, DtmfConfig, KoreConfig, LanguageConfig, RawConfig,
-    SensitiveString, ServerConfig, SttConfig, TtsConfig, TwilioConfig,
-};
-use crate::bot::template;
+use serde::de::DeserializeOwned;
 
-/// One problem in the configuration, named by its key path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Dotted key, e.g. `bot.webhook_url`.
-    pub key: String,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
+use super::{AudioConfig, CallConfig, DtmfConfig, LanguageConfig, RawConfig, ServerConfig};
+use crate::bot::BotSettings;
+use crate::call::directory::RoutingSettings;
+use crate::component::{self, ConfigError, Errors, Value};
+use crate::stt::SttSettings;
+use crate::telephony::ProviderSettings;
+use crate::tts::TtsSettings;
 
 /// The validated, typed configuration the daemon runs on.
 #[derive(Debug, Clone)]
@@ -33,8 +28,8 @@ pub struct Settings {
     pub call_records: super::CallRecordSettings,
     /// Call recordings.
     pub recording: super::RecordingSettings,
-    /// Twilio Media Streams adapter.
-    pub twilio: TwilioSettings,
+    /// Every registered telephony provider (served when enabled), in registration order.
+    pub telephony: Vec<ProviderSettings>,
     /// VAD, endpointing, barge-in, playback.
     pub audio: AudioSettings,
     /// Digit collection.
@@ -45,6 +40,8 @@ pub struct Settings {
     pub tts: TtsSettings,
     /// Bot channel.
     pub bot: BotSettings,
+    /// Call directory (bot user ids, callback routes).
+    pub routing: RoutingSettings,
     /// Voice behaviours around the bot's turns.
     pub call: CallSettings,
     /// Languages a call can switch to, by code (sorted).
@@ -110,10 +107,10 @@ pub struct LanguageSettings {
     pub code: String,
     /// STT language.
     pub stt_language: String,
-    /// Another STT model, if any.
-    pub stt_model_path: Option<String>,
-    /// Another TTS voice, if any.
-    pub tts_voice: Option<String>,
+    /// This language's own STT backend (its `stt` keys over `[stt]`), if any.
+    pub stt: Option<SttSettings>,
+    /// This language's own TTS backend, if any.
+    pub tts: Option<TtsSettings>,
     /// Spoken words that choose it (lower case).
     pub keywords: Vec<String>,
     /// Keys that choose it.
@@ -131,38 +128,6 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Drain grace period.
     pub shutdown_grace_period: Duration,
-}
-
-/// Validated `[telephony.twilio]`.
-#[derive(Debug, Clone)]
-pub struct TwilioSettings {
-    /// Route served.
-    pub enabled: bool,
-    /// Auth token when signatures are checked.
-    pub signature_token: Option<SensitiveString>,
-    /// Frame size limit.
-    pub max_message_bytes: usize,
-    /// Early media buffer bound.
-    pub max_early_media_frames: usize,
-    /// Custom parameter carrying the caller's number.
-    pub caller_parameter: String,
-    /// Custom parameter carrying the called number.
-    pub called_parameter: String,
-    /// REST API access for hang-up and transfer, when configured.
-    pub rest: Option<TwilioRestSettings>,
-}
-
-/// Twilio REST API access.
-#[derive(Debug, Clone)]
-pub struct TwilioRestSettings {
-    /// Base URL.
-    pub api_base_url: String,
-    /// Account SID.
-    pub account_sid: String,
-    /// Auth token.
-    pub auth_token: SensitiveString,
-    /// Request timeout.
-    pub timeout: Duration,
 }
 
 /// Validated `[audio]`.
@@ -197,234 +162,157 @@ pub struct DtmfSettings {
     pub max_digits: usize,
 }
 
-/// Validated `[stt]`.
-#[derive(Debug, Clone)]
-pub enum SttSettings {
-    /// whisper.cpp.
-    Whisper(WhisperSettings),
-}
+/// Top-level sections; anything else is a misspelling.
+const SECTIONS: &[&str] = &[
+    "server",
+    "metrics",
+    "call_records",
+    "recording",
+    "telephony",
+    "audio",
+    "dtmf",
+    "stt",
+    "tts",
+    "bot",
+    "routing",
+    "call",
+    "languages",
+];
 
-/// Validated whisper settings.
-#[derive(Debug, Clone)]
-pub struct WhisperSettings {
-    /// Model path.
-    pub model_path: String,
-    /// Language code.
-    pub language: String,
-    /// Threads per decode.
-    pub threads: usize,
-    /// Parallel decodes.
-    pub max_parallel_decodes: usize,
-}
-
-/// Validated `[tts]`.
-#[derive(Debug, Clone)]
-pub enum TtsSettings {
-    /// flite with a built-in voice.
-    Flite {
-        /// Voice name.
-        voice: String,
-    },
-}
-
-/// Validated `[bot]`.
-#[derive(Debug, Clone)]
-pub enum BotSettings {
-    /// Kore.ai XO Webhook (v1 or v2).
-    Kore(KoreSettings),
-}
-
-impl BotSettings {
-    /// Spoken when the bot cannot answer a turn.
-    pub fn fallback_text(&self) -> &str {
-        match self {
-            BotSettings::Kore(k) => &k.fallback_text,
-        }
-    }
-
-    /// Longest time closing one session may take, retries included.
-    pub fn closure_deadline(&self) -> Duration {
-        match self {
-            BotSettings::Kore(k) => k.closure_deadline,
-        }
-    }
-
-    /// Longest time one turn may take, retries and polls included.
-    pub fn turn_deadline(&self) -> Duration {
-        match self {
-            BotSettings::Kore(k) => k.turn_deadline,
-        }
-    }
-
-    /// How async callbacks are accepted; `None` in sync mode.
-    pub fn callback(&self) -> Option<&CallbackSettings> {
-        match self {
-            BotSettings::Kore(k) => k.callback.as_ref(),
-        }
-    }
-
-    /// Template of the bot user id.
-    pub fn user_id_template(&self) -> &str {
-        match self {
-            BotSettings::Kore(k) => &k.user_id_template,
-        }
-    }
-}
-
-/// Which Kore webhook API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KoreApi {
-    /// Legacy `/chatbot/hooks/{botId}`.
-    V1,
-    /// `/chatbot/v2/webhook/{botId}`.
-    V2,
-}
-
-/// How callbacks are authenticated (async mode).
-#[derive(Debug, Clone)]
-pub struct CallbackSettings {
-    /// Path segment after `/kore/callback/`.
-    pub secret: SensitiveString,
-    /// Bearer token required as well.
-    pub bearer_token: Option<SensitiveString>,
-}
-
-/// `metaTags` templates by level (name, template).
-#[derive(Debug, Clone, Default)]
-pub struct MetaTags {
-    /// `userLevelTags`.
-    pub user: Vec<(String, String)>,
-    /// `sessionLevelTags`.
-    pub session: Vec<(String, String)>,
-    /// `messageLevelTags`.
-    pub message: Vec<(String, String)>,
-}
-
-/// JWT signing algorithms Kore accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with the client secret.
-    Hs256,
-    /// HMAC-SHA512 with the client secret.
-    Hs512,
-    /// RSA-SHA256 with the operator's private key.
-    Rs256,
-    /// RSA-SHA512 with the operator's private key.
-    Rs512,
-}
-
-/// Validated Kore settings.
-#[derive(Debug, Clone)]
-pub struct KoreSettings {
-    /// v1 or v2.
-    pub api: KoreApi,
-    /// Async callbacks (None: sync).
-    pub callback: Option<CallbackSettings>,
-    /// v1 greeting turn.
-    pub greeting_text: Option<String>,
-    /// Bot user id template.
-    pub user_id_template: String,
-    /// `from.userInfo` templates (sorted by name).
-    pub user_info: Vec<(String, String)>,
-    /// `metaTags` templates.
-    pub meta_tags: MetaTags,
-    /// `mergeIdentity: true`.
-    pub merge_identity: bool,
-    /// `preferredChannelForResponse`.
-    pub preferred_channel: Option<String>,
-    /// Task names whose completion hangs up.
-    pub hangup_tasks: Vec<String>,
-    /// Full webhook URL (no trailing slash).
-    pub webhook_url: String,
-    /// Bot id parsed from the URL (`to.id`).
-    pub bot_id: String,
-    /// Poll URL prefix: `{host}/chatbot/v2/webhook/{botId}/poll`.
-    pub poll_base_url: String,
-    /// `appId` claim.
-    pub client_id: String,
-    /// Secret or PEM key, per `jwt_algorithm`.
-    pub signing_key: SensitiveString,
-    /// Algorithm.
-    pub jwt_algorithm: JwtAlgorithm,
-    /// Token lifetime.
-    pub jwt_ttl: Duration,
-    /// Put `userIdentity` in tokens.
-    pub jwt_user_identity: bool,
-    /// Per-request timeout.
-    pub request_timeout: Duration,
-    /// Poll pause.
-    pub poll_interval: Duration,
-    /// Longest poll wait per turn.
-    pub poll_max_wait: Duration,
-    /// Attempts for retryable failures.
-    pub max_attempts: u32,
-    /// Turn deadline.
-    pub turn_deadline: Duration,
-    /// Closure deadline.
-    pub closure_deadline: Duration,
-    /// Fallback prompt.
-    pub fallback_text: String,
-    /// Extra `customData` templates (sorted by name).
-    pub custom_data: Vec<(String, String)>,
-}
-
-#[derive(Default)]
-struct Errors(Vec<ConfigError>);
-
-impl Errors {
-    fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    fn check(&mut self, ok: bool, key: &str, message: &str) {
-        if !ok {
-            self.push(key, message);
-        }
+/// Reads one common section (its defaults when absent); `None` after a type error.
+fn section<T: DeserializeOwned + Default>(
+    raw: &mut RawConfig,
+    name: &str,
+    errs: &mut Errors,
+) -> Option<T> {
+    match raw.sections.remove(name) {
+        None => Some(T::default()),
+        Some(v) => match v.try_deserialize::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                component::push_load_error(errs, name, e);
+                None
+            }
+        },
     }
 }
 
 /// Validates the whole configuration, returning every error found.
-pub fn validate(raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
+pub fn validate(mut raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
     let mut errs = Errors::default();
-    let server = server(raw.server, &mut errs);
-    let metrics = super::ops::metrics(raw.metrics, &server, &mut errs.0);
-    let call_records = super::ops::call_records(raw.call_records);
-    let recording = super::ops::recording(raw.recording, &mut errs.0);
-    let twilio = twilio(raw.telephony.twilio, server.public_url.is_some(), &mut errs);
-    let audio = audio(raw.audio, &mut errs);
-    let dtmf = dtmf(raw.dtmf, &mut errs);
-    let stt = stt(raw.stt, &mut errs);
-    let tts = tts(raw.tts, &mut errs);
-    let call = call(raw.call, &mut errs);
-    let languages = languages(raw.languages, &mut errs);
-    let bot = match raw.bot {
-        Some(BotConfig::KoreV2(k)) => Some(BotSettings::Kore(kore(k, KoreApi::V2, &mut errs))),
-        Some(BotConfig::KoreV1(k)) => Some(BotSettings::Kore(kore(k, KoreApi::V1, &mut errs))),
+    for name in raw.sections.keys() {
+        if !SECTIONS.contains(&name.as_str()) {
+            errs.push(
+                name,
+                format!("unknown section; expected one of {SECTIONS:?}"),
+            );
+        }
+    }
+    let server = section(&mut raw, "server", &mut errs).map(|c| server(c, &mut errs));
+    let public_url = server.as_ref().and_then(|s| s.public_url.clone());
+    let metrics = section(&mut raw, "metrics", &mut errs)
+        .zip(server.as_ref())
+        .map(|(c, server)| super::ops::metrics(c, server.listen, &mut errs));
+    let call_records = section(&mut raw, "call_records", &mut errs).map(super::ops::call_records);
+    let recording =
+        section(&mut raw, "recording", &mut errs).map(|c| super::ops::recording(c, &mut errs));
+    let telephony = telephony(
+        raw.sections.remove("telephony"),
+        public_url.as_deref(),
+        &mut errs,
+    );
+    let audio = section(&mut raw, "audio", &mut errs).map(|c| audio(c, &mut errs));
+    let dtmf = section(&mut raw, "dtmf", &mut errs).map(|c| dtmf(c, &mut errs));
+    let stt_raw = raw.sections.remove("stt");
+    let tts_raw = raw.sections.remove("tts");
+    let stt = SttSettings::from_section(stt_raw.clone(), "stt", None, &mut errs);
+    let tts = TtsSettings::from_section(tts_raw.clone(), "tts", None, &mut errs);
+    let call = section(&mut raw, "call", &mut errs).map(|c| call(c, &mut errs));
+    let languages = section(&mut raw, "languages", &mut errs)
+        .map(|table| languages(table, stt_raw.as_ref(), tts_raw.as_ref(), &mut errs));
+    let bot = match raw.sections.remove("bot") {
+        Some(v) => BotSettings::from_section(Some(v), "bot", None, &mut errs),
         None => {
             errs.push("bot", "missing: configure the bot's webhook channel");
             None
         }
     };
-    match bot {
-        Some(bot) if errs.0.is_empty() => Ok(Settings {
+    let routing =
+        RoutingSettings::from_section(raw.sections.remove("routing"), "routing", None, &mut errs);
+    let all = (
+        server,
+        metrics,
+        call_records,
+        recording,
+        telephony,
+        audio,
+        dtmf,
+    );
+    let rest = (stt, tts, bot, routing, call, languages);
+    match (all, rest) {
+        (
+            (
+                Some(server),
+                Some(metrics),
+                Some(call_records),
+                Some(recording),
+                Some(telephony),
+                Some(audio),
+                Some(dtmf),
+            ),
+            (Some(stt), Some(tts), Some(bot), Some(routing), Some(call), Some(languages)),
+        ) if errs.0.is_empty() => Ok(Settings {
             server,
             metrics,
             call_records,
             recording,
-            twilio,
+            telephony,
             audio,
             dtmf,
             stt,
             tts,
             bot,
+            routing,
             call,
             languages,
         }),
         _ => Err(errs.0),
     }
+}
+
+/// Every registered provider, from its `[telephony.<name>]` table or its defaults.
+fn telephony(
+    value: Option<Value>,
+    public_url: Option<&str>,
+    errs: &mut Errors,
+) -> Option<Vec<ProviderSettings>> {
+    let mut tables = match value.map(Value::into_table).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            component::push_load_error(errs, "telephony", e);
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for &name in ProviderSettings::NAMES {
+        let path = format!("telephony.{name}");
+        let value = tables.remove(name).unwrap_or_else(component::empty_table);
+        match ProviderSettings::named(name, value, &path, public_url, errs) {
+            Some(p) => out.push(p),
+            None => ok = false,
+        }
+    }
+    for name in tables.keys() {
+        errs.push(
+            &format!("telephony.{name}"),
+            format!(
+                "unknown provider; expected one of {:?}",
+                ProviderSettings::NAMES
+            ),
+        );
+    }
+    ok.then_some(out)
 }
 
 fn ms(v: u64) -> Duration {
@@ -457,53 +345,6 @@ fn server(c: ServerConfig, errs: &mut Errors) -> ServerSettings {
         max_concurrent_calls: c.max_concurrent_calls,
         public_url,
         shutdown_grace_period: Duration::from_secs(c.shutdown_grace_period_secs),
-    }
-}
-
-fn twilio(c: TwilioConfig, has_public_url: bool, errs: &mut Errors) -> TwilioSettings {
-    if c.validate_signature {
-        errs.check(
-            !c.auth_token.is_empty(),
-            "telephony.twilio.auth_token",
-            "required when validate_signature = true",
-        );
-        errs.check(
-            has_public_url,
-            "server.public_url",
-            "required when telephony.twilio.validate_signature = true",
-        );
-    }
-    errs.check(
-        c.max_message_bytes >= 1024,
-        "telephony.twilio.max_message_bytes",
-        "must be at least 1024",
-    );
-    let rest = (!c.account_sid.is_empty()).then(|| {
-        errs.check(
-            !c.auth_token.is_empty(),
-            "telephony.twilio.auth_token",
-            "required when account_sid is set (REST hang-up and transfer)",
-        );
-        errs.check(
-            c.api_base_url.starts_with("http://") || c.api_base_url.starts_with("https://"),
-            "telephony.twilio.api_base_url",
-            "must be an http(s) URL",
-        );
-        TwilioRestSettings {
-            api_base_url: c.api_base_url.trim_end_matches('/').to_string(),
-            account_sid: c.account_sid.clone(),
-            auth_token: c.auth_token.clone(),
-            timeout: ms(c.api_timeout_ms.max(100)),
-        }
-    });
-    TwilioSettings {
-        rest,
-        enabled: c.enabled,
-        signature_token: c.validate_signature.then_some(c.auth_token),
-        max_message_bytes: c.max_message_bytes,
-        max_early_media_frames: c.max_early_media_frames,
-        caller_parameter: c.caller_parameter,
-        called_parameter: c.called_parameter,
     }
 }
 
@@ -554,203 +395,6 @@ fn dtmf(c: DtmfConfig, errs: &mut Errors) -> DtmfSettings {
         terminator,
         inter_digit_timeout: ms(c.inter_digit_timeout_ms),
         max_digits: c.max_digits,
-    }
-}
-
-fn stt(c: SttConfig, errs: &mut Errors) -> SttSettings {
-    match c {
-        SttConfig::Whisper(w) => {
-            errs.check(
-                !w.model_path.is_empty(),
-                "stt.model_path",
-                "must name the ggml model file",
-            );
-            errs.check(w.threads > 0, "stt.threads", "must be at least 1");
-            errs.check(
-                w.max_parallel_decodes > 0,
-                "stt.max_parallel_decodes",
-                "must be at least 1",
-            );
-            SttSettings::Whisper(WhisperSettings {
-                model_path: w.model_path,
-                language: w.language,
-                threads: w.threads,
-                max_parallel_decodes: w.max_parallel_decodes,
-            })
-        }
-    }
-}
-
-fn tts(c: TtsConfig, errs: &mut Errors) -> TtsSettings {
-    match c {
-        TtsConfig::Flite(f) => {
-            check_voice(&f.voice, "tts.voice", errs);
-            TtsSettings::Flite { voice: f.voice }
-        }
-    }
-}
-
-/// A flite voice must be one of those compiled in.
-fn check_voice(voice: &str, key: &str, errs: &mut Errors) {
-    errs.check(
-        crate::tts::flite::VOICES.contains(&voice),
-        key,
-        &format!(
-            "unknown flite voice; built in: {:?}",
-            crate::tts::flite::VOICES
-        ),
-    );
-}
-
-fn kore(c: KoreConfig, api: KoreApi, errs: &mut Errors) -> KoreSettings {
-    let webhook_url = c.webhook_url.trim_end_matches('/').to_string();
-    let (bot_id, poll_base_url) = match parse_kore_url(&webhook_url, api) {
-        Some(parts) => parts,
-        None => {
-            let shape = match api {
-                KoreApi::V2 => "/chatbot/v2/webhook/{botId}",
-                KoreApi::V1 => "/chatbot/hooks/{botId}",
-            };
-            errs.push(
-                "bot.webhook_url",
-                format!("expected http(s)://host{shape}[/hookInstance/{{id}}]"),
-            );
-            (String::new(), String::new())
-        }
-    };
-    let callback = match c.mode.as_str() {
-        "sync" => None,
-        "async" => {
-            errs.check(
-                c.callback_secret.expose().len() >= 32
-                    && c.callback_secret
-                        .expose()
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'),
-                "bot.callback_secret",
-                "async mode needs a random secret of at least 32 characters [A-Za-z0-9_-] \
-                 (e.g. `openssl rand -hex 24`)",
-            );
-            Some(CallbackSettings {
-                secret: c.callback_secret,
-                bearer_token: (!c.callback_token.is_empty()).then_some(c.callback_token),
-            })
-        }
-        other => {
-            errs.push("bot.mode", format!("`{other}` is not `sync` or `async`"));
-            None
-        }
-    };
-    let mut templates = |key: &str, map: HashMap<String, String>| {
-        let mut v: Vec<(String, String)> = map.into_iter().collect();
-        v.sort();
-        for (name, tpl) in &v {
-            if let Err(e) = template::check(tpl) {
-                errs.push(&format!("bot.{key}.{name}"), e);
-            }
-        }
-        v
-    };
-    let custom_data = templates("custom_data", c.custom_data);
-    let user_info = templates("user_info", c.user_info);
-    let meta_tags = MetaTags {
-        user: templates("meta_tags.user", c.meta_tags.user),
-        session: templates("meta_tags.session", c.meta_tags.session),
-        message: templates("meta_tags.message", c.meta_tags.message),
-    };
-    if let Err(e) = template::check(&c.user_id_template) {
-        errs.push("bot.user_id_template", e);
-    }
-    if api == KoreApi::V2 && !c.greeting_text.is_empty() {
-        errs.push(
-            "bot.greeting_text",
-            "v1 only: on v2 the bot greets on ON_CONNECT",
-        );
-    }
-    errs.check(!c.client_id.is_empty(), "bot.client_id", "required");
-    let jwt_algorithm = match c.jwt_algorithm.to_ascii_uppercase().as_str() {
-        "HS256" => JwtAlgorithm::Hs256,
-        "HS512" => JwtAlgorithm::Hs512,
-        "RS256" => JwtAlgorithm::Rs256,
-        "RS512" => JwtAlgorithm::Rs512,
-        other => {
-            errs.push(
-                "bot.jwt_algorithm",
-                format!("`{other}` is not one of HS256, HS512, RS256, RS512"),
-            );
-            JwtAlgorithm::Hs256
-        }
-    };
-    let signing_key = match jwt_algorithm {
-        JwtAlgorithm::Hs256 | JwtAlgorithm::Hs512 => {
-            errs.check(
-                !c.client_secret.is_empty(),
-                "bot.client_secret",
-                "required for HS256/HS512 (set VOXHOOK__BOT__CLIENT_SECRET)",
-            );
-            c.client_secret
-        }
-        JwtAlgorithm::Rs256 | JwtAlgorithm::Rs512 => {
-            errs.check(
-                c.private_key.expose().contains("PRIVATE KEY"),
-                "bot.private_key",
-                "required for RS256/RS512: a PEM private key",
-            );
-            c.private_key
-        }
-    };
-    errs.check(
-        (1..=3600).contains(&c.jwt_ttl_secs),
-        "bot.jwt_ttl_secs",
-        "must be between 1 and 3600 (Kore rejects tokens valid longer than an hour)",
-    );
-    errs.check(
-        c.request_timeout_ms >= 100,
-        "bot.request_timeout_ms",
-        "must be at least 100",
-    );
-    errs.check(
-        c.poll_interval_ms >= 10,
-        "bot.poll_interval_ms",
-        "must be at least 10",
-    );
-    errs.check(
-        c.max_attempts >= 1,
-        "bot.max_attempts",
-        "must be at least 1",
-    );
-    errs.check(
-        !c.fallback_text.trim().is_empty(),
-        "bot.fallback_text",
-        "must not be empty",
-    );
-    KoreSettings {
-        api,
-        callback,
-        greeting_text: (!c.greeting_text.trim().is_empty()).then_some(c.greeting_text),
-        user_id_template: c.user_id_template,
-        user_info,
-        meta_tags,
-        merge_identity: c.merge_identity,
-        preferred_channel: (!c.preferred_channel_for_response.is_empty())
-            .then_some(c.preferred_channel_for_response),
-        hangup_tasks: c.hangup_tasks,
-        webhook_url,
-        bot_id,
-        poll_base_url,
-        client_id: c.client_id,
-        signing_key,
-        jwt_algorithm,
-        jwt_ttl: Duration::from_secs(c.jwt_ttl_secs),
-        jwt_user_identity: c.jwt_user_identity,
-        request_timeout: ms(c.request_timeout_ms),
-        poll_interval: ms(c.poll_interval_ms),
-        poll_max_wait: Duration::from_secs(c.poll_max_wait_secs),
-        max_attempts: c.max_attempts,
-        turn_deadline: Duration::from_secs(c.turn_deadline_secs),
-        closure_deadline: Duration::from_secs(c.closure_deadline_secs),
-        fallback_text: c.fallback_text,
-        custom_data,
     }
 }
 
@@ -812,6 +456,8 @@ fn call(c: CallConfig, errs: &mut Errors) -> CallSettings {
 
 fn languages(
     table: std::collections::BTreeMap<String, LanguageConfig>,
+    stt_base: Option<&Value>,
+    tts_base: Option<&Value>,
     errs: &mut Errors,
 ) -> Vec<LanguageSettings> {
     let mut out: Vec<LanguageSettings> = Vec::new();
@@ -822,9 +468,24 @@ fn languages(
             &key,
             "a language code like `en` or `es-MX`",
         );
-        if !l.tts_voice.is_empty() {
-            check_voice(&l.tts_voice, &format!("{key}.tts_voice"), errs);
-        }
+        let stt = backend_override(
+            stt_base,
+            l.stt,
+            ("model_path", &l.stt_model_path),
+            (SttSettings::TAG, SttSettings::DEFAULT),
+            &format!("{key}.stt"),
+            errs,
+        )
+        .and_then(|(v, path)| SttSettings::from_section(Some(v), &path, None, errs));
+        let tts = backend_override(
+            tts_base,
+            l.tts,
+            ("voice", &l.tts_voice),
+            (TtsSettings::TAG, TtsSettings::DEFAULT),
+            &format!("{key}.tts"),
+            errs,
+        )
+        .and_then(|(v, path)| TtsSettings::from_section(Some(v), &path, None, errs));
         let dtmf = (!l.dtmf.is_empty()).then_some(l.dtmf);
         if let Some(d) = &dtmf {
             errs.check(
@@ -847,8 +508,8 @@ fn languages(
                 l.stt_language
             },
             code,
-            stt_model_path: (!l.stt_model_path.is_empty()).then_some(l.stt_model_path),
-            tts_voice: (!l.tts_voice.is_empty()).then_some(l.tts_voice),
+            stt,
+            tts,
             keywords: l
                 .keywords
                 .iter()
@@ -861,33 +522,51 @@ fn languages(
     out
 }
 
-/// Splits a webhook URL into the bot id and the poll URL prefix (v2 only; empty for v1).
-fn parse_kore_url(url: &str, api: KoreApi) -> Option<(String, String)> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+/// A language's backend section: its own keys (and a shorthand key) laid over the base
+/// section, or its own section alone when it names another backend. `None`: no override.
+fn backend_override(
+    base: Option<&Value>,
+    own: Option<Value>,
+    (short_key, short): (&str, &str),
+    (tag, default): (&str, &str),
+    path: &str,
+    errs: &mut Errors,
+) -> Option<(Value, String)> {
+    if own.is_none() && short.is_empty() {
         return None;
     }
-    let mark = match api {
-        KoreApi::V2 => "/chatbot/v2/webhook/",
-        KoreApi::V1 => "/chatbot/hooks/",
+    let mut own = match own.map(Value::into_table).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            component::push_load_error(errs, path, e);
+            return None;
+        }
     };
-    let at = url.find(mark)?;
-    let rest = &url[at + mark.len()..];
-    let bot_id = rest.split('/').next().filter(|s| !s.is_empty())?;
-    let tail = &rest[bot_id.len()..];
-    if !(tail.is_empty() || tail.starts_with("/hookInstance/")) {
-        return None;
+    if !short.is_empty() {
+        own.insert(short_key.to_string(), Value::from(short));
     }
-    let poll = match api {
-        KoreApi::V2 => format!("{}{mark}{bot_id}/poll", &url[..at]),
-        KoreApi::V1 => String::new(),
+    let tag_of = |t: Option<&Value>| -> String {
+        t.and_then(|v| v.clone().into_table().ok())
+            .and_then(|t| t.get(tag).and_then(|v| v.clone().into_string().ok()))
+            .unwrap_or_else(|| default.to_string())
     };
-    Some((bot_id.to_string(), poll))
+    let own_tag = own.get(tag).and_then(|v| v.clone().into_string().ok());
+    let own = Value::new(None, config::ValueKind::Table(own));
+    let same_backend = own_tag.is_none_or(|t| t == tag_of(base));
+    let merged = if same_backend {
+        component::overlay(base, own, path, errs)?
+    } else {
+        own
+    };
+    Some((merged, path.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
-    use crate::config::load_str;
+    use crate::config::{load_str, KoreApi};
 
     const MINIMAL: &str = r#"
         [bot]
@@ -1032,7 +711,7 @@ mod tests {
             "bot.user_id_template",
             "bot.greeting_text",
             "call.no_input_reprompt",
-            "languages.es.tts_voice",
+            "languages.es.tts.voice",
             "languages.es.dtmf",
         ] {
             assert!(keys.contains(&k), "missing {k} in {keys:?}");
@@ -1040,9 +719,110 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_rejected() {
-        let toml = format!("{MINIMAL}\n[audio]\nvad_treshold = 0.4\n");
-        assert!(load_str(&toml, HashMap::new()).is_err());
+    fn unknown_keys_and_sections_are_rejected() {
+        let toml = format!("{MINIMAL}\n[audio]\nvad_treshold = 0.4\n[sst]\nx = 1\n");
+        let errs = validate(load_str(&toml, HashMap::new()).unwrap()).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["sst", "audio"], "{errs:?}");
+        assert!(errs[1].message.contains("vad_treshold"), "{errs:?}");
+    }
+
+    /// A section written in part keeps the defaults of everything else, its backend tag
+    /// included (README: every key has a default).
+    #[test]
+    fn partial_backend_sections_keep_their_defaults() {
+        let toml = r#"
+            [stt]
+            model_path = "models/other.bin"
+            [tts]
+            voice = "rms"
+            [bot]
+            webhook_url = "https://bots.kore.ai/chatbot/v2/webhook/st-1"
+            client_id = "cs"
+            client_secret = "s"
+        "#;
+        let s = validate(load_str(toml, HashMap::new()).unwrap()).unwrap();
+        let SttSettings::Whisper(w) = &s.stt else {
+            panic!("{:?}", s.stt)
+        };
+        assert_eq!((w.model_path.as_str(), w.threads), ("models/other.bin", 2));
+        let TtsSettings::Flite(f) = &s.tts else {
+            panic!("{:?}", s.tts)
+        };
+        assert_eq!(f.voice, "rms");
+        let BotSettings::Kore(k) = &s.bot;
+        assert_eq!(k.api, KoreApi::V2);
+    }
+
+    /// Type errors in several sections, an unknown key and a range error: all reported in
+    /// one run, each with its key.
+    #[test]
+    fn type_errors_do_not_hide_other_problems() {
+        let toml = r#"
+            [server]
+            max_concurent_calls = 10
+            [audio]
+            vad_threshold = "high"
+            [bot]
+            webhook_url = "https://bots.kore.ai/chatbot/v2/webhook/st-1"
+            client_id = "cs"
+            client_secret = "s"
+            jwt_ttl_secs = 99999
+        "#;
+        let errs = validate(load_str(toml, HashMap::new()).unwrap()).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["server", "audio.vad_threshold", "bot.jwt_ttl_secs"],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("max_concurent_calls"), "{errs:?}");
+        assert!(errs[1].message.contains("invalid type"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_language_overrides_any_backend_key_or_the_backend() {
+        let toml = r#"
+            [stt]
+            provider = "fake"
+            latency_ms = 5
+            transcripts = ["hello"]
+            [tts]
+            provider = "fake"
+            ms_per_char = 10
+            [languages.es.stt]
+            transcripts = ["hola"]
+            [languages.es.tts]
+            first_chunk_latency_ms = 7
+            [languages.de.stt]
+            provider = "whisper"
+            model_path = "models/de.bin"
+            [bot]
+            webhook_url = "https://bots.kore.ai/chatbot/v2/webhook/st-1"
+            client_id = "cs"
+            client_secret = "s"
+        "#;
+        let s = validate(load_str(toml, HashMap::new()).unwrap()).unwrap();
+        let (de, es) = (&s.languages[0], &s.languages[1]);
+        let Some(SttSettings::Fake(f)) = &es.stt else {
+            panic!("{es:?}")
+        };
+        assert_eq!(
+            (&*f.transcripts, f.latency.as_millis()),
+            (&["hola".to_string()][..], 5)
+        );
+        let Some(TtsSettings::Fake(t)) = &es.tts else {
+            panic!("{es:?}")
+        };
+        assert_eq!(
+            (t.per_char.as_millis(), t.first_chunk_latency.as_millis()),
+            (10, 7)
+        );
+        let Some(SttSettings::Whisper(w)) = &de.stt else {
+            panic!("{de:?}")
+        };
+        assert_eq!(w.model_path, "models/de.bin");
+        assert!(de.tts.is_none());
     }
 
     #[test]

@@ -1,16 +1,33 @@
 //! Speech-to-text: the [`SpeechToText`] trait (a streaming session per call), its events and
 //! errors, and [`build`], which turns config into one shared backend at startup.
-//! A backend is one file here plus one line in [`build`].
+//! A backend is one file here (its config, validation, build and code) plus one line in
+//! [`SttSettings`].
 
+pub mod fake;
 pub mod whisper;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SttSettings;
+crate::registry! {
+    /// Validated `[stt]`: the backend named by `provider` (default `whisper`).
+    pub enum SttSettings: dyn SttBackend, tag "provider", default "whisper" {
+        /// Embedded whisper.cpp (offline).
+        Whisper(whisper::WhisperSettings) = "whisper",
+        /// Scripted transcripts with a set latency (tests, load benchmarks, demos).
+        Fake(fake::FakeSttSettings) = "fake",
+    }
+}
+
+/// A configured STT backend: how it is built at startup.
+pub trait SttBackend: Debug + Send + Sync {
+    /// Loads the backend (models, clients); called once at startup, per language override.
+    fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError>;
+}
 
 /// Capacity of a session's input channel, in 16 ms audio chunks (~2 s). The listener waits
 /// when it is full; the actor then drops (and counts) caller frames in front of the listener.
@@ -99,7 +116,5 @@ pub trait SpeechToText: Send + Sync {
 
 /// Builds the configured backend (loads models; call once at startup).
 pub fn build(settings: &SttSettings) -> Result<Arc<dyn SpeechToText>, SttError> {
-    match settings {
-        SttSettings::Whisper(w) => Ok(Arc::new(whisper::WhisperStt::load(w)?)),
-    }
+    settings.get().build()
 }

@@ -15,7 +15,7 @@ use super::{
     SpeechToText, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
     STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
-use crate::config::WhisperSettings;
+use crate::component::{Component, Ctx, Errors};
 
 const RATE: u32 = 16_000;
 /// whisper.cpp ignores input shorter than one second; shorter utterances are padded.
@@ -241,6 +241,74 @@ impl SpeechToText for WhisperStt {
             input: input_tx,
             events,
         })
+    }
+}
+
+/// `[stt] provider = "whisper"` as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhisperConfig {
+    /// ggml model file (made by `scripts/install-model.py`).
+    pub model_path: String,
+    /// Spoken language code.
+    pub language: String,
+    /// Threads per decode.
+    pub threads: usize,
+    /// Decodes running at once across all calls; more wait their turn.
+    pub max_parallel_decodes: usize,
+}
+
+impl Default for WhisperConfig {
+    fn default() -> Self {
+        Self {
+            model_path: "models/ggml-tiny.en.bin".into(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes: 1,
+        }
+    }
+}
+
+/// Validated whisper settings.
+#[derive(Debug, Clone)]
+pub struct WhisperSettings {
+    /// Model path.
+    pub model_path: String,
+    /// Language code.
+    pub language: String,
+    /// Threads per decode.
+    pub threads: usize,
+    /// Parallel decodes.
+    pub max_parallel_decodes: usize,
+}
+
+impl Component for WhisperSettings {
+    type Raw = WhisperConfig;
+
+    fn validate(w: WhisperConfig, ctx: &Ctx<'_>, errs: &mut Errors) -> Self {
+        errs.check(
+            !w.model_path.is_empty(),
+            &ctx.key("model_path"),
+            "must name the ggml model file",
+        );
+        errs.check(w.threads > 0, &ctx.key("threads"), "must be at least 1");
+        errs.check(
+            w.max_parallel_decodes > 0,
+            &ctx.key("max_parallel_decodes"),
+            "must be at least 1",
+        );
+        WhisperSettings {
+            model_path: w.model_path,
+            language: w.language,
+            threads: w.threads,
+            max_parallel_decodes: w.max_parallel_decodes,
+        }
+    }
+}
+
+impl super::SttBackend for WhisperSettings {
+    fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError> {
+        Ok(Arc::new(WhisperStt::load(self)?))
     }
 }
 

@@ -1,28 +1,73 @@
 //! Telephony: provider media-stream protocols behind one seam. Each provider is one module
 //! that turns its wire frames into protocol-neutral [`InboundEvent`]s and encodes
 //! [`OutboundCommand`]s back; `ws.rs` runs the socket with any of them. The call core never
-//! sees provider JSON. A new provider is one module plus one line in [`Provider`].
+//! sees provider JSON. A new provider is one module (its `[telephony.<name>]` config,
+//! validation, request authentication, codec and call control) plus one line in
+//! [`ProviderSettings`].
 
 pub mod control;
 pub mod twilio;
 pub mod ws;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
 
-/// A provider protocol served on its own WebSocket route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// Twilio Media Streams (`<Connect><Stream>`), route `/twilio`.
-    Twilio,
+use axum::http::{HeaderMap, StatusCode};
+
+use control::{CallControl, ControlError};
+
+crate::registry! {
+    /// Validated `[telephony.<name>]`: one per registered provider, keyed by the table
+    /// name (every provider is validated, with its defaults when its table is absent).
+    pub enum ProviderSettings: dyn ProviderBackend, tag "provider", default "twilio" {
+        /// Twilio Media Streams (`<Connect><Stream>`), route `/twilio`.
+        Twilio(twilio::config::TwilioSettings) = "twilio",
+    }
 }
 
-impl Provider {
+/// A provider's validated settings: whether it is served, and how it is built.
+pub trait ProviderBackend: Debug + Send + Sync {
+    /// Its route is served.
+    fn enabled(&self) -> bool;
+    /// Builds the provider (its call-control client too); `public_url` is
+    /// `server.public_url`, which signed requests are checked against.
+    fn build(&self, public_url: Option<&str>) -> Result<Arc<dyn Provider>, ControlError>;
+}
+
+/// Per-provider limits on a media socket.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLimits {
+    /// Largest frame accepted.
+    pub max_message_bytes: usize,
+    /// Media and digit events buffered before the start message.
+    pub max_early_events: usize,
+}
+
+/// Why an upgrade request was refused before the WebSocket upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status sent.
+    pub status: StatusCode,
+    /// Reason label (one of `telemetry::metrics::REFUSAL_REASONS`).
+    pub reason: &'static str,
+}
+
+/// A telephony provider as the server sees it: one WebSocket route, its own request
+/// authentication, a fresh codec per connection, and optional call control.
+pub trait Provider: Send + Sync {
     /// Stable name used in logs, metrics and `customData.provider`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-        }
-    }
+    fn name(&self) -> &'static str;
+    /// The route served (e.g. `/twilio`).
+    fn route(&self) -> &str;
+    /// Socket limits.
+    fn limits(&self) -> LinkLimits;
+    /// Checks the upgrade request (`path_and_query` as received) before the upgrade.
+    fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal>;
+    /// The codec of a new connection.
+    fn protocol(&self) -> Box<dyn MediaProtocol>;
+    /// Hang-up and transfer through the provider's API, where configured.
+    fn control(&self) -> Option<Arc<dyn CallControl>>;
 }
 
 /// What the provider told us when the stream started.

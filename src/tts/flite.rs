@@ -163,6 +163,52 @@ impl TextToSpeech for FliteTts {
     }
 }
 
+/// `[tts] provider = "flite"` as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FliteConfig {
+    /// Voice: `slt` (female), `rms` or `awb` (male); all 16 kHz.
+    pub voice: String,
+}
+
+impl Default for FliteConfig {
+    fn default() -> Self {
+        Self {
+            voice: "slt".into(),
+        }
+    }
+}
+
+/// Validated flite settings.
+#[derive(Debug, Clone)]
+pub struct FliteSettings {
+    /// One of [`VOICES`].
+    pub voice: String,
+}
+
+impl crate::component::Component for FliteSettings {
+    type Raw = FliteConfig;
+
+    fn validate(
+        raw: FliteConfig,
+        ctx: &crate::component::Ctx<'_>,
+        errs: &mut crate::component::Errors,
+    ) -> Self {
+        errs.check(
+            VOICES.contains(&raw.voice.as_str()),
+            &ctx.key("voice"),
+            &format!("unknown flite voice; built in: {VOICES:?}"),
+        );
+        Self { voice: raw.voice }
+    }
+}
+
+impl super::TtsBackend for FliteSettings {
+    fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError> {
+        Ok(Arc::new(FliteTts::new(&self.voice)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,33 @@
 //! Text-to-speech: the [`TextToSpeech`] trait (text in, a cancellable stream of PCM chunks
 //! out), sentence splitting so the first audio leaves before the whole reply is synthesized,
-//! and [`build`], which turns config into one shared backend. A backend is one file here plus
-//! one line in [`build`].
+//! and [`build`], which turns config into one shared backend. A backend is one file here (its
+//! config, validation, build and code) plus one line in [`TtsSettings`].
 
+pub mod fake;
 pub mod flite;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TtsSettings;
+crate::registry! {
+    /// Validated `[tts]`: the backend named by `provider` (default `flite`).
+    pub enum TtsSettings: dyn TtsBackend, tag "provider", default "flite" {
+        /// Embedded flite (offline).
+        Flite(flite::FliteSettings) = "flite",
+        /// A tone (or silence) as long as the text, after a set latency (tests, benchmarks).
+        Fake(fake::FakeTtsSettings) = "fake",
+    }
+}
+
+/// A configured TTS backend: how it is built at startup.
+pub trait TtsBackend: Debug + Send + Sync {
+    /// Builds the backend; called once at startup, per language override.
+    fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError>;
+}
 
 /// Capacity of a synthesis stream, in chunks (a chunk is at most one sentence).
 pub const TTS_CHUNK_CAPACITY: usize = 4;
@@ -51,9 +67,7 @@ pub trait TextToSpeech: Send + Sync {
 
 /// Builds the configured backend (call once at startup).
 pub fn build(settings: &TtsSettings) -> Result<Arc<dyn TextToSpeech>, TtsError> {
-    match settings {
-        TtsSettings::Flite { voice } => Ok(Arc::new(flite::FliteTts::new(voice)?)),
-    }
+    settings.get().build()
 }
 
 /// Splits text into sentences (at `.`, `!`, `?`, `;` or a newline followed by a space), so

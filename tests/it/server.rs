@@ -49,7 +49,7 @@ async fn calls_beyond_the_limit_are_refused_before_the_upgrade() {
 async fn twilio_signature_is_checked_on_the_wss_url() {
     let h = Harness::start_with(|s| {
         s.server.public_url = Some("wss://voice.example.com".into());
-        s.twilio.signature_token = Some(SensitiveString::new("auth-token-123"));
+        crate::support::twilio(s).signature_token = Some(SensitiveString::new("auth-token-123"));
     })
     .await;
     let err = tokio_tungstenite::connect_async(h.ws_url())

@@ -11,11 +11,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use voxhook::app::{self, Engines};
-use voxhook::config::{self, BotSettings, Settings, WhisperSettings};
+use voxhook::config::{
+    self, BotSettings, ProviderSettings, Settings, TwilioSettings, WhisperSettings,
+};
 use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 use voxhook::stt::whisper::WhisperStt;
 use voxhook::stt::SpeechToText;
+use voxhook::tts::flite::FliteSettings;
 use voxhook::tts::TextToSpeech;
 
 pub const BOT_ID: &str = "st-test-bot";
@@ -32,6 +35,17 @@ fn model_path() -> String {
     root().join("models/ggml-tiny.en.bin").display().to_string()
 }
 
+/// The Twilio provider's settings, to adjust in a test.
+#[allow(clippy::unnecessary_find_map)] // a real search once more providers are registered
+pub fn twilio(s: &mut Settings) -> &mut TwilioSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Twilio(t) => Some(t),
+        })
+        .expect("twilio is registered")
+}
+
 /// STT and TTS, loaded once and shared by every test in the binary.
 fn engines() -> (Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>) {
     static ENGINES: OnceLock<(Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>)> = OnceLock::new();
@@ -44,9 +58,9 @@ fn engines() -> (Arc<dyn SpeechToText>, Arc<dyn TextToSpeech>) {
                 max_parallel_decodes: 2,
             }))
             .expect("whisper model (run scripts/install-model.py)");
-            let tts = voxhook::tts::build(&config::TtsSettings::Flite {
+            let tts = voxhook::tts::build(&config::TtsSettings::Flite(FliteSettings {
                 voice: "slt".into(),
-            })
+            }))
             .expect("flite");
             (stt, tts)
         })

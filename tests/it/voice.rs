@@ -167,7 +167,7 @@ async fn the_bot_hangs_up_and_transfers_through_twilio_rest() {
         .unwrap();
     let base = twilio.base_url();
     let h = Harness::start_with(|s| {
-        s.twilio.rest = Some(TwilioRestSettings {
+        crate::support::twilio(s).rest = Some(TwilioRestSettings {
             api_base_url: base,
             account_sid: "AC0123456789abcdef".into(),
             auth_token: SensitiveString::new("twilio-token"),
@@ -246,8 +246,12 @@ async fn a_language_choice_switches_the_bot_language_and_the_voice() {
             code: "es".into(),
             // tiny.en only knows English; a real deployment names a multilingual model here.
             stt_language: "en".into(),
-            stt_model_path: None,
-            tts_voice: Some("rms".into()),
+            stt: None,
+            tts: Some(voxhook::tts::TtsSettings::Flite(
+                voxhook::tts::flite::FliteSettings {
+                    voice: "rms".into(),
+                },
+            )),
             keywords: vec!["spanish".into()],
             dtmf: Some("*2".into()),
         }];

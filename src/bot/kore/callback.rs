@@ -49,8 +49,35 @@ pub fn parse(body: &[u8], bot_id: &str) -> Result<(Vec<String>, wire::Response),
     Ok((keys, resp))
 }
 
+/// The token of an `Authorization` header sent as `Bearer <token>` (any case) or as the bare
+/// token, with the form's name for the log.
+pub fn token(header: Option<&str>) -> (&'static str, Option<&str>) {
+    let Some(v) = header.map(str::trim) else {
+        return ("absent", None);
+    };
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            ("bearer", Some(token.trim()))
+        }
+        Some(_) => ("other_scheme", None),
+        None if v.is_empty() => ("empty", None),
+        None => ("bare", Some(v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn callback_tokens_are_read_bearer_or_bare() {
+        assert_eq!(token(Some("Bearer abc")), ("bearer", Some("abc")));
+        assert_eq!(token(Some("bearer abc")), ("bearer", Some("abc")));
+        assert_eq!(token(Some("BEARER  abc ")), ("bearer", Some("abc")));
+        assert_eq!(token(Some("abc")), ("bare", Some("abc")));
+        assert_eq!(token(Some("Basic abc")), ("other_scheme", None));
+        assert_eq!(token(Some("  ")), ("empty", None));
+        assert_eq!(token(None), ("absent", None));
+    }
+
     use super::*;
 
     #[test]

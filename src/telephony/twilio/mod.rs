@@ -1,16 +1,80 @@
 //! Twilio Media Streams (bidirectional `<Connect><Stream>`): `connected`, `start`, `media`,
 //! `dtmf`, `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is μ-law 8 kHz base64.
 
+pub mod config;
 pub mod rest;
 pub mod signature;
 mod wire;
 
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use super::{CallStart, InboundEvent, MediaProtocol, OutboundCommand, ProtocolError};
+use super::control::CallControl;
+use super::{
+    CallStart, InboundEvent, LinkLimits, MediaProtocol, OutboundCommand, ProtocolError, Provider,
+    Refusal,
+};
 use crate::audio::codec::Codec;
 use wire::{Incoming, MarkBody, OutMedia, Outgoing};
+
+/// The Twilio provider: `/twilio` (configurable), `X-Twilio-Signature` checked when
+/// configured, REST call control when an account is configured.
+pub struct Twilio {
+    settings: config::TwilioSettings,
+    public_url: Option<String>,
+    control: Option<Arc<dyn CallControl>>,
+}
+
+impl Provider for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn route(&self) -> &str {
+        &self.settings.route
+    }
+
+    fn limits(&self) -> LinkLimits {
+        LinkLimits {
+            max_message_bytes: self.settings.max_message_bytes,
+            max_early_events: self.settings.max_early_media_frames,
+        }
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal> {
+        let (Some(token), Some(public)) = (&self.settings.signature_token, &self.public_url) else {
+            return Ok(());
+        };
+        let url = signature::signed_url(public, path_and_query);
+        let sig = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if signature::verify(token.expose(), &url, sig) {
+            Ok(())
+        } else {
+            tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
+            Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                reason: "signature",
+            })
+        }
+    }
+
+    fn protocol(&self) -> Box<dyn MediaProtocol> {
+        Box::new(TwilioProtocol::new(TwilioOptions {
+            caller_parameter: self.settings.caller_parameter.clone(),
+            called_parameter: self.settings.called_parameter.clone(),
+        }))
+    }
+
+    fn control(&self) -> Option<Arc<dyn CallControl>> {
+        self.control.clone()
+    }
+}
 
 /// Which custom parameters carry the numbers.
 #[derive(Debug, Clone)]

@@ -1,0 +1,150 @@
+//! A fake STT backend: each finalized utterance gets the next of a scripted list of
+//! transcripts after a set latency, whatever was said. For tests, demos and load benchmarks
+//! where recognition quality is not the point; it costs no CPU per frame (audio is only
+//! counted), so a benchmark measures the bridge, not a model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    SpeechToText, SttBackend, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
+    STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
+};
+use crate::component::{Component, Ctx, Errors};
+
+/// The rate sessions take (the listener's internal rate).
+const RATE: u32 = 16_000;
+
+/// `[stt] provider = "fake"` as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FakeSttConfig {
+    /// Transcripts of a call's utterances in order, starting over after the last.
+    pub transcripts: Vec<String>,
+    /// Time from the end of an utterance to its transcript.
+    pub latency_ms: u64,
+    /// Every n-th utterance of a call fails (0: none), to exercise error handling.
+    pub fail_every: u32,
+    /// Accepted for symmetry with real backends (a language override may set it).
+    pub language: String,
+}
+
+impl Default for FakeSttConfig {
+    fn default() -> Self {
+        Self {
+            transcripts: vec!["I would like to check my balance.".into()],
+            latency_ms: 50,
+            fail_every: 0,
+            language: "en".into(),
+        }
+    }
+}
+
+/// Validated fake STT settings.
+#[derive(Debug, Clone)]
+pub struct FakeSttSettings {
+    /// Scripted transcripts (at least one).
+    pub transcripts: Arc<[String]>,
+    /// Latency per utterance.
+    pub latency: Duration,
+    /// Every n-th utterance fails (0: none).
+    pub fail_every: u32,
+}
+
+impl Component for FakeSttSettings {
+    type Raw = FakeSttConfig;
+
+    fn validate(raw: FakeSttConfig, ctx: &Ctx<'_>, errs: &mut Errors) -> Self {
+        errs.check(
+            !raw.transcripts.is_empty(),
+            &ctx.key("transcripts"),
+            "must list at least one transcript",
+        );
+        errs.check(
+            raw.latency_ms <= 60_000,
+            &ctx.key("latency_ms"),
+            "must be at most 60000",
+        );
+        Self {
+            transcripts: raw.transcripts.into(),
+            latency: Duration::from_millis(raw.latency_ms),
+            fail_every: raw.fail_every,
+        }
+    }
+}
+
+impl SttBackend for FakeSttSettings {
+    fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError> {
+        Ok(Arc::new(FakeStt(self.clone())))
+    }
+}
+
+/// The fake backend.
+#[derive(Debug, Clone)]
+pub struct FakeStt(pub FakeSttSettings);
+
+#[async_trait]
+impl SpeechToText for FakeStt {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn sample_rate(&self) -> u32 {
+        RATE
+    }
+
+    async fn open(
+        &self,
+        _params: SttParams,
+        cancel: CancellationToken,
+    ) -> Result<SttStream, SttError> {
+        let (input, mut input_rx) = mpsc::channel(STT_INPUT_CAPACITY);
+        let (event_tx, events) = mpsc::channel(STT_EVENT_CAPACITY);
+        let s = self.0.clone();
+        let task = async move {
+            let (mut samples, mut utterances) = (0usize, 0u32);
+            loop {
+                let input = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    it = input_rx.recv() => match it { Some(it) => it, None => return },
+                };
+                match input {
+                    SttInput::Audio(pcm) => samples += pcm.len(),
+                    SttInput::Finalize => {
+                        let audio_ms = (samples as u64 * 1000) / u64::from(RATE);
+                        samples = 0;
+                        utterances += 1;
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(s.latency) => {}
+                        }
+                        let ev = if s.fail_every > 0 && utterances % s.fail_every == 0 {
+                            SttEvent::Error(format!("scripted failure of utterance {utterances}"))
+                        } else {
+                            let i = (utterances as usize - 1) % s.transcripts.len();
+                            SttEvent::Final(Transcript {
+                                text: if audio_ms == 0 {
+                                    String::new()
+                                } else {
+                                    s.transcripts[i].clone()
+                                },
+                                confidence: Some(1.0),
+                                audio_ms,
+                                decode_ms: s.latency.as_millis() as u64,
+                            })
+                        };
+                        if event_tx.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
+        Ok(SttStream { input, events })
+    }
+}
