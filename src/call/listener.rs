@@ -1,6 +1,10 @@
-//! The call's ear: caller PCM → band-limited resampling to the STT rate → VAD endpointing →
-//! the STT session. Runs as its own task so per-frame DSP never delays the actor; reports
+//! The call's ear: caller PCM (straight from the socket reader) → the recording tap →
+//! band-limited resampling to the STT rate → VAD endpointing → the STT session. Runs as its
+//! own task, which also opens the STT session, so neither per-frame DSP nor a slow session
+//! open (a cloud STT reconnecting on a language switch) ever delays the actor. Reports
 //! speech start, barge-in and final transcripts.
+
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -9,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
-use crate::stt::{SttEvent, SttInput, SttStream, Transcript};
+use crate::stt::{SpeechToText, SttEvent, SttInput, SttParams, SttStream, Transcript};
 
-/// Actor → listener: caller audio frames (~2.5 s of 20 ms frames). The actor uses
+use super::record::CallTrace;
+
+/// Socket reader → listener: caller audio frames (~2.5 s of 20 ms frames). The reader uses
 /// `try_send`: when the listener falls behind, the newest frames are dropped and counted
-/// rather than delaying the call.
+/// rather than delaying the socket.
 pub const LISTENER_AUDIO_CAPACITY: usize = 128;
 /// Listener → actor events.
 pub const LISTENER_EVENT_CAPACITY: usize = 16;
@@ -31,6 +37,17 @@ pub enum ListenerEvent {
     Transcript(Transcript),
     /// Recognition of one utterance failed.
     SttFailed(String),
+    /// The STT session could not open or ended: speech input is off for this listener
+    /// (the recording still gets the audio).
+    SttUnavailable(String),
+}
+
+/// What the listener needs to open its STT session.
+pub struct SttSource {
+    /// The backend.
+    pub stt: Arc<dyn SpeechToText>,
+    /// Session parameters.
+    pub params: SttParams,
 }
 
 /// Runs until cancelled or the audio channel closes.
@@ -38,16 +55,34 @@ pub async fn run(
     mut audio: mpsc::Receiver<Vec<i16>>,
     inbound_rate: u32,
     vad: EndpointerConfig,
-    stt: SttStream,
+    source: SttSource,
+    trace: CallTrace,
     events: mpsc::Sender<ListenerEvent>,
     cancel: CancellationToken,
 ) {
+    // Opened here, not in the actor: frames meanwhile wait in the audio queue.
+    let stt = tokio::select! {
+        _ = cancel.cancelled() => return,
+        opened = source.stt.open(source.params, cancel.clone()) => opened,
+    };
+    let stt = match stt {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
+            let _ = events
+                .send(ListenerEvent::SttUnavailable(e.to_string()))
+                .await;
+            return record_only(audio, &trace, &cancel).await;
+        }
+    };
     // The VAD runs at the internal rate; the STT session takes the same audio.
     let mut resampler = match Resampler::new(inbound_rate, INTERNAL_RATE) {
         Ok(r) => r,
         Err(e) => {
-            let _ = events.send(ListenerEvent::SttFailed(e.to_string())).await;
-            return;
+            let _ = events
+                .send(ListenerEvent::SttUnavailable(e.to_string()))
+                .await;
+            return record_only(audio, &trace, &cancel).await;
         }
     };
     let SttStream {
@@ -62,6 +97,7 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             frame = audio.recv() => {
                 let Some(frame) = frame else { return };
+                trace.caller_audio(&frame);
                 pcm16k.clear();
                 resampler.process(&frame, &mut pcm16k);
                 vad_events.clear();
@@ -80,7 +116,8 @@ pub async fn run(
                     };
                     if let Some(i) = to_stt {
                         if stt_in.send(i).await.is_err() {
-                            return;
+                            let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
+                            return record_only(audio, &trace, &cancel).await;
                         }
                     }
                     if let Some(e) = to_actor {
@@ -96,14 +133,31 @@ pub async fn run(
                     Some(SttEvent::Partial(_)) => continue,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
                     None => {
-                        let _ = events.send(ListenerEvent::SttFailed("STT session ended".into())).await;
-                        return;
+                        let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
+                        return record_only(audio, &trace, &cancel).await;
                     }
                 };
                 if events.send(out).await.is_err() {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Without speech input the caller's audio still reaches the recording.
+async fn record_only(
+    mut audio: mpsc::Receiver<Vec<i16>>,
+    trace: &CallTrace,
+    cancel: &CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            frame = audio.recv() => match frame {
+                Some(f) => trace.caller_audio(&f),
+                None => return,
+            },
         }
     }
 }

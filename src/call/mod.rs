@@ -99,7 +99,7 @@ pub async fn handle_socket(
         let tracker = TaskTracker::new();
         let mut link = ws::spawn(
             socket,
-            provider.protocol(),
+            provider.codec(),
             limits.max_message_bytes,
             &tracker,
             cancel.clone(),

@@ -22,9 +22,9 @@ use super::state::{CallAction, CallInput, LanguageChoice, Prompt, TurnConfig, Tu
 use super::{CallDeps, LanguageEngines};
 use crate::audio::vad::EndpointerConfig;
 use crate::bot::{BotChannel, BotError, BotReply, BotSession, TurnInput, BOT_REPLY_CAPACITY};
-use crate::stt::{SpeechToText, SttParams};
+use crate::stt::SttParams;
 use crate::telephony::control::CallControl;
-use crate::telephony::ws::{LinkEvent, MediaLink};
+use crate::telephony::ws::{AudioRoute, LinkEvent, MediaLink};
 use crate::telephony::{CallStart, InboundEvent};
 
 /// Actor → bot worker requests (one in flight; the turn logic never queues more than one).
@@ -115,10 +115,11 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         start.inbound_rate,
         deps,
         engines,
+        &trace,
         &tracker,
         &listener_cancel,
-    )
-    .await;
+    );
+    link.audio.attach(Some(audio_tx.clone())).await;
     let out = trace.tap_outbound(link.commands.clone(), &tracker, &cancel);
     let (spk_tx, mut speaker_events) = spawn_speaker(&start, deps, engines, out, &tracker, &cancel);
 
@@ -163,6 +164,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         bot_tx,
         spk_tx,
         audio_tx,
+        audio_route: link.audio.clone(),
         call_id: start.call_id.clone(),
         provider,
         control,
@@ -176,17 +178,15 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
             speech_ended: None,
             decode_ms: None,
         },
-        dropped_frames: 0,
         n_turns: 0,
         reply_received: None,
-        trace,
+        trace: trace.clone(),
     };
     for ev in early {
         ctx.on_inbound(ev);
     }
 
-    // Without an STT session the listener channel is closed from the start: do not read it.
-    let mut listening = ctx.audio_tx.is_some();
+    let mut listening = true;
     let reason = loop {
         let deadline = ctx.turns.next_deadline();
         let now = Instant::now();
@@ -214,7 +214,6 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
                 None => {
                     tracing::error!("Speech input stopped unexpectedly; digits still work.");
                     listening = false;
-                    ctx.audio_tx = None;
                     None
                 }
             },
@@ -242,7 +241,8 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
             }
         }
         if let Some((tx, rx)) = ctx.new_listener.take() {
-            listening = tx.is_some();
+            listening = true;
+            link.audio.attach(Some(tx.clone())).await;
             ctx.audio_tx = tx;
             listener_events = rx;
         }
@@ -254,7 +254,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     CallSummary {
         reason,
         turns: ctx.n_turns,
-        dropped_frames: ctx.dropped_frames,
+        dropped_frames: link.audio.dropped(),
     }
 }
 
@@ -279,30 +279,25 @@ fn spawn_bot_worker(
     (bot_tx, events)
 }
 
-/// Listener: caller audio → VAD → STT, in `engines`' language. Without an STT session the
-/// call goes on with digits only: no audio sender is returned and the event channel is
-/// already closed.
-async fn spawn_listener(
+/// Listener: caller audio → recording → VAD → STT, in `engines`' language. The listener
+/// opens its STT session itself, so this returns at once; a session that fails to open is
+/// reported as `SttUnavailable` (digits still work).
+fn spawn_listener(
     call_id: &str,
     inbound_rate: u32,
     deps: &CallDeps,
     engines: &LanguageEngines,
+    trace: &CallTrace,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) -> ListenerEnds {
     let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
-    let stt_cancel = cancel.child_token();
-    let params = SttParams {
-        call_id: call_id.to_string(),
-        language: engines.stt_language.clone(),
-    };
-    let stt: &Arc<dyn SpeechToText> = &engines.stt;
-    let stream = match stt.open(params, stt_cancel.clone()).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
-            return (None, events);
-        }
+    let source = listener::SttSource {
+        stt: engines.stt.clone(),
+        params: SttParams {
+            call_id: call_id.to_string(),
+            language: engines.stt_language.clone(),
+        },
     };
     let a = &deps.settings.audio;
     let vad = EndpointerConfig {
@@ -314,9 +309,17 @@ async fn spawn_listener(
         max_utterance: a.max_utterance,
     };
     let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
-    let task = listener::run(audio_rx, inbound_rate, vad, stream, ev_tx, stt_cancel);
+    let task = listener::run(
+        audio_rx,
+        inbound_rate,
+        vad,
+        source,
+        trace.clone(),
+        ev_tx,
+        cancel.child_token(),
+    );
     tracker.spawn(task.in_current_span());
-    (Some(audio_tx), events)
+    (audio_tx, events)
 }
 
 /// Speaker: TTS → paced frames → provider.
@@ -341,20 +344,19 @@ fn spawn_speaker(
     (cmd_tx, events)
 }
 
-/// The actor's ends of a listener: audio in (`None` when STT failed to open), events out.
-type ListenerEnds = (
-    Option<mpsc::Sender<Vec<i16>>>,
-    mpsc::Receiver<ListenerEvent>,
-);
+/// The actor's ends of a listener: audio in, events out.
+type ListenerEnds = (mpsc::Sender<Vec<i16>>, mpsc::Receiver<ListenerEvent>);
 
 struct Actor {
     turns: TurnState,
     bot_tx: mpsc::Sender<BotRequest>,
     spk_tx: mpsc::Sender<SpeakerCommand>,
-    /// `None` when speech input is disabled (the STT session failed to open).
-    audio_tx: Option<mpsc::Sender<Vec<i16>>>,
+    /// The current listener's audio input, for frames that reached the actor as events
+    /// (before the reader had the listener attached).
+    audio_tx: mpsc::Sender<Vec<i16>>,
+    /// The socket reader's audio path (its drop counter).
+    audio_route: AudioRoute,
     timing: TurnTiming,
-    dropped_frames: u64,
     n_turns: u64,
     reply_received: Option<Instant>,
     call_id: String,
@@ -384,20 +386,7 @@ impl Actor {
     fn on_inbound_input(&mut self, ev: InboundEvent) -> Option<CallInput> {
         match ev {
             InboundEvent::Audio(pcm) => {
-                self.trace.caller_audio(&pcm);
-                let Some(tx) = &self.audio_tx else {
-                    return None;
-                };
-                if tx.try_send(pcm).is_err() {
-                    self.dropped_frames += 1;
-                    crate::telemetry::metrics::inbound_frame_dropped();
-                    if self.dropped_frames.is_power_of_two() {
-                        tracing::warn!(
-                            dropped = self.dropped_frames,
-                            "Caller audio dropped: recognition is behind."
-                        );
-                    }
-                }
+                self.audio_route.forward(&self.audio_tx, pcm);
                 None
             }
             InboundEvent::Dtmf(d) => {
@@ -440,6 +429,10 @@ impl Actor {
             ListenerEvent::SttFailed(e) => {
                 tracing::warn!(error = %e, "Speech recognition failed for one utterance.");
                 Some(CallInput::UtteranceLost)
+            }
+            ListenerEvent::SttUnavailable(e) => {
+                tracing::error!(error = %e, "Speech input off for this call; digits still work.");
+                None
             }
         }
     }
@@ -564,10 +557,10 @@ impl Actor {
             self.inbound_rate,
             deps,
             engines,
+            &self.trace,
             &self.tracker,
             &self.listener_cancel,
-        )
-        .await;
+        );
         self.new_listener = Some(ends);
         self.spk_tx
             .send(SpeakerCommand::UseTts(engines.tts.clone()))

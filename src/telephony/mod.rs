@@ -65,7 +65,7 @@ pub trait Provider: Send + Sync {
     /// Checks the upgrade request (`path_and_query` as received) before the upgrade.
     fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal>;
     /// The codec of a new connection.
-    fn protocol(&self) -> Box<dyn MediaProtocol>;
+    fn codec(&self) -> Codec;
     /// Hang-up and transfer through the provider's API, where configured.
     fn control(&self) -> Option<Arc<dyn CallControl>>;
 }
@@ -160,13 +160,46 @@ impl ProtocolError {
     }
 }
 
-/// A provider's wire codec: one instance per connection.
-pub trait MediaProtocol: Send + 'static {
+/// One frame on the media socket, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireFrame {
+    /// A text frame (JSON protocols).
+    Text(String),
+    /// A binary frame (raw PCM protocols).
+    Binary(Vec<u8>),
+}
+
+/// The reader half of a connection's codec: frames in, events out. Replies the protocol
+/// requires of the adapter itself (a pong, an `opened`) go to `replies`; the socket writer
+/// sends them, so the halves share no lock.
+pub trait MediaDecoder: Send + 'static {
     /// Decodes one text frame (`None` for frames with no meaning to the call, like
     /// `connected` or unknown events, which the protocol logs).
-    fn decode_text(&mut self, text: &str) -> Result<Option<InboundEvent>, ProtocolError>;
+    fn decode_text(
+        &mut self,
+        text: &str,
+        replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError>;
     /// Decodes one binary frame.
-    fn decode_binary(&mut self, data: &[u8]) -> Result<Option<InboundEvent>, ProtocolError>;
-    /// Encodes a command as a text frame, once the stream has started.
-    fn encode(&mut self, cmd: &OutboundCommand) -> Option<String>;
+    fn decode_binary(
+        &mut self,
+        data: &[u8],
+        replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError>;
+}
+
+/// The writer half of a connection's codec: commands in, frames out.
+pub trait MediaEncoder: Send + 'static {
+    /// The stream started (the decoder produced `start`); learn the ids frames carry.
+    fn started(&mut self, start: &CallStart);
+    /// Encodes a command into `out` (nothing before start).
+    fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>);
+}
+
+/// A new connection's codec, split for the socket's reader and writer tasks.
+pub struct Codec {
+    /// Reader half.
+    pub decoder: Box<dyn MediaDecoder>,
+    /// Writer half.
+    pub encoder: Box<dyn MediaEncoder>,
 }

@@ -1,8 +1,12 @@
 //! The media socket loop, shared by every provider: a reader task that enforces the size limit
-//! and decodes frames with the connection's [`MediaProtocol`], and a writer task that encodes
-//! commands. Both run on the call's task tracker and stop with its cancellation token.
+//! and decodes frames with the connection's [`MediaDecoder`], and a writer task that encodes
+//! commands with its [`MediaEncoder`] and sends the decoder's protocol replies. The halves
+//! share no lock. Once the call attaches a listener, caller audio goes from the reader
+//! straight to it (a full queue drops and counts the frame); only control events reach the
+//! call. Both tasks run on the call's task tracker and stop with its cancellation token.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -11,13 +15,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::{InboundEvent, MediaProtocol, OutboundCommand, ProtocolError};
+use super::{CallStart, Codec, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
 
-/// Reader → call: decoded events (~1.3 s of 20 ms media). `send().await`: a stalled call
-/// stops reading the socket rather than buffering without bound.
+/// Reader → call: decoded control events (and media until a listener is attached).
+/// `send().await`: a stalled call stops reading the socket rather than buffering without
+/// bound.
 pub const INBOUND_EVENT_CAPACITY: usize = 64;
 /// Call → writer: commands (audio frames are already paced, so this stays short).
 pub const OUTBOUND_COMMAND_CAPACITY: usize = 32;
+/// Reader → writer: the start (for the encoder) and protocol replies; rare and small.
+const INTERNAL_CAPACITY: usize = 8;
+/// Call → reader: listener changes (call start, language switches).
+const ROUTE_CAPACITY: usize = 2;
 
 /// What the reader reports.
 #[derive(Debug)]
@@ -36,32 +45,77 @@ pub struct MediaLink {
     pub events: mpsc::Receiver<LinkEvent>,
     /// Commands to the provider.
     pub commands: mpsc::Sender<OutboundCommand>,
+    /// Where caller audio goes.
+    pub audio: AudioRoute,
+}
+
+/// The call's handle on where the reader sends caller audio.
+#[derive(Clone)]
+pub struct AudioRoute {
+    tx: mpsc::Sender<Option<mpsc::Sender<Vec<i16>>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AudioRoute {
+    /// From now on caller audio goes to `listener` (`None`: it is discarded).
+    pub async fn attach(&self, listener: Option<mpsc::Sender<Vec<i16>>>) {
+        let _ = self.tx.send(listener).await;
+    }
+
+    /// Caller frames dropped so far because the listener was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Hands a frame that reached the call as an event (before the listener was attached)
+    /// to `listener`, counted like the reader's own.
+    pub fn forward(&self, listener: &mpsc::Sender<Vec<i16>>, pcm: Vec<i16>) {
+        send_audio(listener, pcm, &self.dropped);
+    }
+}
+
+enum ToWriter {
+    Started(Box<CallStart>),
+    Reply(WireFrame),
 }
 
 /// Starts the reader and writer tasks for `socket`.
 pub fn spawn(
     socket: WebSocket,
-    protocol: Box<dyn MediaProtocol>,
+    codec: Codec,
     max_message_bytes: usize,
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> MediaLink {
     let (mut sink, mut stream) = socket.split();
-    let protocol = Arc::new(Mutex::new(protocol));
+    let Codec {
+        mut decoder,
+        mut encoder,
+    } = codec;
     let (event_tx, events) = mpsc::channel(INBOUND_EVENT_CAPACITY);
     let (commands, mut command_rx) = mpsc::channel::<OutboundCommand>(OUTBOUND_COMMAND_CAPACITY);
-
+    let (internal_tx, mut internal_rx) = mpsc::channel::<ToWriter>(INTERNAL_CAPACITY);
+    let (route_tx, mut route_rx) = mpsc::channel(ROUTE_CAPACITY);
+    let dropped = Arc::new(AtomicU64::new(0));
     // The reader's verdict on a protocol violation, for the writer's close frame (set once,
-    // read once: no lock shared by the two tasks).
+    // read once).
     let fault: Arc<OnceLock<(u16, &'static str)>> = Arc::new(OnceLock::new());
     let reader_fault = fault.clone();
-    let decoder = protocol.clone();
+    let reader_dropped = dropped.clone();
     let reader_cancel = cancel.clone();
     tracker.spawn(
         async move {
+            let mut listener: Option<mpsc::Sender<Vec<i16>>> = None;
+            let mut replies = Vec::new();
             loop {
                 let msg = tokio::select! {
                     _ = reader_cancel.cancelled() => return,
+                    route = route_rx.recv() => {
+                        if let Some(route) = route {
+                            listener = route;
+                        }
+                        continue;
+                    }
                     msg = stream.next() => msg,
                 };
                 let decoded = match msg {
@@ -76,12 +130,29 @@ pub fn spawn(
                             limit: max_message_bytes,
                         })
                     }
-                    Some(Ok(Message::Text(text))) => lock(&decoder).decode_text(text.as_str()),
-                    Some(Ok(Message::Binary(data))) => lock(&decoder).decode_binary(&data),
+                    Some(Ok(Message::Text(text))) => {
+                        decoder.decode_text(text.as_str(), &mut replies)
+                    }
+                    Some(Ok(Message::Binary(data))) => decoder.decode_binary(&data, &mut replies),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
                 };
+                for reply in replies.drain(..) {
+                    if internal_tx.send(ToWriter::Reply(reply)).await.is_err() {
+                        return;
+                    }
+                }
                 let ev = match decoded {
                     Ok(None) => continue,
+                    Ok(Some(InboundEvent::Audio(pcm))) if listener.is_some() => {
+                        if let Some(l) = &listener {
+                            send_audio(l, pcm, &reader_dropped);
+                        }
+                        continue;
+                    }
+                    Ok(Some(InboundEvent::Start(start))) => {
+                        let _ = internal_tx.send(ToWriter::Started(start.clone())).await;
+                        LinkEvent::Event(InboundEvent::Start(start))
+                    }
                     Ok(Some(ev)) => LinkEvent::Event(ev),
                     Err(e) => {
                         let _ = reader_fault.set(e.close_frame());
@@ -99,17 +170,30 @@ pub fn spawn(
 
     tracker.spawn(
         async move {
+            let mut frames = Vec::with_capacity(2);
+            let mut reader_alive = true;
             loop {
-                let cmd = tokio::select! {
+                tokio::select! {
                     _ = cancel.cancelled() => break,
-                    cmd = command_rx.recv() => match cmd { Some(c) => c, None => break },
-                };
-                let Some(text) = lock(&protocol).encode(&cmd) else {
-                    continue;
-                };
-                if let Err(e) = sink.send(Message::Text(text.into())).await {
-                    tracing::debug!(error = %e, "Media socket send failed.");
-                    break;
+                    msg = internal_rx.recv(), if reader_alive => match msg {
+                        Some(ToWriter::Started(start)) => encoder.started(&start),
+                        Some(ToWriter::Reply(frame)) => frames.push(frame),
+                        None => reader_alive = false,
+                    },
+                    cmd = command_rx.recv() => match cmd {
+                        Some(c) => encoder.encode(&c, &mut frames),
+                        None => break,
+                    },
+                }
+                for frame in frames.drain(..) {
+                    let msg = match frame {
+                        WireFrame::Text(t) => Message::Text(t.into()),
+                        WireFrame::Binary(b) => Message::Binary(b.into()),
+                    };
+                    if let Err(e) = sink.send(msg).await {
+                        tracing::debug!(error = %e, "Media socket send failed.");
+                        return;
+                    }
                 }
             }
             // 1000 for a call that ended normally; the provider sees why otherwise.
@@ -124,12 +208,26 @@ pub fn spawn(
         .in_current_span(),
     );
 
-    MediaLink { events, commands }
+    MediaLink {
+        events,
+        commands,
+        audio: AudioRoute {
+            tx: route_tx,
+            dropped,
+        },
+    }
 }
 
-fn lock(p: &Mutex<Box<dyn MediaProtocol>>) -> std::sync::MutexGuard<'_, Box<dyn MediaProtocol>> {
-    // A panic inside a codec poisons the lock; the data is a codec, still usable.
-    p.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Hands a caller frame to the listener without waiting; a full queue drops it (counted,
+/// logged at powers of two) so a slow recogniser never stalls the socket.
+fn send_audio(listener: &mpsc::Sender<Vec<i16>>, pcm: Vec<i16>, dropped: &AtomicU64) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = listener.try_send(pcm) {
+        let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::telemetry::metrics::inbound_frame_dropped();
+        if n.is_power_of_two() {
+            tracing::warn!(dropped = n, "Caller audio dropped: recognition is behind.");
+        }
+    }
 }
 
 fn classify_socket_error(e: axum::Error, limit: usize) -> ProtocolError {

@@ -14,11 +14,11 @@ use base64::Engine as _;
 
 use super::control::CallControl;
 use super::{
-    CallStart, InboundEvent, LinkLimits, MediaProtocol, OutboundCommand, ProtocolError, Provider,
-    Refusal,
+    CallStart, Codec, InboundEvent, LinkLimits, MediaDecoder, MediaEncoder, OutboundCommand,
+    ProtocolError, Provider, Refusal, WireFrame,
 };
-use crate::audio::codec::Codec;
-use wire::{Incoming, MarkBody, OutMedia, Outgoing};
+use crate::audio::codec::Codec as G711;
+use wire::{Incoming, MarkBody, Outgoing};
 
 /// The Twilio provider: `/twilio` (configurable), `X-Twilio-Signature` checked when
 /// configured, REST call control when an account is configured.
@@ -64,11 +64,11 @@ impl Provider for Twilio {
         }
     }
 
-    fn protocol(&self) -> Box<dyn MediaProtocol> {
-        Box::new(TwilioProtocol::new(TwilioOptions {
+    fn codec(&self) -> Codec {
+        codec(TwilioOptions {
             caller_parameter: self.settings.caller_parameter.clone(),
             called_parameter: self.settings.called_parameter.clone(),
-        }))
+        })
     }
 
     fn control(&self) -> Option<Arc<dyn CallControl>> {
@@ -85,21 +85,31 @@ pub struct TwilioOptions {
     pub called_parameter: String,
 }
 
-/// One connection's Twilio codec.
-pub struct TwilioProtocol {
-    opts: TwilioOptions,
-    stream_sid: Option<String>,
+/// A new connection's codec halves.
+pub fn codec(opts: TwilioOptions) -> Codec {
+    Codec {
+        decoder: Box::new(TwilioDecoder {
+            opts,
+            bytes: Vec::with_capacity(FRAME_BYTES),
+        }),
+        encoder: Box::new(TwilioEncoder {
+            stream_sid_json: None,
+            bytes: Vec::with_capacity(FRAME_BYTES),
+        }),
+    }
 }
 
-impl TwilioProtocol {
-    /// A codec for a new connection.
-    pub fn new(opts: TwilioOptions) -> Self {
-        Self {
-            opts,
-            stream_sid: None,
-        }
-    }
+/// μ-law bytes in a 20 ms frame.
+const FRAME_BYTES: usize = 160;
 
+/// The reader half: JSON in, events out.
+pub struct TwilioDecoder {
+    opts: TwilioOptions,
+    /// Reused for each media payload's decoded bytes.
+    bytes: Vec<u8>,
+}
+
+impl TwilioDecoder {
     fn on_start(
         &mut self,
         stream_sid: Option<String>,
@@ -115,7 +125,6 @@ impl TwilioProtocol {
         let stream_id = stream_sid
             .or(start.stream_sid)
             .ok_or_else(|| ProtocolError::Malformed("start without streamSid".into()))?;
-        self.stream_sid = Some(stream_id.clone());
         let param = |name: &str| {
             start
                 .custom_parameters
@@ -135,8 +144,12 @@ impl TwilioProtocol {
     }
 }
 
-impl MediaProtocol for TwilioProtocol {
-    fn decode_text(&mut self, text: &str) -> Result<Option<InboundEvent>, ProtocolError> {
+impl MediaDecoder for TwilioDecoder {
+    fn decode_text(
+        &mut self,
+        text: &str,
+        _replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError> {
         let msg: Incoming =
             serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         Ok(match msg {
@@ -146,11 +159,12 @@ impl MediaProtocol for TwilioProtocol {
                 if media.track.as_deref().is_some_and(|t| t != "inbound") {
                     return Ok(None);
                 }
-                let bytes = B64
-                    .decode(media.payload.as_bytes())
+                self.bytes.clear();
+                B64.decode_vec(media.payload.as_bytes(), &mut self.bytes)
                     .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
-                let mut pcm = Vec::with_capacity(bytes.len());
-                Codec::Mulaw.decode_into(&bytes, &mut pcm);
+                // The one allocation per frame: the PCM travels to the listener.
+                let mut pcm = Vec::with_capacity(self.bytes.len());
+                G711::Mulaw.decode_into(&self.bytes, &mut pcm);
                 Some(InboundEvent::Audio(pcm))
             }
             Incoming::Dtmf { dtmf } => {
@@ -167,7 +181,7 @@ impl MediaProtocol for TwilioProtocol {
                     }
                 }
             }
-            Incoming::Mark { mark } => Some(InboundEvent::Mark(mark.name)),
+            Incoming::Mark { mark } => Some(InboundEvent::Mark(mark.name.into_owned())),
             Incoming::Stop {} => Some(InboundEvent::Stop),
             Incoming::Unknown => {
                 tracing::warn!(
@@ -179,30 +193,50 @@ impl MediaProtocol for TwilioProtocol {
         })
     }
 
-    fn decode_binary(&mut self, data: &[u8]) -> Result<Option<InboundEvent>, ProtocolError> {
+    fn decode_binary(
+        &mut self,
+        data: &[u8],
+        _replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError> {
         Err(ProtocolError::UnexpectedBinary(data.len()))
     }
+}
 
-    fn encode(&mut self, cmd: &OutboundCommand) -> Option<String> {
-        let stream_sid = self.stream_sid.as_deref()?;
-        let msg = match cmd {
-            OutboundCommand::Audio(pcm) => {
-                let mut bytes = Vec::with_capacity(pcm.len());
-                Codec::Mulaw.encode_into(pcm, &mut bytes);
-                Outgoing::Media {
-                    stream_sid,
-                    media: OutMedia {
-                        payload: B64.encode(bytes),
-                    },
-                }
-            }
-            OutboundCommand::Mark(name) => Outgoing::Mark {
-                stream_sid,
-                mark: MarkBody { name: name.clone() },
-            },
-            OutboundCommand::Clear => Outgoing::Clear { stream_sid },
+/// The writer half: commands in, JSON out.
+pub struct TwilioEncoder {
+    /// The stream id, and the same as a JSON string (quoted, escaped), once started.
+    stream_sid_json: Option<(String, String)>,
+    /// Reused for each frame's μ-law bytes.
+    bytes: Vec<u8>,
+}
+
+impl MediaEncoder for TwilioEncoder {
+    fn started(&mut self, start: &CallStart) {
+        self.stream_sid_json = serde_json::to_string(&start.stream_id)
+            .ok()
+            .map(|json| (start.stream_id.clone(), json));
+    }
+
+    fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>) {
+        let Some((stream_sid, sid_json)) = &self.stream_sid_json else {
+            return;
         };
-        serde_json::to_string(&msg).ok()
+        let text = match cmd {
+            OutboundCommand::Audio(pcm) => {
+                self.bytes.clear();
+                G711::Mulaw.encode_into(pcm, &mut self.bytes);
+                let mut text = String::with_capacity(64 + sid_json.len() + pcm.len() * 4 / 3);
+                wire::write_media(&mut text, sid_json, |t| B64.encode_string(&self.bytes, t));
+                Some(text)
+            }
+            OutboundCommand::Mark(name) => serde_json::to_string(&Outgoing::Mark {
+                stream_sid,
+                mark: MarkBody { name },
+            })
+            .ok(),
+            OutboundCommand::Clear => serde_json::to_string(&Outgoing::Clear { stream_sid }).ok(),
+        };
+        out.extend(text.map(WireFrame::Text));
     }
 }
 
@@ -210,11 +244,41 @@ impl MediaProtocol for TwilioProtocol {
 mod tests {
     use super::*;
 
-    fn proto() -> TwilioProtocol {
-        TwilioProtocol::new(TwilioOptions {
-            caller_parameter: "from".into(),
-            called_parameter: "to".into(),
-        })
+    /// Both halves, wired as `telephony::ws` wires them.
+    struct Proto(Codec, Vec<WireFrame>);
+
+    impl Proto {
+        fn decode_text(&mut self, t: &str) -> Result<Option<InboundEvent>, ProtocolError> {
+            let ev = self.0.decoder.decode_text(t, &mut self.1)?;
+            if let Some(InboundEvent::Start(s)) = &ev {
+                self.0.encoder.started(s);
+            }
+            Ok(ev)
+        }
+
+        fn decode_binary(&mut self, d: &[u8]) -> Result<Option<InboundEvent>, ProtocolError> {
+            self.0.decoder.decode_binary(d, &mut self.1)
+        }
+
+        fn encode(&mut self, cmd: &OutboundCommand) -> Option<String> {
+            let mut out = Vec::new();
+            self.0.encoder.encode(cmd, &mut out);
+            assert!(out.len() <= 1);
+            out.pop().map(|f| match f {
+                WireFrame::Text(t) => t,
+                WireFrame::Binary(_) => panic!("binary frame"),
+            })
+        }
+    }
+
+    fn proto() -> Proto {
+        Proto(
+            codec(TwilioOptions {
+                caller_parameter: "from".into(),
+                called_parameter: "to".into(),
+            }),
+            Vec::new(),
+        )
     }
 
     const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1",

@@ -1,13 +1,16 @@
 //! Twilio Media Streams JSON messages (the only place that knows their shape).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// Any message Twilio sends, tagged by `event`.
+/// Media, mark and DTMF bodies borrow from the frame (no copy of the payload unless it
+/// has JSON escapes).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
-pub enum Incoming {
+pub enum Incoming<'a> {
     /// First message on the socket.
     Connected {},
     /// Stream metadata.
@@ -21,17 +24,20 @@ pub enum Incoming {
     /// Caller audio.
     Media {
         /// Body.
-        media: MediaBody,
+        #[serde(borrow)]
+        media: MediaBody<'a>,
     },
     /// Keypad digit.
     Dtmf {
         /// Body.
-        dtmf: DtmfBody,
+        #[serde(borrow)]
+        dtmf: DtmfBody<'a>,
     },
     /// Mark reached or flushed.
     Mark {
         /// Body.
-        mark: MarkBody,
+        #[serde(borrow)]
+        mark: InMark<'a>,
     },
     /// Stream ended.
     Stop {},
@@ -69,47 +75,49 @@ pub struct MediaFormat {
 
 /// `media` body.
 #[derive(Debug, Deserialize)]
-pub struct MediaBody {
+pub struct MediaBody<'a> {
     /// `inbound` (bidirectional streams carry only the inbound track).
-    #[serde(default)]
-    pub track: Option<String>,
+    #[serde(default, borrow)]
+    pub track: Option<Cow<'a, str>>,
     /// Base64 μ-law.
-    pub payload: String,
+    #[serde(borrow)]
+    pub payload: Cow<'a, str>,
 }
 
 /// `dtmf` body.
 #[derive(Debug, Deserialize)]
-pub struct DtmfBody {
+pub struct DtmfBody<'a> {
     /// One key.
-    pub digit: String,
+    #[serde(borrow)]
+    pub digit: Cow<'a, str>,
 }
 
-/// `mark` body.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct MarkBody {
+/// Inbound `mark` body.
+#[derive(Debug, Deserialize)]
+pub struct InMark<'a> {
     /// Our label.
-    pub name: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+}
+
+/// Outbound `mark` body.
+#[derive(Debug, Serialize)]
+pub struct MarkBody<'a> {
+    /// Our label.
+    pub name: &'a str,
 }
 
 /// Messages voxhook sends.
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Outgoing<'a> {
-    /// Audio to play.
-    Media {
-        /// Stream id.
-        #[serde(rename = "streamSid")]
-        stream_sid: &'a str,
-        /// Body.
-        media: OutMedia,
-    },
     /// Playback marker.
     Mark {
         /// Stream id.
         #[serde(rename = "streamSid")]
         stream_sid: &'a str,
         /// Body.
-        mark: MarkBody,
+        mark: MarkBody<'a>,
     },
     /// Flush playback.
     Clear {
@@ -119,9 +127,12 @@ pub enum Outgoing<'a> {
     },
 }
 
-/// Outbound media body.
-#[derive(Debug, Serialize)]
-pub struct OutMedia {
-    /// Base64 μ-law, 8 kHz, no header.
-    pub payload: String,
+/// Writes an outbound `media` message, the same JSON `Outgoing` would give, without
+/// intermediate allocations: `{"event":"media","streamSid":…,"media":{"payload":…}}`.
+pub fn write_media(out: &mut String, stream_sid_json: &str, payload_b64: impl FnOnce(&mut String)) {
+    out.push_str(r#"{"event":"media","streamSid":"#);
+    out.push_str(stream_sid_json);
+    out.push_str(r#","media":{"payload":""#);
+    payload_b64(out);
+    out.push_str(r#""}}"#);
 }
