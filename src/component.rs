@@ -172,6 +172,20 @@ macro_rules! registry {
                 Self::named(&name, rest, path, public_url, errs)
             }
 
+            /// Validates one section written as TOML (tests and tools).
+            pub fn from_toml(
+                path: &str,
+                toml: &str,
+            ) -> Result<Self, Vec<$crate::component::ConfigError>> {
+                let mut errs = $crate::component::Errors::default();
+                let value = $crate::component::toml_value(toml, path, &mut errs);
+                let parsed = value.and_then(|v| Self::from_section(Some(v), path, None, &mut errs));
+                match parsed {
+                    Some(s) if errs.0.is_empty() => Ok(s),
+                    _ => Err(errs.0),
+                }
+            }
+
             /// Validates `value` with the implementation registered as `name`.
             pub fn named(
                 name: &str,
@@ -198,6 +212,20 @@ macro_rules! registry {
 }
 
 pub use config::Value;
+
+/// A TOML text as an untyped table (`None` after a syntax error, pushed at `path`).
+pub fn toml_value(toml: &str, path: &str, errs: &mut Errors) -> Option<Value> {
+    match config::Config::builder()
+        .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+        .build()
+    {
+        Ok(c) => Some(c.cache),
+        Err(e) => {
+            push_load_error(errs, path, e);
+            None
+        }
+    }
+}
 
 /// Splits a tagged section into its tag (or `default`) and the other keys.
 pub fn split_tag(
@@ -322,6 +350,10 @@ mod tests {
         assert_eq!(t.get().describe(), "a 3 x");
         let t = Things::from_section(Some(value("kind = \"b\"")), "thing", None, &mut errs);
         assert_eq!(t.unwrap().get().describe(), "b 3 x");
+        let t = Things::from_toml("thing", "size = 9").unwrap();
+        assert_eq!(t.get().describe(), "a 9 x");
+        let errs = Things::from_toml("thing", "size = [").unwrap_err();
+        assert_eq!(errs[0].key, "thing", "{errs:?}");
     }
 
     #[test]

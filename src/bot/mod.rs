@@ -196,6 +196,9 @@ pub struct BotReply {
     pub action: Option<BotAction>,
     /// The bot task that completed with this message, when the platform says so.
     pub task: Option<String>,
+    /// The platform's id of this message, for [`Conversation::played`] (platforms that
+    /// acknowledge deliveries).
+    pub delivery: Option<String>,
 }
 
 /// One choice of a spoken menu.
@@ -231,22 +234,13 @@ pub struct Callback {
 /// Sends each reply to the call as soon as it arrives (sync body, then each poll).
 pub type ReplySink = mpsc::Sender<BotReply>;
 
-/// A chatbot platform's webhook channel.
+/// A chatbot platform's webhook channel, shared by all calls (HTTP client, credentials).
 #[async_trait]
 pub trait BotChannel: Send + Sync {
     /// Platform name for logs.
     fn name(&self) -> &'static str;
-    /// Starts the conversation (Kore: `ON_CONNECT`); the greeting goes to `replies`.
-    async fn open(&self, session: &BotSession, replies: &ReplySink) -> Result<(), BotError>;
-    /// Sends one caller turn; returns when every reply of the turn was delivered.
-    async fn send_turn(
-        &self,
-        session: &BotSession,
-        turn: &TurnInput,
-        replies: &ReplySink,
-    ) -> Result<(), BotError>;
-    /// Ends the conversation (Kore: `SESSION_CLOSURE`), retrying until its deadline.
-    async fn close(&self, session: &BotSession) -> Result<(), BotError>;
+    /// A new call's conversation with the platform; nothing is sent until `open`.
+    fn conversation(self: Arc<Self>, session: BotSession) -> Arc<dyn Conversation>;
     /// False once the platform rejected our credentials (feeds `/ready`).
     fn auth_ok(&self) -> bool;
     /// The bot speaks first when the session opens (so the call waits for a greeting).
@@ -275,6 +269,27 @@ pub trait BotChannel: Send + Sync {
             "this channel does not take callbacks".into(),
         ))
     }
+}
+
+/// One call's conversation: owns the per-call state (Kore: the bot user id; a push-only
+/// platform: its conversation id), sends turns one at a time, hears when a message was
+/// played, and is closed exactly once by the call (after its tasks stopped).
+#[async_trait]
+pub trait Conversation: Send + Sync {
+    /// Who the call is.
+    fn session(&self) -> &BotSession;
+    /// Starts the conversation (Kore: `ON_CONNECT`); the greeting goes to `replies`.
+    async fn open(&self, replies: &ReplySink) -> Result<(), BotError>;
+    /// Sends one caller turn; returns when every reply of the turn was delivered.
+    async fn send_turn(&self, turn: &TurnInput, replies: &ReplySink) -> Result<(), BotError>;
+    /// The message with this [`BotReply::delivery`] id was heard by the caller (its mark
+    /// came back). Platforms that pace delivery acknowledge it here.
+    async fn played(&self, delivery: &str) -> Result<(), BotError> {
+        let _ = delivery;
+        Ok(())
+    }
+    /// Ends the conversation (Kore: `SESSION_CLOSURE`), retrying until its deadline.
+    async fn close(&self) -> Result<(), BotError>;
 }
 
 /// Compares secrets without leaking their length of common prefix through timing.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
-use crate::stt::{SpeechToText, SttEvent, SttInput, SttParams, SttStream, Transcript};
+use crate::stt::{SpeechToText, SttControl, SttEvent, SttInput, SttParams, SttStream, Transcript};
 
 use super::record::CallTrace;
 
@@ -23,6 +23,9 @@ use super::record::CallTrace;
 pub const LISTENER_AUDIO_CAPACITY: usize = 128;
 /// Listener → actor events.
 pub const LISTENER_EVENT_CAPACITY: usize = 16;
+/// A streaming STT session that got no audio for this long is sent a `KeepAlive` (cloud
+/// backends close idle streams after about ten seconds).
+const KEEPALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// What the listener tells the actor.
 #[derive(Debug)]
@@ -89,21 +92,48 @@ pub async fn run(
         input: stt_in,
         events: mut stt_events,
     } = stt;
+    // A streaming session hears everything; an utterance session only what the VAD keeps.
+    let streaming = source.stt.streaming();
     let mut endpointer = Endpointer::new(vad);
     let mut pcm16k = Vec::with_capacity(640);
     let mut vad_events = Vec::new();
+    let mut keepalive = tokio::time::interval(KEEPALIVE_AFTER);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard_since_tick = false;
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                // Let a cloud session flush and close cleanly (best effort, never waits).
+                let _ = stt_in.try_send(SttInput::Control(SttControl::Close));
+                return;
+            }
+            _ = keepalive.tick(), if streaming => {
+                if !std::mem::take(&mut heard_since_tick)
+                    && stt_in.send(SttInput::Control(SttControl::KeepAlive)).await.is_err()
+                {
+                    let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
+                    return record_only(audio, &trace, &cancel).await;
+                }
+            }
             frame = audio.recv() => {
                 let Some(frame) = frame else { return };
                 trace.caller_audio(&frame);
+                heard_since_tick = true;
                 pcm16k.clear();
                 resampler.process(&frame, &mut pcm16k);
                 vad_events.clear();
                 endpointer.push(&pcm16k, &mut vad_events);
+                if streaming
+                    && !pcm16k.is_empty()
+                    && stt_in.send(SttInput::Audio(pcm16k.clone())).await.is_err()
+                {
+                    let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
+                    return record_only(audio, &trace, &cancel).await;
+                }
                 for ev in vad_events.drain(..) {
                     let (to_stt, to_actor) = match ev {
+                        VadEvent::Started(_) if streaming => (None, Some(ListenerEvent::SpeechStarted)),
+                        VadEvent::Audio(_) if streaming => (None, None),
                         VadEvent::Started(a) => (Some(SttInput::Audio(a)), Some(ListenerEvent::SpeechStarted)),
                         VadEvent::Audio(a) => (Some(SttInput::Audio(a)), None),
                         VadEvent::BargeIn => (None, Some(ListenerEvent::BargeIn)),
@@ -111,7 +141,7 @@ pub async fn run(
                             if cut {
                                 tracing::info!("Utterance cut at the maximum length.");
                             }
-                            (Some(SttInput::Finalize), Some(ListenerEvent::SpeechEnded(Instant::now())))
+                            (Some(SttInput::Control(SttControl::Finalize)), Some(ListenerEvent::SpeechEnded(Instant::now())))
                         }
                     };
                     if let Some(i) = to_stt {
@@ -131,6 +161,8 @@ pub async fn run(
                 let out = match ev {
                     Some(SttEvent::Final(t)) => ListenerEvent::Transcript(t),
                     Some(SttEvent::Partial(_)) => continue,
+                    // The backend's own voice activity: a barge-in while the bot speaks.
+                    Some(SttEvent::SpeechStarted) => ListenerEvent::BargeIn,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
                     None => {
                         let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;

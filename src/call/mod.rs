@@ -240,7 +240,8 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         language = session.language.as_deref().unwrap_or("-"), "Call started.");
     let started = Instant::now();
     let cancel = init.cancel.clone();
-    let outcome = AssertUnwindSafe(session::run(init, &session, deps))
+    let conversation = deps.bot.clone().conversation(session.clone());
+    let outcome = AssertUnwindSafe(session::run(init, conversation.clone(), deps))
         .catch_unwind()
         .await;
     let summary = outcome.unwrap_or_else(|_| {
@@ -250,7 +251,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
     // Stop every helper (in-flight bot requests and polls included) before closing, and
     // close outside the call's token so that shutdown cannot skip it.
     cancel.cancel();
-    let closure = match deps.bot.close(&session).await {
+    let closure = match conversation.close().await {
         Ok(()) => {
             tracing::info!("Bot session closed.");
             "ok"

@@ -21,7 +21,7 @@ use super::speaker::{
 use super::state::{CallAction, CallInput, LanguageChoice, Prompt, TurnConfig, TurnState};
 use super::{CallDeps, LanguageEngines};
 use crate::audio::vad::EndpointerConfig;
-use crate::bot::{BotChannel, BotError, BotReply, BotSession, TurnInput, BOT_REPLY_CAPACITY};
+use crate::bot::{BotError, BotReply, Conversation, TurnInput, BOT_REPLY_CAPACITY};
 use crate::stt::SttParams;
 use crate::telephony::control::CallControl;
 use crate::telephony::ws::{AudioRoute, LinkEvent, MediaLink};
@@ -93,7 +93,12 @@ impl CallSummary {
 }
 
 /// Runs the call until it ends. The caller owns the bot session and closes it afterwards.
-pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> CallSummary {
+pub async fn run(
+    init: SessionInit,
+    conversation: Arc<dyn Conversation>,
+    deps: &CallDeps,
+) -> CallSummary {
+    let session = conversation.session();
     let SessionInit {
         start,
         provider,
@@ -108,7 +113,7 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     let s = &deps.settings;
     let engines = deps.engines_for(session.language.as_deref());
 
-    let (bot_tx, mut bot_events) = spawn_bot_worker(deps, session, &tracker, &cancel);
+    let (bot_tx, mut bot_events) = spawn_bot_worker(deps, conversation.clone(), &tracker, &cancel);
     let listener_cancel = cancel.child_token();
     let (audio_tx, mut listener_events) = spawn_listener(
         &start.call_id,
@@ -121,7 +126,15 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
     );
     link.audio.attach(Some(audio_tx.clone())).await;
     let out = trace.tap_outbound(link.commands.clone(), &tracker, &cancel);
-    let (spk_tx, mut speaker_events) = spawn_speaker(&start, deps, engines, out, &tracker, &cancel);
+    let (spk_tx, mut speaker_events) = spawn_speaker(
+        &start,
+        deps,
+        engines,
+        &session.language,
+        out,
+        &tracker,
+        &cancel,
+    );
 
     let fallback = match &deps.fallback_clip {
         Some(clip) => Prompt::Clip(clip.clone()),
@@ -174,6 +187,8 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
         listener_cancel,
         new_listener: None,
         ended: None,
+        deliveries: Vec::new(),
+        conversation: conversation.clone(),
         timing: TurnTiming {
             speech_ended: None,
             decode_ms: None,
@@ -261,16 +276,15 @@ pub async fn run(init: SessionInit, session: &BotSession, deps: &CallDeps) -> Ca
 /// Bot worker: one request at a time, replies forwarded as they arrive.
 fn spawn_bot_worker(
     deps: &CallDeps,
-    session: &BotSession,
+    conversation: Arc<dyn Conversation>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) -> (mpsc::Sender<BotRequest>, mpsc::Receiver<BotEvent>) {
     let (bot_tx, bot_rx) = mpsc::channel(BOT_REQUEST_CAPACITY);
     let (ev_tx, events) = mpsc::channel(BOT_EVENT_CAPACITY);
     let worker = bot_worker(
-        deps.bot.clone(),
+        conversation,
         deps.settings.bot.get().turn_deadline(),
-        session.clone(),
         bot_rx,
         ev_tx,
         cancel.child_token(),
@@ -327,6 +341,7 @@ fn spawn_speaker(
     start: &CallStart,
     deps: &CallDeps,
     engines: &LanguageEngines,
+    language: &Option<String>,
     out: mpsc::Sender<crate::telephony::OutboundCommand>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -338,6 +353,7 @@ fn spawn_speaker(
         out_rate: start.outbound_rate,
         lead: deps.settings.audio.playback_lead,
         filler: deps.filler.clone(),
+        language: language.clone(),
     };
     let task = speaker::run(cfg, cmd_rx, out, ev_tx, cancel.child_token());
     tracker.spawn(task.in_current_span());
@@ -371,6 +387,10 @@ struct Actor {
     new_listener: Option<ListenerEnds>,
     /// Set when the call must end now.
     ended: Option<CallEndReason>,
+    /// Messages the platform wants to hear were played: (message id, its delivery id).
+    deliveries: Vec<(u64, String)>,
+    /// The call's bot conversation (told when such messages have played).
+    conversation: Arc<dyn Conversation>,
     trace: CallTrace,
 }
 
@@ -394,13 +414,34 @@ impl Actor {
                 tracing::info!(digit = self.trace.shown(&key), "Key pressed.");
                 Some(CallInput::Digit(d))
             }
-            InboundEvent::Mark(name) => speaker::parse_mark(&name).map(CallInput::Played),
+            InboundEvent::Mark(name) => {
+                let id = speaker::parse_mark(&name)?;
+                self.acknowledge(id);
+                Some(CallInput::Played(id))
+            }
             InboundEvent::Start(_) => {
                 tracing::warn!("Second start message ignored.");
                 None
             }
             InboundEvent::Stop => None,
         }
+    }
+
+    /// Tells the conversation, off the actor, that message `id` was heard (if it asked).
+    fn acknowledge(&mut self, id: u64) {
+        let Some(at) = self.deliveries.iter().position(|(m, _)| *m == id) else {
+            return;
+        };
+        let (_, delivery) = self.deliveries.swap_remove(at);
+        let conversation = self.conversation.clone();
+        self.tracker.spawn(
+            async move {
+                if let Err(e) = conversation.played(&delivery).await {
+                    tracing::warn!(error = %e, code = e.code(), "Delivery acknowledgement failed.");
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     fn on_listener(&mut self, ev: ListenerEvent) -> Option<CallInput> {
@@ -504,8 +545,15 @@ impl Actor {
                         .await
                         .map_err(drop)?;
                 }
-                CallAction::Speak { id, prompt } => {
+                CallAction::Speak {
+                    id,
+                    prompt,
+                    delivery,
+                } => {
                     self.trace.speak(id);
+                    if let Some(d) = delivery {
+                        self.deliveries.push((id, d));
+                    }
                     let received = self.reply_received.unwrap_or_else(Instant::now);
                     self.spk_tx
                         .send(SpeakerCommand::Say {
@@ -563,7 +611,10 @@ impl Actor {
         );
         self.new_listener = Some(ends);
         self.spk_tx
-            .send(SpeakerCommand::UseTts(engines.tts.clone()))
+            .send(SpeakerCommand::UseTts(
+                engines.tts.clone(),
+                Some(code.to_string()),
+            ))
             .await
             .map_err(drop)
     }
@@ -607,9 +658,8 @@ impl Actor {
 }
 
 async fn bot_worker(
-    bot: Arc<dyn BotChannel>,
+    conversation: Arc<dyn Conversation>,
     turn_deadline: std::time::Duration,
-    session: BotSession,
     mut requests: mpsc::Receiver<BotRequest>,
     events: mpsc::Sender<BotEvent>,
     cancel: CancellationToken,
@@ -622,8 +672,8 @@ async fn bot_worker(
         let (reply_tx, mut reply_rx) = mpsc::channel(BOT_REPLY_CAPACITY);
         let call = async {
             match &req {
-                BotRequest::Open => bot.open(&session, &reply_tx).await,
-                BotRequest::Turn(t) => bot.send_turn(&session, t, &reply_tx).await,
+                BotRequest::Open => conversation.open(&reply_tx).await,
+                BotRequest::Turn(t) => conversation.send_turn(t, &reply_tx).await,
             }
         };
         tokio::pin!(call);

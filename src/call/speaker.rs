@@ -17,7 +17,7 @@ use crate::audio::pacer::Pacer;
 use crate::audio::resample::Resampler;
 use crate::audio::{AudioFrame, FRAME_MS};
 use crate::telephony::OutboundCommand;
-use crate::tts::{TextToSpeech, TtsError, TtsStream};
+use crate::tts::{TextToSpeech, TtsError, TtsRequest, TtsStream};
 
 /// Actor → speaker commands.
 pub const SPEAKER_COMMAND_CAPACITY: usize = 16;
@@ -42,7 +42,7 @@ pub enum SpeakerCommand {
     /// Loop the filler while idle (`true`) or stop it (`false`).
     Filler(bool),
     /// Synthesize later messages with this TTS (a language switch).
-    UseTts(Arc<dyn TextToSpeech>),
+    UseTts(Arc<dyn TextToSpeech>, Option<String>),
 }
 
 /// What the speaker reports.
@@ -116,6 +116,8 @@ pub struct SpeakerConfig {
     pub lead: Duration,
     /// Filler clip, if filler is configured.
     pub filler: Option<Arc<AudioFrame>>,
+    /// The call's language at start (passed on to the TTS).
+    pub language: Option<String>,
 }
 
 /// Runs until cancelled or the command channel closes.
@@ -128,6 +130,7 @@ pub async fn run(
 ) {
     let frame_len = (cfg.out_rate as u64 * FRAME_MS / 1000) as usize;
     let mut tts = cfg.tts.clone();
+    let mut language = cfg.language.clone();
     // Messages waiting behind another carry no arrival time: their latency counts from when
     // their synthesis starts, not from when the reply arrived.
     let mut queue: VecDeque<(u64, Prompt, Option<Instant>)> = VecDeque::new();
@@ -140,7 +143,17 @@ pub async fn run(
         if current.is_none() {
             if let Some((id, prompt, received)) = queue.pop_front() {
                 let received = received.unwrap_or_else(Instant::now);
-                match start(&*tts, cfg.out_rate, id, prompt, received, &cancel).await {
+                match start(
+                    &*tts,
+                    language.as_deref(),
+                    cfg.out_rate,
+                    id,
+                    prompt,
+                    received,
+                    &cancel,
+                )
+                .await
+                {
                     Ok(c) => current = Some(c),
                     Err(error) => {
                         let _ = events.send(SpeakerEvent::Failed { id, error }).await;
@@ -149,8 +162,16 @@ pub async fn run(
                 }
             } else if let Some(clip) = cfg.filler.as_ref().filter(|_| filler_on) {
                 let prompt = Prompt::Clip(clip.clone());
-                if let Ok(mut c) =
-                    start(&*tts, cfg.out_rate, 0, prompt, Instant::now(), &cancel).await
+                if let Ok(mut c) = start(
+                    &*tts,
+                    language.as_deref(),
+                    cfg.out_rate,
+                    0,
+                    prompt,
+                    Instant::now(),
+                    &cancel,
+                )
+                .await
                 {
                     c.filler = true;
                     current = Some(c);
@@ -195,7 +216,7 @@ pub async fn run(
                         }
                     }
                 }
-                Some(SpeakerCommand::UseTts(t)) => tts = t,
+                Some(SpeakerCommand::UseTts(t, l)) => (tts, language) = (t, l),
             },
             chunk = next_chunk(&mut current), if want_chunk => {
                 let Some(c) = current.as_mut() else { continue };
@@ -268,8 +289,10 @@ async fn clear_provider(out: &mpsc::Sender<OutboundCommand>, pacer: &mut Pacer) 
     out.send(OutboundCommand::Clear).await.is_ok()
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per kind of message, all in this file
 async fn start(
     tts: &dyn TextToSpeech,
+    language: Option<&str>,
     out_rate: u32,
     id: u64,
     prompt: Prompt,
@@ -280,12 +303,14 @@ async fn start(
     let started = Instant::now();
     let (source, rate) = match prompt {
         Prompt::Text { text, ssml } => {
-            let input = match ssml {
-                Some(ssml) if tts.supports_ssml() => ssml,
-                _ => text,
+            let req = TtsRequest {
+                text,
+                ssml,
+                voice: None,
+                language: language.map(str::to_string),
             };
             let stream = tts
-                .synthesize(&input, child.clone())
+                .synthesize(&req, child.clone())
                 .await
                 .map_err(|e| e.to_string())?;
             (Source::Tts(stream), tts.sample_rate())

@@ -144,6 +144,8 @@ pub enum CallAction {
         id: u64,
         /// What to play.
         prompt: Prompt,
+        /// The platform's id of the bot message, acknowledged once it has played.
+        delivery: Option<String>,
     },
     /// Drop queued audio and tell the provider to clear its buffer.
     StopPlayback,
@@ -348,7 +350,7 @@ impl TurnState {
             Some(text) => {
                 // The speaker stops the filler when this message's audio starts.
                 self.filler_on = false;
-                self.speak(Prompt::Text { text, ssml: r.ssml }, out);
+                self.speak_delivery(Prompt::Text { text, ssml: r.ssml }, r.delivery, out);
             }
             None => self.stop_filler(out),
         }
@@ -521,10 +523,23 @@ impl TurnState {
     }
 
     fn speak(&mut self, prompt: Prompt, out: &mut Vec<CallAction>) {
+        self.speak_delivery(prompt, None, out);
+    }
+
+    fn speak_delivery(
+        &mut self,
+        prompt: Prompt,
+        delivery: Option<String>,
+        out: &mut Vec<CallAction>,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         self.playing.insert(id);
-        out.push(CallAction::Speak { id, prompt });
+        out.push(CallAction::Speak {
+            id,
+            prompt,
+            delivery,
+        });
     }
 
     fn stop_filler(&mut self, out: &mut Vec<CallAction>) {
@@ -700,6 +715,7 @@ mod tests {
         CallAction::Speak {
             id,
             prompt: Prompt::text(text),
+            delivery: None,
         }
     }
 

@@ -29,7 +29,10 @@ const FRAME: usize = 160;
 pub async fn caller_speech(text: &str) -> Result<Vec<i16>, String> {
     let tts = FliteTts::new("rms").map_err(|e| e.to_string())?;
     let mut stream = tts
-        .synthesize(text, tokio_util::sync::CancellationToken::new())
+        .synthesize(
+            &crate::tts::TtsRequest::text(text),
+            tokio_util::sync::CancellationToken::new(),
+        )
         .await
         .map_err(|e| e.to_string())?;
     let mut r = Resampler::new(tts.sample_rate(), 8_000).map_err(|e| e.to_string())?;

@@ -11,13 +11,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    SpeechToText, SttBackend, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
-    STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
+    SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream,
+    Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
 use crate::component::{Component, Ctx, Errors};
 
 /// The rate sessions take (the listener's internal rate).
 const RATE: u32 = 16_000;
+/// A sample above this counts as speech for the streaming mode's `SpeechStarted`.
+const LOUD: u16 = 1_000;
 
 /// `[stt] provider = "fake"` as written.
 #[derive(Debug, serde::Deserialize)]
@@ -29,6 +31,9 @@ pub struct FakeSttConfig {
     pub latency_ms: u64,
     /// Every n-th utterance of a call fails (0: none), to exercise error handling.
     pub fail_every: u32,
+    /// Behave like a streaming backend: take the call's audio continuously and report
+    /// `SpeechStarted` at the first loud frame of each utterance.
+    pub streaming: bool,
     /// Accepted for symmetry with real backends (a language override may set it).
     pub language: String,
 }
@@ -39,6 +44,7 @@ impl Default for FakeSttConfig {
             transcripts: vec!["I would like to check my balance.".into()],
             latency_ms: 50,
             fail_every: 0,
+            streaming: false,
             language: "en".into(),
         }
     }
@@ -53,6 +59,8 @@ pub struct FakeSttSettings {
     pub latency: Duration,
     /// Every n-th utterance fails (0: none).
     pub fail_every: u32,
+    /// Streaming behaviour (see [`FakeSttConfig::streaming`]).
+    pub streaming: bool,
 }
 
 impl Component for FakeSttSettings {
@@ -73,6 +81,7 @@ impl Component for FakeSttSettings {
             transcripts: raw.transcripts.into(),
             latency: Duration::from_millis(raw.latency_ms),
             fail_every: raw.fail_every,
+            streaming: raw.streaming,
         }
     }
 }
@@ -97,6 +106,10 @@ impl SpeechToText for FakeStt {
         RATE
     }
 
+    fn streaming(&self) -> bool {
+        self.0.streaming
+    }
+
     async fn open(
         &self,
         _params: SttParams,
@@ -106,15 +119,29 @@ impl SpeechToText for FakeStt {
         let (event_tx, events) = mpsc::channel(STT_EVENT_CAPACITY);
         let s = self.0.clone();
         let task = async move {
-            let (mut samples, mut utterances) = (0usize, 0u32);
+            let (mut samples, mut utterances, mut speaking) = (0usize, 0u32, false);
             loop {
                 let input = tokio::select! {
                     _ = cancel.cancelled() => return,
                     it = input_rx.recv() => match it { Some(it) => it, None => return },
                 };
                 match input {
-                    SttInput::Audio(pcm) => samples += pcm.len(),
-                    SttInput::Finalize => {
+                    SttInput::Audio(pcm) => {
+                        let loud = pcm.iter().any(|&x| x.unsigned_abs() > LOUD);
+                        if s.streaming && loud && !speaking {
+                            speaking = true;
+                            if event_tx.send(SttEvent::SpeechStarted).await.is_err() {
+                                return;
+                            }
+                        }
+                        if !s.streaming || speaking {
+                            samples += pcm.len();
+                        }
+                    }
+                    SttInput::Control(SttControl::KeepAlive) => {}
+                    SttInput::Control(SttControl::Close) => return,
+                    SttInput::Control(SttControl::Finalize) => {
+                        speaking = false;
                         let audio_ms = (samples as u64 * 1000) / u64::from(RATE);
                         samples = 0;
                         utterances += 1;

@@ -3,6 +3,8 @@
 //! A backend is one file here (its config, validation, build and code) plus one line in
 //! [`SttSettings`].
 
+#[cfg(test)]
+mod conformance;
 pub mod fake;
 pub mod whisper;
 
@@ -58,13 +60,26 @@ pub struct SttParams {
     pub language: Option<String>,
 }
 
-/// Input to a session, in order.
+/// Input to a session, in order (one channel, so a control never overtakes the audio it
+/// refers to).
 #[derive(Debug)]
 pub enum SttInput {
     /// Audio at [`SpeechToText::sample_rate`], mono.
     Audio(Vec<i16>),
-    /// The utterance ended (VAD): produce its final transcript.
+    /// A control message.
+    Control(SttControl),
+}
+
+/// Controls of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SttControl {
+    /// The utterance ended (VAD): produce its final transcript now.
     Finalize,
+    /// No audio is flowing for a while; keep the session open (cloud backends close idle
+    /// streams).
+    KeepAlive,
+    /// End the session gracefully (flush, then close); the session task then ends.
+    Close,
 }
 
 /// A recognised utterance.
@@ -83,6 +98,9 @@ pub struct Transcript {
 /// Output of a session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SttEvent {
+    /// The backend heard speech start (streaming backends with voice activity events);
+    /// may interrupt playback.
+    SpeechStarted,
     /// A hypothesis that may still change (streaming backends).
     Partial(Transcript),
     /// The final text of one utterance; empty text means nothing intelligible was said.
@@ -106,7 +124,13 @@ pub trait SpeechToText: Send + Sync {
     fn name(&self) -> &'static str;
     /// The sample rate the session expects.
     fn sample_rate(&self) -> u32;
-    /// Opens a session; it ends when `cancel` fires or `input` is dropped.
+    /// `true`: the session takes the call's audio continuously (a cloud stream with its own
+    /// endpointing); `false`: only each utterance the VAD found, then `Finalize`.
+    fn streaming(&self) -> bool {
+        false
+    }
+    /// Opens a session; it ends when `cancel` fires, `input` is dropped or after `Close`.
+    /// Called by the call's listener task, never by the actor, so it may take a round trip.
     async fn open(
         &self,
         params: SttParams,

@@ -12,7 +12,7 @@ use whisper_rs::{
 };
 
 use super::{
-    SpeechToText, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
+    SpeechToText, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
     STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
 use crate::component::{Component, Ctx, Errors};
@@ -215,8 +215,25 @@ impl SpeechToText for WhisperStt {
                             buf.extend_from_slice(&samples);
                         }
                     }
-                    SttInput::Finalize => {
+                    // Nothing to keep alive locally.
+                    SttInput::Control(SttControl::KeepAlive) => {}
+                    SttInput::Control(SttControl::Close) => break,
+                    SttInput::Control(SttControl::Finalize) => {
                         let audio = std::mem::take(&mut buf);
+                        if audio.is_empty() {
+                            // Nothing to decode: whisper would hallucinate words ("you")
+                            // on the padding alone.
+                            let empty = SttEvent::Final(Transcript {
+                                text: String::new(),
+                                confidence: None,
+                                audio_ms: 0,
+                                decode_ms: 0,
+                            });
+                            if event_tx.send(empty).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
                         let res = tokio::select! {
                             _ = cancel.cancelled() => break,
                             res = inner.clone().transcribe(audio, language.clone()) => res,

@@ -13,6 +13,12 @@ pub trait CallControl: Send + Sync {
     async fn hang_up(&self, call_id: &str) -> Result<(), ControlError>;
     /// Sends the caller to `target` (E.164 number or `sip:` URI), leaving this stream.
     async fn transfer(&self, call_id: &str, target: &str) -> Result<(), ControlError>;
+    /// Whether `call_id` is an id of this provider, safe to put in its API's URLs. The
+    /// default takes plain alphanumeric ids; providers with other id shapes (UUIDs with
+    /// dashes, `v3:` prefixes) say so here.
+    fn check_call_id(&self, call_id: &str) -> Result<(), ControlError> {
+        check_call_id(call_id)
+    }
 }
 
 /// Why a call-control request failed.

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{split_sentences, TextToSpeech, TtsBackend, TtsError, TtsStream, TTS_CHUNK_CAPACITY};
+use super::{
+    split_sentences, TextToSpeech, TtsBackend, TtsError, TtsRequest, TtsStream, TTS_CHUNK_CAPACITY,
+};
 use crate::component::{Component, Ctx, Errors};
 
 /// `[tts] provider = "fake"` as written.
@@ -126,11 +128,12 @@ impl TextToSpeech for FakeTts {
 
     async fn synthesize(
         &self,
-        text: &str,
+        req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError> {
         let (tx, rx) = mpsc::channel(TTS_CHUNK_CAPACITY);
-        let sentences = split_sentences(text);
+        // Plain text only (flite and the fake take no SSML); the voice is the configured one.
+        let sentences = split_sentences(&req.text);
         let me = self.clone();
         tokio::spawn(async move {
             tokio::select! {

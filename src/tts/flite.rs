@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{split_sentences, TextToSpeech, TtsError, TtsStream, TTS_CHUNK_CAPACITY};
+use super::{split_sentences, TextToSpeech, TtsError, TtsRequest, TtsStream, TTS_CHUNK_CAPACITY};
 
 /// Voices linked into the binary.
 pub const VOICES: &[&str] = &["slt", "rms", "awb"];
@@ -131,11 +131,12 @@ impl TextToSpeech for FliteTts {
 
     async fn synthesize(
         &self,
-        text: &str,
+        req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError> {
         let (tx, rx) = mpsc::channel(TTS_CHUNK_CAPACITY);
-        let sentences = split_sentences(text);
+        // Plain text only (flite and the fake take no SSML); the voice is the configured one.
+        let sentences = split_sentences(&req.text);
         let voice = self.voice.clone();
         tokio::spawn(async move {
             for sentence in sentences {
@@ -218,7 +219,10 @@ mod tests {
         let tts = FliteTts::new("slt").unwrap();
         assert_eq!(tts.sample_rate(), 16_000);
         let mut rx = tts
-            .synthesize("Hello there. How can I help?", CancellationToken::new())
+            .synthesize(
+                &TtsRequest::text("Hello there. How can I help?"),
+                CancellationToken::new(),
+            )
             .await
             .unwrap();
         let mut chunks = Vec::new();
@@ -238,7 +242,10 @@ mod tests {
         let tts = FliteTts::new("slt").unwrap();
         let cancel = CancellationToken::new();
         let mut rx = tts
-            .synthesize("One. Two. Three. Four. Five. Six.", cancel.clone())
+            .synthesize(
+                &TtsRequest::text("One. Two. Three. Four. Five. Six."),
+                cancel.clone(),
+            )
             .await
             .unwrap();
         cancel.cancel();

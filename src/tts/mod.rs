@@ -3,6 +3,8 @@
 //! and [`build`], which turns config into one shared backend. A backend is one file here (its
 //! config, validation, build and code) plus one line in [`TtsSettings`].
 
+#[cfg(test)]
+mod conformance;
 pub mod fake;
 pub mod flite;
 
@@ -43,6 +45,30 @@ pub enum TtsError {
     Synthesis(String),
 }
 
+/// What to say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TtsRequest {
+    /// Plain text (markup already stripped).
+    pub text: String,
+    /// The same message as SSML (`<speak>…</speak>`), when the bot sent it; backends that
+    /// take SSML use it instead of `text`.
+    pub ssml: Option<String>,
+    /// A voice other than the backend's configured one (`None`: the backend's).
+    pub voice: Option<String>,
+    /// The call's language code (a `[languages]` key), when one was chosen.
+    pub language: Option<String>,
+}
+
+impl TtsRequest {
+    /// A request for plain `text` in the backend's voice.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// PCM chunks at [`TextToSpeech::sample_rate`]; the stream ends when the channel closes.
 pub type TtsStream = mpsc::Receiver<Result<Vec<i16>, TtsError>>;
 
@@ -53,16 +79,12 @@ pub trait TextToSpeech: Send + Sync {
     fn name(&self) -> &'static str;
     /// Rate of the PCM it produces.
     fn sample_rate(&self) -> u32;
-    /// Starts synthesizing `text`; dropping the stream or cancelling stops the work.
+    /// Starts synthesizing `req`; dropping the stream or cancelling stops the work.
     async fn synthesize(
         &self,
-        text: &str,
+        req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError>;
-    /// Takes SSML (`<speak>…</speak>`) in `synthesize`; otherwise callers send plain text.
-    fn supports_ssml(&self) -> bool {
-        false
-    }
 }
 
 /// Builds the configured backend (call once at startup).

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use voxhook::stt::SttSettings;
+use voxhook::tts::TtsSettings;
+
 use crate::support::{rms, speech, transcribe, Harness, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,5 +148,39 @@ async fn two_live_calls_from_one_number_get_distinct_bot_users() {
     b.hang_up().await;
     h.assert_closed_once("+15550004444").await;
     h.assert_closed_once(&second).await;
+    h.finish().await;
+}
+
+/// The fake engines, chosen in config like any backend, carry a whole call: the VAD hears
+/// the caller, the fake STT answers with its script, the fake TTS speaks each reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_engines_carry_a_call_selected_in_config() {
+    let h = Harness::start_with(|s| {
+        s.stt = SttSettings::from_toml(
+            "stt",
+            "provider = \"fake\"\ntranscripts = [\"I would like to check my account balance.\"]\nlatency_ms = 20",
+        )
+        .unwrap();
+        s.tts = TtsSettings::from_toml("tts", "provider = \"fake\"\nms_per_char = 20").unwrap();
+    })
+    .await;
+    let user = "+15550001212";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    assert_eq!(got[0].val, "I would like to check my account balance.");
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() >= 2)
+        .await
+        .expect("the answer, as a tone");
+    assert!(
+        rms(&caller.log().heard) > 300.0,
+        "the fake TTS tone was heard"
+    );
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
     h.finish().await;
 }

@@ -94,8 +94,14 @@ impl Harness {
         // Tests idle for long stretches on slow machines: reprompts only where a test asks.
         settings.call.no_input = None;
         tweak(&mut settings, &bot);
-        let (stt, tts) = engines();
-        let engines = Engines::around(&settings, stt, tts).unwrap();
+        let engines = match (&settings.stt, &settings.tts) {
+            // The shared real engines, unless the test chose other backends.
+            (config::SttSettings::Whisper(_), config::TtsSettings::Flite(_)) => {
+                let (stt, tts) = engines();
+                Engines::around(&settings, stt, tts).unwrap()
+            }
+            _ => Engines::load(&settings).unwrap(),
+        };
         let listener = TcpListener::bind(settings.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();

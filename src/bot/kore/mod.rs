@@ -11,6 +11,7 @@ pub mod speech;
 mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,7 +21,9 @@ use tokio::time::Instant;
 
 use super::retry::{self, Attempt, RetryAction};
 use super::template::{self, CallVars};
-use super::{BotAction, BotChannel, BotError, BotReply, BotSession, ReplySink, TurnInput};
+use super::{
+    BotAction, BotChannel, BotError, BotReply, BotSession, Conversation, ReplySink, TurnInput,
+};
 use auth::TokenMinter;
 use config::{KoreApi, KoreSettings};
 
@@ -388,15 +391,33 @@ fn parse_ack(bytes: &[u8]) -> wire::Response {
     }
 }
 
+/// One call's Kore conversation: its bot user id is in the session.
+struct KoreConversation {
+    client: Arc<KoreClient>,
+    session: BotSession,
+}
+
 #[async_trait]
-impl BotChannel for KoreClient {
-    fn name(&self) -> &'static str {
-        match self.s.api {
-            KoreApi::V1 => "kore_v1",
-            KoreApi::V2 => "kore_v2",
-        }
+impl Conversation for KoreConversation {
+    fn session(&self) -> &BotSession {
+        &self.session
     }
 
+    async fn open(&self, replies: &ReplySink) -> Result<(), BotError> {
+        self.client.open(&self.session, replies).await
+    }
+
+    async fn send_turn(&self, turn: &TurnInput, replies: &ReplySink) -> Result<(), BotError> {
+        self.client.send_turn(&self.session, turn, replies).await
+    }
+
+    async fn close(&self) -> Result<(), BotError> {
+        self.client.close(&self.session).await
+    }
+}
+
+// The protocol, per call; `KoreConversation` calls these.
+impl KoreClient {
     async fn open(&self, session: &BotSession, replies: &ReplySink) -> Result<(), BotError> {
         let resp = match (self.s.api, &self.s.greeting_text) {
             (KoreApi::V2, _) => {
@@ -442,6 +463,23 @@ impl BotChannel for KoreClient {
         )
         .await
         .map(drop)
+    }
+}
+
+#[async_trait]
+impl BotChannel for KoreClient {
+    fn name(&self) -> &'static str {
+        match self.s.api {
+            KoreApi::V1 => "kore_v1",
+            KoreApi::V2 => "kore_v2",
+        }
+    }
+
+    fn conversation(self: Arc<Self>, session: BotSession) -> Arc<dyn Conversation> {
+        Arc::new(KoreConversation {
+            client: self,
+            session,
+        })
     }
 
     fn auth_ok(&self) -> bool {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::config::SensitiveString;
-use crate::telephony::control::{check_call_id, CallControl, ControlError, TransferTarget};
+use crate::telephony::control::{CallControl, ControlError, TransferTarget};
 
 /// The longest `Retry-After` the single retry waits for; a longer one fails at once.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -87,7 +87,7 @@ impl TwilioRest {
 
     /// Posts `form` to the call's resource, retrying once on a connect failure, 429 or 5xx.
     async fn update(&self, call_id: &str, form: &[(&str, &str)]) -> Result<(), ControlError> {
-        check_call_id(call_id)?;
+        CallControl::check_call_id(self, call_id)?;
         let url = format!("{}/{call_id}.json", self.calls_url);
         match self.attempt(&url, form).await {
             Attempt::Done => Ok(()),
