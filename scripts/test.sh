@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --quiet -- -D warnings
+# The daemon without the simulators (the `sim` feature) is what an integrator links.
+cargo clippy --locked --no-default-features --lib --bins --quiet -- -D warnings
 cargo build --locked --all-targets --quiet  # benches and examples must keep building
 ./scripts/verify-unit.sh  # systemd-analyze verify + security on the unit (see the script)
 VOXHOOK__BOT__CLIENT_SECRET=example-secret cargo run --locked --quiet -- validate --config config/voxhook.toml

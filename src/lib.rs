@@ -27,7 +27,9 @@ pub mod component;
 pub mod config;
 pub mod server;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "sim")]
 pub mod softphone;
 pub mod stt;
 pub mod systemd;

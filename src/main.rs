@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use voxhook::bot::kore::auth::TokenMinter;
 use voxhook::shutdown::{self, Shutdown};
-use voxhook::{app, config, sim, softphone, systemd};
+use voxhook::{app, config, systemd};
+#[cfg(feature = "sim")]
+use voxhook::{sim, softphone};
 
 const EX_USAGE: u8 = 64;
 
@@ -49,6 +50,7 @@ enum Command {
         config: PathBuf,
     },
     /// Place one demo call through the daemon with the embedded engines and a local bot.
+    #[cfg(feature = "sim")]
     Demo {
         /// whisper.cpp model file.
         #[arg(long, default_value = "models/ggml-tiny.en.bin")]
@@ -78,6 +80,7 @@ enum Command {
     },
     /// A softphone: call a running voxhook over Twilio's Media Streams protocol, speak
     /// WAV files or typed lines, press keys, and print what the bot said.
+    #[cfg(feature = "sim")]
     Call {
         /// The daemon's media route, e.g. ws://127.0.0.1:8080/twilio or wss://host/twilio.
         url: String,
@@ -119,6 +122,7 @@ enum Command {
     },
 }
 
+#[cfg(feature = "sim")]
 fn parse_param(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -198,6 +202,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Call {
             url,
             steps,
@@ -218,8 +223,8 @@ fn main() -> ExitCode {
                 steps,
                 model_path: model,
                 out_wav: out,
-                quiet: Duration::from_millis(quiet_ms),
-                answer_timeout: Duration::from_secs(answer_timeout_secs),
+                quiet: std::time::Duration::from_millis(quiet_ms),
+                answer_timeout: std::time::Duration::from_secs(answer_timeout_secs),
                 auth_token: std::env::var("TWILIO_AUTH_TOKEN")
                     .ok()
                     .map(config::SensitiveString::new),
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Demo {
             model,
             first_wav,

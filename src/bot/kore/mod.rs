@@ -527,7 +527,7 @@ impl BotChannel for KoreClient {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use std::collections::BTreeMap;
 

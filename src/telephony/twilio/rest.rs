@@ -211,7 +211,7 @@ fn error_detail(body: &[u8]) -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
     use crate::sim::twilio_api::TwilioApiSim;
