@@ -80,6 +80,15 @@ impl Resampler {
         }
     }
 
+    /// Forgets a stream cut short (no flush), so the next one starts clean.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        if let Some(inner) = self.inner.as_mut() {
+            inner.reset();
+            self.skip = rubato::Resampler::output_delay(inner);
+        }
+    }
+
     /// Pushes out the samples held in the filter (end of a stream).
     pub fn flush(&mut self, out: &mut Vec<i16>) {
         let Some(inner) = self.inner.as_mut() else {

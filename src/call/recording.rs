@@ -35,6 +35,14 @@ pub enum RecordingError {
         /// Cause.
         source: hound::Error,
     },
+    /// Writing the file failed.
+    #[error("cannot write recording {path}: {source}")]
+    Write {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: hound::Error,
+    },
     /// Caller and bot audio have different rates.
     #[error("caller audio at {inbound} Hz and bot audio at {outbound} Hz cannot share a WAV")]
     Rates {
@@ -60,36 +68,25 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Creates `path` and starts its writer thread.
+    /// Starts the writer thread, which creates `path` (off the runtime: opening a file can
+    /// block on a slow disk). Taps made before it is open wait in the queue.
     pub fn start(path: PathBuf, inbound: u32, outbound: u32) -> Result<Self, RecordingError> {
         if inbound != outbound {
             return Err(RecordingError::Rates { inbound, outbound });
         }
-        let create = |e: std::io::Error| RecordingError::Create {
-            path: path.clone(),
-            source: hound::Error::IoError(e),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(create)?;
-        }
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: inbound,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let writer =
-            hound::WavWriter::create(&path, spec).map_err(|source| RecordingError::Create {
-                path: path.clone(),
-                source,
-            })?;
         let (tx, rx) = mpsc::channel(RECORDING_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let span = tracing::Span::current();
         let (file, lost) = (path.clone(), dropped.clone());
         tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            match write(rx, writer, inbound, Instant::now()) {
+            let written = create(&file, inbound).and_then(|writer| {
+                write(rx, writer, inbound, Instant::now()).map_err(|source| RecordingError::Write {
+                    path: file.clone(),
+                    source,
+                })
+            });
+            match written {
                 Ok(seconds) => tracing::info!(path = %file.display(), seconds,
                     dropped_frames = lost.load(Ordering::Relaxed), "Recording saved."),
                 Err(e) => tracing::error!(path = %file.display(), error = %e, "Recording failed."),
@@ -150,6 +147,27 @@ impl Recording {
         );
         tx
     }
+}
+
+/// Creates the two-channel WAV (and its directory).
+fn create(
+    path: &Path,
+    rate: u32,
+) -> Result<hound::WavWriter<std::io::BufWriter<std::fs::File>>, RecordingError> {
+    let fail = |source| RecordingError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(hound::Error::IoError(e)))?;
+    }
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    hound::WavWriter::create(path, spec).map_err(fail)
 }
 
 /// The writer loop: interleaves caller samples with the bot audio due at the same time.

@@ -202,9 +202,18 @@ pub async fn run(
     }
 
     let mut listening = true;
+    // One timer for the actor, moved only when the turn logic's next deadline changes.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     let reason = loop {
         let deadline = ctx.turns.next_deadline();
-        let now = Instant::now();
+        if deadline != armed {
+            if let Some(d) = deadline {
+                timer.as_mut().reset(d);
+            }
+            armed = deadline;
+        }
         let input = tokio::select! {
             // Cancellation first: when it fires, helpers closing their channels is expected.
             biased;
@@ -247,7 +256,10 @@ pub async fn run(
                     break CallEndReason::Internal;
                 }
             },
-            _ = tokio::time::sleep_until(deadline.unwrap_or(now)), if deadline.is_some() => Some(CallInput::Tick),
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
+                Some(CallInput::Tick)
+            }
         };
         if let Some(input) = input {
             let actions = ctx.turns.on(input, Instant::now());

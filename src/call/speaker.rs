@@ -78,6 +78,9 @@ pub fn parse_mark(name: &str) -> Option<u64> {
 
 /// Samples per chunk read from a clip (100 ms at 16 kHz).
 const CLIP_CHUNK: usize = 1_600;
+/// Starting size of the reused resampling buffer (a second of 8 kHz audio; it grows to the
+/// longest TTS chunk once and stays).
+const RESAMPLED_CAPACITY: usize = 8_000;
 
 enum Source {
     Tts(TtsStream),
@@ -93,11 +96,14 @@ struct Current {
     first_chunk: Option<Instant>,
     source: Source,
     cancel: CancellationToken,
-    resampler: Resampler,
+    /// Rate of the source (the call's resampler is rebuilt only when it changes).
+    rate: u32,
     carry: Vec<i16>,
     ready: VecDeque<Vec<i16>>,
     tts_done: bool,
     first_sent: bool,
+    /// The call's resampler has been set up for this source.
+    prepared: bool,
 }
 
 impl Drop for Current {
@@ -137,23 +143,19 @@ pub async fn run(
     let mut current: Option<Current> = None;
     let mut pacer = Pacer::new(cfg.lead);
     let mut filler_on = false;
+    let mut resamplers: Vec<(u32, Resampler)> = Vec::new();
+    let mut active = 0;
+    let mut resampled = Vec::with_capacity(RESAMPLED_CAPACITY);
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     // Filler frames may be buffered at the provider: a clear cuts them before a message.
     let mut filler_sent = false;
     loop {
         if current.is_none() {
             if let Some((id, prompt, received)) = queue.pop_front() {
                 let received = received.unwrap_or_else(Instant::now);
-                match start(
-                    &*tts,
-                    language.as_deref(),
-                    cfg.out_rate,
-                    id,
-                    prompt,
-                    received,
-                    &cancel,
-                )
-                .await
-                {
+                match start(&*tts, language.as_deref(), id, prompt, received, &cancel).await {
                     Ok(c) => current = Some(c),
                     Err(error) => {
                         let _ = events.send(SpeakerEvent::Failed { id, error }).await;
@@ -165,7 +167,6 @@ pub async fn run(
                 if let Ok(mut c) = start(
                     &*tts,
                     language.as_deref(),
-                    cfg.out_rate,
                     0,
                     prompt,
                     Instant::now(),
@@ -178,11 +179,48 @@ pub async fn run(
                 }
             }
         }
+        if let Some(c) = current.as_ref().filter(|c| !c.prepared) {
+            // One resampler per call and source rate (TTS, filler, clips: a few at most),
+            // built once and reset between messages.
+            match resamplers.iter().position(|(rate, _)| *rate == c.rate) {
+                Some(i) => {
+                    resamplers[i].1.reset();
+                    active = i;
+                }
+                None => match Resampler::new(c.rate, cfg.out_rate) {
+                    Ok(r) => {
+                        resamplers.push((c.rate, r));
+                        active = resamplers.len() - 1;
+                    }
+                    Err(e) => {
+                        let id = c.id;
+                        current = None;
+                        let _ = events
+                            .send(SpeakerEvent::Failed {
+                                id,
+                                error: e.to_string(),
+                            })
+                            .await;
+                        continue;
+                    }
+                },
+            }
+            if let Some(c) = current.as_mut() {
+                c.prepared = true;
+            }
+        }
         let now = Instant::now();
         let due = current
             .as_ref()
             .filter(|c| !c.ready.is_empty())
             .map(|_| pacer.next_due(now));
+        // One timer for the task, moved only when the next frame's time changes.
+        if due != armed {
+            if let Some(d) = due {
+                timer.as_mut().reset(d);
+            }
+            armed = due;
+        }
         let want_chunk = current
             .as_ref()
             .is_some_and(|c| !c.tts_done && c.ready.len() < MAX_READY_FRAMES);
@@ -223,8 +261,10 @@ pub async fn run(
                 match chunk {
                     Some(Ok(pcm)) => {
                         c.first_chunk.get_or_insert_with(Instant::now);
-                        let mut resampled = Vec::with_capacity(pcm.len());
-                        c.resampler.process(&pcm, &mut resampled);
+                        resampled.clear();
+                        if let Some((_, r)) = resamplers.get_mut(active) {
+                            r.process(&pcm, &mut resampled);
+                        }
                         push_frames(c, &resampled, frame_len, false);
                     }
                     Some(Err(e)) => {
@@ -234,14 +274,17 @@ pub async fn run(
                         continue;
                     }
                     None => {
-                        let mut tail = Vec::new();
-                        c.resampler.flush(&mut tail);
-                        push_frames(c, &tail, frame_len, true);
+                        resampled.clear();
+                        if let Some((_, r)) = resamplers.get_mut(active) {
+                            r.flush(&mut resampled);
+                        }
+                        push_frames(c, &resampled, frame_len, true);
                         c.tts_done = true;
                     }
                 }
             }
-            _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
                 let Some(c) = current.as_mut() else { continue };
                 let Some(frame) = c.ready.pop_front() else { continue };
                 let cut_filler = !c.filler && !c.first_sent && std::mem::take(&mut filler_sent);
@@ -289,11 +332,9 @@ async fn clear_provider(out: &mpsc::Sender<OutboundCommand>, pacer: &mut Pacer) 
     out.send(OutboundCommand::Clear).await.is_ok()
 }
 
-#[allow(clippy::too_many_arguments)] // one call site per kind of message, all in this file
 async fn start(
     tts: &dyn TextToSpeech,
     language: Option<&str>,
-    out_rate: u32,
     id: u64,
     prompt: Prompt,
     received: Instant,
@@ -320,7 +361,6 @@ async fn start(
             (Source::Clip { clip, pos: 0 }, rate)
         }
     };
-    let resampler = Resampler::new(rate, out_rate).map_err(|e| e.to_string())?;
     Ok(Current {
         id,
         filler: false,
@@ -329,11 +369,12 @@ async fn start(
         first_chunk: None,
         source,
         cancel: child,
-        resampler,
+        rate,
         carry: Vec::new(),
         ready: VecDeque::new(),
         tts_done: false,
         first_sent: false,
+        prepared: false,
     })
 }
 
