@@ -166,11 +166,19 @@ fn load(path: &Path) -> Result<config::Settings, ExitCode> {
     })
 }
 
+/// Cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config } => match load(&config) {
-            Ok(_) => {
+            Ok(settings) => {
+                for w in settings.warnings(cores()) {
+                    println!("warning: {w}");
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }
@@ -182,6 +190,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            for w in settings.warnings(cores()) {
+                tracing::warn!("{w}");
+            }
             runtime().block_on(run(settings))
         }
         Command::Token { config, user } => {

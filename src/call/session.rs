@@ -462,7 +462,7 @@ impl Actor {
             ListenerEvent::BargeIn => Some(CallInput::BargeIn),
             ListenerEvent::SpeechEnded(at) => {
                 self.timing.speech_ended = Some(at);
-                None
+                Some(CallInput::SpeechEnded)
             }
             ListenerEvent::Transcript(t) => {
                 self.trace.transcript(&t);

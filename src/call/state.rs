@@ -116,6 +116,8 @@ pub enum CallInput {
     SpeechStarted,
     /// The caller has spoken long enough to interrupt.
     BargeIn,
+    /// The utterance ended (VAD); its transcript is on the way (it may wait for a decoder).
+    SpeechEnded,
     /// A recognised utterance.
     Utterance {
         /// Words.
@@ -185,6 +187,8 @@ pub struct TurnState {
     digit_deadline: Option<Instant>,
     /// When the turn waiting for its first reply was sent.
     awaiting: Option<Instant>,
+    /// When the utterance waiting for its transcript ended (STT may be queued).
+    recognizing: Option<Instant>,
     filler_on: bool,
     caller_speaking: bool,
     no_input_deadline: Option<Instant>,
@@ -215,6 +219,7 @@ impl TurnState {
             speech_over_playback: false,
             digits: String::new(),
             digit_deadline: None,
+            recognizing: None,
             filler_on: false,
             caller_speaking: false,
             no_input_deadline: None,
@@ -247,11 +252,13 @@ impl TurnState {
             return None;
         }
         let awaiting = self.awaiting.filter(|_| self.ending.is_none());
+        // Filler covers a wait for the bot and a wait for a decoder alike.
+        let waiting = awaiting.or(self.recognizing.filter(|_| self.ending.is_none()));
         let filler = self
             .cfg
             .filler_delay
             .filter(|_| !self.filler_on && !self.is_playing())
-            .and_then(|d| Some(awaiting? + d));
+            .and_then(|d| Some(waiting? + d));
         let async_deadline = awaiting
             .filter(|_| self.cfg.async_replies && !self.bot_busy)
             .map(|t| t + self.cfg.turn_deadline);
@@ -306,8 +313,15 @@ impl TurnState {
                     self.speech_over_playback = false;
                 }
             }
+            CallInput::SpeechEnded => {
+                // Speech over playback that did not interrupt is ignored: nothing to cover.
+                if !self.speech_over_playback && self.ending.is_none() {
+                    self.recognizing = Some(now);
+                }
+            }
             CallInput::Utterance { text, confidence } => {
                 self.caller_speaking = false;
+                let was_recognizing = self.recognizing.take().is_some();
                 let over_playback = std::mem::take(&mut self.speech_over_playback);
                 if !text.trim().is_empty() && !over_playback && self.ending.is_none() {
                     self.no_input_count = 0;
@@ -320,11 +334,16 @@ impl TurnState {
                         },
                         &mut out,
                     );
+                } else if was_recognizing && self.awaiting.is_none() {
+                    self.stop_filler(&mut out);
                 }
             }
             CallInput::UtteranceLost => {
                 self.caller_speaking = false;
                 self.speech_over_playback = false;
+                if self.recognizing.take().is_some() && self.awaiting.is_none() {
+                    self.stop_filler(&mut out);
+                }
             }
             CallInput::Digit(d) => self.on_digit(d, now, &mut out),
             CallInput::Tick => self.on_tick(now, &mut out),
@@ -420,13 +439,11 @@ impl TurnState {
                 self.awaiting = None;
                 self.fail(now, out);
                 self.send_next(out);
-            } else if !self.filler_on
-                && !self.is_playing()
-                && self.cfg.filler_delay.is_some_and(|d| since + d <= now)
-            {
-                self.filler_on = true;
-                out.push(CallAction::StartFiller);
+            } else {
+                self.filler_after(since, now, out);
             }
+        } else if let Some(since) = self.recognizing {
+            self.filler_after(since, now, out);
         }
         if due(self.no_input_deadline) {
             self.no_input_deadline = None;
@@ -540,6 +557,17 @@ impl TurnState {
             prompt,
             delivery,
         });
+    }
+
+    /// Starts the filler once `filler_delay` has passed since `since`, when nothing plays.
+    fn filler_after(&mut self, since: Instant, now: Instant, out: &mut Vec<CallAction>) {
+        if !self.filler_on
+            && !self.is_playing()
+            && self.cfg.filler_delay.is_some_and(|d| since + d <= now)
+        {
+            self.filler_on = true;
+            out.push(CallAction::StartFiller);
+        }
     }
 
     fn stop_filler(&mut self, out: &mut Vec<CallAction>) {
@@ -976,6 +1004,33 @@ mod tests {
         // A callback arriving after that is still spoken (async replies are not a turn's).
         s.on(CallInput::Played(1), at);
         assert_eq!(s.on(reply("Hi!"), at), vec![speak(2, "Hi!")]);
+    }
+
+    /// A transcript that waits for a busy decoder is covered by the filler, which stops if
+    /// the utterance turns out to be empty (or carries on into the bot's wait).
+    #[test]
+    fn filler_covers_a_wait_for_the_decoder() {
+        let mut cfg = config(true);
+        cfg.filler_delay = Some(Duration::from_millis(800));
+        let t0 = Instant::now();
+        let mut s = TurnState::new(cfg, t0);
+        s.on(reply("Hi"), t0);
+        s.on(CallInput::BotDone { ok: true }, t0);
+        s.on(CallInput::Played(1), t0);
+        s.on(CallInput::SpeechStarted, t0);
+        s.on(CallInput::SpeechEnded, t0);
+        let at = s.next_deadline().unwrap();
+        assert_eq!(at, t0 + Duration::from_millis(800));
+        assert_eq!(s.on(CallInput::Tick, at), vec![CallAction::StartFiller]);
+        assert_eq!(s.on(said(""), at), vec![CallAction::StopFiller], "noise");
+        // A real utterance keeps the filler going while the bot answers.
+        s.on(CallInput::SpeechStarted, at);
+        s.on(CallInput::SpeechEnded, at);
+        let at2 = at + Duration::from_millis(900);
+        assert_eq!(s.on(CallInput::Tick, at2), vec![CallAction::StartFiller]);
+        let a = s.on(said("balance"), at2);
+        assert_eq!(sent(&a), ["balance"]);
+        assert!(!a.contains(&CallAction::StopFiller), "{a:?}");
     }
 
     #[test]

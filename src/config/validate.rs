@@ -162,6 +162,27 @@ pub struct DtmfSettings {
     pub max_digits: usize,
 }
 
+impl Settings {
+    /// Problems that do not stop the daemon but an operator should see: admitting far more
+    /// calls than the embedded speech engines can serve on `cores` cores.
+    pub fn warnings(&self, cores: usize) -> Vec<String> {
+        let limit = self.server.max_concurrent_calls;
+        let engines =
+            std::iter::once(&self.stt).chain(self.languages.iter().filter_map(|l| l.stt.as_ref()));
+        engines
+            .filter_map(|stt| Some((stt.get().capacity(cores)?, stt)))
+            .filter(|(capacity, _)| limit > capacity.saturating_mul(2))
+            .map(|(capacity, stt)| {
+                format!(
+                    "server.max_concurrent_calls = {limit} is far above what {stt:?} serves on \
+                     {cores} core(s) (about {capacity} calls); callers would wait for a decoder. \
+                     Lower the limit or use a faster STT backend."
+                )
+            })
+            .collect()
+    }
+}
+
 /// Top-level sections; anything else is a misspelling.
 const SECTIONS: &[&str] = &[
     "server",
@@ -778,6 +799,19 @@ mod tests {
         );
         assert!(errs[0].message.contains("max_concurent_calls"), "{errs:?}");
         assert!(errs[1].message.contains("invalid type"), "{errs:?}");
+    }
+
+    #[test]
+    fn admitting_far_more_calls_than_whisper_serves_is_a_warning() {
+        let mut s = validate(load_str(MINIMAL, HashMap::new()).unwrap()).unwrap();
+        let w = s.warnings(2);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("max_concurrent_calls = 100"), "{w:?}");
+        s.server.max_concurrent_calls = 20;
+        assert!(s.warnings(2).is_empty());
+        s.server.max_concurrent_calls = 100;
+        s.stt = SttSettings::from_toml("stt", "provider = \"fake\"").unwrap();
+        assert!(s.warnings(2).is_empty(), "a fake STT has no local limit");
     }
 
     #[test]

@@ -29,6 +29,13 @@ crate::registry! {
 pub trait SttBackend: Debug + Send + Sync {
     /// Loads the backend (models, clients); called once at startup, per language override.
     fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError>;
+    /// Calls this machine can recognise at once without callers waiting for a decoder, on
+    /// `cores` cores (`None`: not bounded here, e.g. a cloud service). A planning figure
+    /// from measurements (README "Performance"), checked by `voxhook validate`.
+    fn capacity(&self, cores: usize) -> Option<usize> {
+        let _ = cores;
+        None
+    }
 }
 
 /// Capacity of a session's input channel, in 16 ms audio chunks (~2 s). The listener waits

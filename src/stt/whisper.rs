@@ -323,9 +323,21 @@ impl Component for WhisperSettings {
     }
 }
 
+/// Seconds of one core's time per second of speech for tiny.en (measured here: README
+/// "Performance"; larger models cost more).
+const CORE_SECONDS_PER_SPEECH_SECOND: f64 = 0.45;
+/// Share of a call's time the caller speaks (a typical IVR conversation: the bot talks
+/// most of the time).
+const SPEECH_SHARE: f64 = 0.25;
+
 impl super::SttBackend for WhisperSettings {
     fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError> {
         Ok(Arc::new(WhisperStt::load(self)?))
+    }
+
+    fn capacity(&self, cores: usize) -> Option<usize> {
+        let per_call = CORE_SECONDS_PER_SPEECH_SECOND * SPEECH_SHARE;
+        Some(((cores as f64) / per_call).floor() as usize)
     }
 }
 
