@@ -19,6 +19,18 @@
 //! | [`softphone`] | `voxhook call`, a command-line Twilio softphone |
 //! | [`sim`] | a development bot and a simulated caller for demos and tests |
 
+/// One `#[tokio::test]` per backend for a conformance suite's `run` (in scope where it is
+/// used): `name => Subject { … };`. Shared by `stt::conformance` and `tts::conformance`.
+#[cfg(test)]
+macro_rules! conformance_tests {
+    ($($name:ident => $subject:expr;)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            run($subject).await;
+        }
+    )+};
+}
+
 pub mod app;
 pub mod audio;
 pub mod bot;

@@ -196,17 +196,8 @@ mod tests {
         crate::stt::build(&s).unwrap()
     }
 
-    /// One line per backend.
-    macro_rules! conformance {
-        ($($name:ident => $subject:expr;)+) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                run($subject).await;
-            }
-        )+};
-    }
-
-    conformance! {
+    // One line per backend.
+    conformance_tests! {
         fake => Subject {
             backend: built("provider = \"fake\"\ntranscripts = [\"one\", \"two\"]\nlatency_ms = 5"),
             speech: speech("Hello there.", 16_000).await,

@@ -119,17 +119,8 @@ mod tests {
         crate::tts::build(&s).unwrap()
     }
 
-    /// One line per backend.
-    macro_rules! conformance {
-        ($($name:ident => $subject:expr;)+) => {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                run($subject).await;
-            }
-        )+};
-    }
-
-    conformance! {
+    // One line per backend.
+    conformance_tests! {
         fake => Subject {
             backend: built("provider = \"fake\"\nms_per_char = 10\nfirst_chunk_latency_ms = 5"),
             faulty: Some(built("provider = \"fake\"\nms_per_char = 5\nfail_on = \"FAIL\"")),
