@@ -4,6 +4,7 @@
 //! open (a cloud STT reconnecting on a language switch) ever delays the actor. Reports
 //! speech start, barge-in and final transcripts.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -26,6 +27,9 @@ pub const LISTENER_EVENT_CAPACITY: usize = 16;
 /// A streaming STT session that got no audio for this long is sent a `KeepAlive` (cloud
 /// backends close idle streams after about ten seconds).
 const KEEPALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
+/// STT inputs kept while the session opens (~30 s of 20 ms frames: one longest utterance);
+/// older ones are dropped first.
+const BACKLOG_INPUTS: usize = 1_500;
 
 /// What the listener tells the actor.
 #[derive(Debug)]
@@ -63,21 +67,6 @@ pub async fn run(
     events: mpsc::Sender<ListenerEvent>,
     cancel: CancellationToken,
 ) {
-    // Opened here, not in the actor: frames meanwhile wait in the audio queue.
-    let stt = tokio::select! {
-        _ = cancel.cancelled() => return,
-        opened = source.stt.open(source.params, cancel.clone()) => opened,
-    };
-    let stt = match stt {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
-            let _ = events
-                .send(ListenerEvent::SttUnavailable(e.to_string()))
-                .await;
-            return record_only(audio, &trace, &cancel).await;
-        }
-    };
     // The VAD runs at the internal rate; the STT session takes the same audio.
     let mut resampler = match Resampler::new(inbound_rate, INTERNAL_RATE) {
         Ok(r) => r,
@@ -88,31 +77,55 @@ pub async fn run(
             return record_only(audio, &trace, &cancel).await;
         }
     };
-    let SttStream {
-        input: stt_in,
-        events: mut stt_events,
-    } = stt;
+    // Opened here, not in the actor, and alongside the VAD: while a session opens (a cloud
+    // STT reconnecting on a language switch), speech starts and barge-ins still reach the
+    // actor, and what the session must hear waits in a bounded backlog.
+    let backend = source.stt.clone();
+    let opening = backend.open(source.params, cancel.clone());
+    tokio::pin!(opening);
+    let mut session: Option<SttStream> = None;
+    let mut stt_off = false;
+    let mut backlog: VecDeque<SttInput> = VecDeque::new();
     // A streaming session hears everything; an utterance session only what the VAD keeps.
-    let streaming = source.stt.streaming();
+    let streaming = backend.streaming();
     let mut endpointer = Endpointer::new(vad);
     let mut pcm16k = Vec::with_capacity(640);
     let mut vad_events = Vec::new();
+    let mut to_stt: Vec<SttInput> = Vec::new();
     let mut keepalive = tokio::time::interval(KEEPALIVE_AFTER);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard_since_tick = false;
     loop {
+        to_stt.clear();
         tokio::select! {
             _ = cancel.cancelled() => {
                 // Let a cloud session flush and close cleanly (best effort, never waits).
-                let _ = stt_in.try_send(SttInput::Control(SttControl::Close));
+                if let Some(s) = &session {
+                    let _ = s.input.try_send(SttInput::Control(SttControl::Close));
+                }
                 return;
             }
-            _ = keepalive.tick(), if streaming => {
-                if !std::mem::take(&mut heard_since_tick)
-                    && stt_in.send(SttInput::Control(SttControl::KeepAlive)).await.is_err()
-                {
-                    let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
-                    return record_only(audio, &trace, &cancel).await;
+            opened = &mut opening, if session.is_none() && !stt_off => match opened {
+                Ok(s) => {
+                    for input in backlog.drain(..) {
+                        if s.input.send(input).await.is_err() {
+                            break;
+                        }
+                    }
+                    session = Some(s);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
+                    stt_off = true;
+                    backlog.clear();
+                    if events.send(ListenerEvent::SttUnavailable(e.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            _ = keepalive.tick(), if streaming && session.is_some() => {
+                if !std::mem::take(&mut heard_since_tick) {
+                    to_stt.push(SttInput::Control(SttControl::KeepAlive));
                 }
             }
             frame = audio.recv() => {
@@ -123,33 +136,30 @@ pub async fn run(
                 resampler.process(&frame, &mut pcm16k);
                 vad_events.clear();
                 endpointer.push(&pcm16k, &mut vad_events);
-                if streaming
-                    && !pcm16k.is_empty()
-                    && stt_in.send(SttInput::Audio(pcm16k.clone())).await.is_err()
-                {
-                    let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
-                    return record_only(audio, &trace, &cancel).await;
+                if streaming && !pcm16k.is_empty() {
+                    to_stt.push(SttInput::Audio(pcm16k.clone()));
                 }
                 for ev in vad_events.drain(..) {
-                    let (to_stt, to_actor) = match ev {
-                        VadEvent::Started(_) if streaming => (None, Some(ListenerEvent::SpeechStarted)),
-                        VadEvent::Audio(_) if streaming => (None, None),
-                        VadEvent::Started(a) => (Some(SttInput::Audio(a)), Some(ListenerEvent::SpeechStarted)),
-                        VadEvent::Audio(a) => (Some(SttInput::Audio(a)), None),
-                        VadEvent::BargeIn => (None, Some(ListenerEvent::BargeIn)),
+                    let to_actor = match ev {
+                        VadEvent::Started(_) if streaming => Some(ListenerEvent::SpeechStarted),
+                        VadEvent::Audio(_) if streaming => None,
+                        VadEvent::Started(a) => {
+                            to_stt.push(SttInput::Audio(a));
+                            Some(ListenerEvent::SpeechStarted)
+                        }
+                        VadEvent::Audio(a) => {
+                            to_stt.push(SttInput::Audio(a));
+                            None
+                        }
+                        VadEvent::BargeIn => Some(ListenerEvent::BargeIn),
                         VadEvent::Ended { cut } => {
                             if cut {
                                 tracing::info!("Utterance cut at the maximum length.");
                             }
-                            (Some(SttInput::Control(SttControl::Finalize)), Some(ListenerEvent::SpeechEnded(Instant::now())))
+                            to_stt.push(SttInput::Control(SttControl::Finalize));
+                            Some(ListenerEvent::SpeechEnded(Instant::now()))
                         }
                     };
-                    if let Some(i) = to_stt {
-                        if stt_in.send(i).await.is_err() {
-                            let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
-                            return record_only(audio, &trace, &cancel).await;
-                        }
-                    }
                     if let Some(e) = to_actor {
                         if events.send(e).await.is_err() {
                             return;
@@ -157,7 +167,7 @@ pub async fn run(
                     }
                 }
             }
-            ev = stt_events.recv() => {
+            ev = next_event(&mut session) => {
                 let out = match ev {
                     Some(SttEvent::Final(t)) => ListenerEvent::Transcript(t),
                     Some(SttEvent::Partial(_)) => continue,
@@ -165,8 +175,10 @@ pub async fn run(
                     Some(SttEvent::SpeechStarted) => ListenerEvent::BargeIn,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
                     None => {
-                        let _ = events.send(ListenerEvent::SttUnavailable("STT session ended".into())).await;
-                        return record_only(audio, &trace, &cancel).await;
+                        // Speech input is off from here; the VAD still drives barge-in.
+                        session = None;
+                        stt_off = true;
+                        ListenerEvent::SttUnavailable("STT session ended".into())
                     }
                 };
                 if events.send(out).await.is_err() {
@@ -174,6 +186,30 @@ pub async fn run(
                 }
             }
         }
+        match &session {
+            Some(s) => {
+                for input in to_stt.drain(..) {
+                    if s.input.send(input).await.is_err() {
+                        break; // the session's end arrives as its events closing
+                    }
+                }
+            }
+            None if !stt_off => {
+                backlog.extend(to_stt.drain(..));
+                while backlog.len() > BACKLOG_INPUTS {
+                    backlog.pop_front();
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// The next event of the session; never, without one.
+async fn next_event(session: &mut Option<SttStream>) -> Option<SttEvent> {
+    match session {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -191,5 +227,89 @@ async fn record_only(
                 None => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stt::SttSettings;
+
+    /// A session that takes seconds to open (a cloud STT reconnecting on a language switch)
+    /// does not hold up speech starts and barge-ins, and still gets the utterance after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_session_open_holds_up_neither_barge_in_nor_the_utterance() {
+        let stt = SttSettings::from_toml(
+            "stt",
+            "provider = \"fake\"\nopen_latency_ms = 3000\ntranscripts = [\"later\"]\nlatency_ms = 5",
+        )
+        .unwrap();
+        let source = SttSource {
+            stt: crate::stt::build(&stt).unwrap(),
+            params: SttParams {
+                call_id: "CA1".into(),
+                language: None,
+            },
+        };
+        let vad = EndpointerConfig {
+            threshold: 0.5,
+            min_speech: Duration::from_millis(160),
+            barge_in_min_speech: Duration::from_millis(240),
+            end_of_utterance: Duration::from_millis(500),
+            pre_roll: Duration::from_millis(300),
+            max_utterance: Duration::from_secs(30),
+        };
+        let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+        let (ev_tx, mut events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+        let cancel = CancellationToken::new();
+        let t0 = Instant::now();
+        tokio::spawn(run(
+            audio_rx,
+            8_000,
+            vad,
+            source,
+            CallTrace::new(false, None),
+            ev_tx,
+            cancel.clone(),
+        ));
+        let speech = crate::stt::conformance::speech("Hello, can you hear me?", 8_000).await;
+        let feeder = tokio::spawn(async move {
+            for frame in speech
+                .chunks(160)
+                .chain(std::iter::repeat_n(&[0i16; 160][..], 60))
+            {
+                audio_tx.send(frame.to_vec()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            audio_tx
+        });
+        let mut seen = Vec::new();
+        let transcript = loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("an event in time")
+                .expect("listener running");
+            match ev {
+                ListenerEvent::Transcript(t) => break t,
+                other => seen.push((format!("{other:?}"), t0.elapsed())),
+            }
+        };
+        let at = |name: &str| {
+            seen.iter()
+                .find(|(e, _)| e.starts_with(name))
+                .map(|(_, t)| *t)
+        };
+        let barge = at("BargeIn").expect("a barge-in");
+        assert!(at("SpeechStarted").is_some(), "{seen:?}");
+        assert!(
+            barge < Duration::from_secs(2),
+            "barge-in waited for the open: {seen:?}"
+        );
+        assert_eq!(transcript.text, "later", "the backlog reached the session");
+        assert!(t0.elapsed() >= Duration::from_secs(3));
+        cancel.cancel();
+        drop(feeder);
     }
 }

@@ -31,6 +31,8 @@ pub struct FakeSttConfig {
     pub latency_ms: u64,
     /// Every n-th utterance of a call fails (0: none), to exercise error handling.
     pub fail_every: u32,
+    /// Time a session takes to open (a cloud backend's connect and handshake).
+    pub open_latency_ms: u64,
     /// Behave like a streaming backend: take the call's audio continuously and report
     /// `SpeechStarted` at the first loud frame of each utterance.
     pub streaming: bool,
@@ -44,6 +46,7 @@ impl Default for FakeSttConfig {
             transcripts: vec!["I would like to check my balance.".into()],
             latency_ms: 50,
             fail_every: 0,
+            open_latency_ms: 0,
             streaming: false,
             language: "en".into(),
         }
@@ -61,6 +64,8 @@ pub struct FakeSttSettings {
     pub fail_every: u32,
     /// Streaming behaviour (see [`FakeSttConfig::streaming`]).
     pub streaming: bool,
+    /// Time to open a session.
+    pub open_latency: Duration,
 }
 
 impl Component for FakeSttSettings {
@@ -82,6 +87,7 @@ impl Component for FakeSttSettings {
             latency: Duration::from_millis(raw.latency_ms),
             fail_every: raw.fail_every,
             streaming: raw.streaming,
+            open_latency: Duration::from_millis(raw.open_latency_ms),
         }
     }
 }
@@ -115,6 +121,10 @@ impl SpeechToText for FakeStt {
         _params: SttParams,
         cancel: CancellationToken,
     ) -> Result<SttStream, SttError> {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(SttError::Closed),
+            _ = tokio::time::sleep(self.0.open_latency) => {}
+        }
         let (input, mut input_rx) = mpsc::channel(STT_INPUT_CAPACITY);
         let (event_tx, events) = mpsc::channel(STT_EVENT_CAPACITY);
         let s = self.0.clone();

@@ -4,7 +4,7 @@
 //! [`SttSettings`].
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 pub mod fake;
 pub mod whisper;
 
