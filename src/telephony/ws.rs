@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::{InboundEvent, MediaProtocol, OutboundCommand, ProtocolError};
+use crate::telemetry::metrics;
 
 /// Reader → call: decoded events (~1.3 s of 20 ms media). `send().await`: a stalled call
 /// stops reading the socket rather than buffering without bound.
@@ -57,6 +59,8 @@ pub fn spawn(
     let reader_fault = fault.clone();
     let decoder = protocol.clone();
     let reader_cancel = cancel.clone();
+    let decode_time = metrics::frame_timer("inbound");
+    let encode_time = metrics::frame_timer("outbound");
     tracker.spawn(
         async move {
             loop {
@@ -76,7 +80,12 @@ pub fn spawn(
                             limit: max_message_bytes,
                         })
                     }
-                    Some(Ok(Message::Text(text))) => lock(&decoder).decode_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        let t = Instant::now();
+                        let decoded = lock(&decoder).decode_text(text.as_str());
+                        decode_time.record(t.elapsed());
+                        decoded
+                    }
                     Some(Ok(Message::Binary(data))) => lock(&decoder).decode_binary(&data),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
                 };
@@ -104,7 +113,10 @@ pub fn spawn(
                     _ = cancel.cancelled() => break,
                     cmd = command_rx.recv() => match cmd { Some(c) => c, None => break },
                 };
-                let Some(text) = lock(&protocol).encode(&cmd) else {
+                let t = Instant::now();
+                let encoded = lock(&protocol).encode(&cmd);
+                encode_time.record(t.elapsed());
+                let Some(text) = encoded else {
                     continue;
                 };
                 if let Err(e) = sink.send(Message::Text(text.into())).await {
