@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use voxhook::audio::codec::Codec;
 use voxhook::sim::caller::caller_speech;
-use voxhook::sim::kore::KoreSim;
+use voxhook::sim::kore::{KoreSim, Reply};
 
 /// One media frame: 20 ms of 8 kHz μ-law.
 const FRAME: Duration = Duration::from_millis(20);
@@ -100,6 +100,8 @@ struct Opts {
     pause: Duration,
     gen_threads: usize,
     shards: usize,
+    /// Callers never speak and the bot does not greet: only the caller-audio path is loaded.
+    silent: bool,
 }
 
 impl Opts {
@@ -151,6 +153,7 @@ impl Opts {
             pause: Duration::from_secs_f64(num("--pause-secs", 3.0)?),
             gen_threads: num("--gen-threads", 2.0)? as usize,
             shards: (num("--shards", 8.0)? as usize).max(1),
+            silent: args.iter().any(|a| a == "--silent"),
         })
     }
 
@@ -169,7 +172,12 @@ impl Opts {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--kore-sim-child") {
-        kore_sim_child();
+        let silent_calls = args
+            .iter()
+            .position(|a| a == "--no-greeting")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(0);
+        kore_sim_child(silent_calls);
         return;
     }
     let opts = match Opts::parse(&args) {
@@ -210,7 +218,12 @@ async fn run(opts: Opts, nofile: u64) {
         std::process::exit(1);
     }
     let payloads = Arc::new(Payloads::build().await);
-    let mut kore = KoreChild::start();
+    let silent_calls = if opts.silent {
+        opts.calls.iter().sum()
+    } else {
+        0
+    };
+    let mut kore = KoreChild::start(silent_calls);
     eprintln!(
         "load bench: engines {}, utterance {:.2} s, hold {:?}, bot simulator pid {} at {}, fd limit {nofile}",
         opts.engines.name(),
@@ -253,8 +266,11 @@ struct Row {
     kore_cpu_pct: f64,
     other_cpu_pct: f64,
     dropped: f64,
+    dropped_total: f64,
     late_daemon: f64,
+    late_daemon_total: f64,
     late_caller: u64,
+    late_caller_total: u64,
     max_gap_ms: f64,
     frame_in: Quantiles,
     frame_out: Quantiles,
@@ -267,6 +283,9 @@ struct Row {
     unanswered: u64,
     barge_ins: f64,
     tick_lag: Quantiles,
+    tick_work: Quantiles,
+    gen_user_pct: f64,
+    not_held: String,
     stalled: usize,
     warnings: Vec<(String, usize)>,
     log_path: String,
@@ -343,7 +362,8 @@ async fn run_one(
     payloads: &Arc<Payloads>,
     out_dir: &Path,
 ) -> Row {
-    let log_path = out_dir.join(format!("daemon-{}-{n}.log", opts.engines_tag()));
+    let mode = if opts.silent { "-silent" } else { "" };
+    let log_path = out_dir.join(format!("daemon-{}{mode}-{n}.log", opts.engines_tag()));
     let mut row = Row {
         calls: n,
         log_path: log_path.display().to_string(),
@@ -379,7 +399,7 @@ async fn run_one(
             (tx, task)
         })
         .unzip();
-    let ramp = ramp(n, daemon.port, opts.ramp_per_sec, shard_txs, ctl.clone()).await;
+    let ramp = ramp(n, daemon.port, opts, shard_txs, ctl.clone()).await;
     row.connected = ramp.connected;
     row.connect_failed = ramp.failed;
     if let Some(e) = ramp.first_error {
@@ -390,6 +410,16 @@ async fn run_one(
     // Hold.
     let pid = daemon.pid();
     let before = Sample::take(pid, kore.child.id());
+    let m0 = scrape(daemon.port).await.ok();
+    let late0: u64 = ctl
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.lock().unwrap().late)
+        .sum();
+    let window_start = utc_second();
+    ctl.holding.store(true, Ordering::Relaxed);
     let hold_end = Instant::now() + opts.duration;
     let mut rss_hold = 0;
     while Instant::now() < hold_end {
@@ -402,29 +432,36 @@ async fn run_one(
             break;
         }
     }
+    ctl.holding.store(false, Ordering::Relaxed);
     let after = Sample::take(pid, kore.child.id());
+    let window_end = utc_second();
     row.daemon_rss_hold_kib = rss_hold;
     row.daemon_threads = proc_status_field(pid, "Threads:").unwrap_or(0);
     let wall = (after.at - before.at).as_secs_f64();
     let pct = |a: f64, b: f64| 100.0 * (b - a) / wall;
     row.daemon_cpu_pct = pct(before.daemon_cpu, after.daemon_cpu);
     row.gen_cpu_pct = pct(before.gen_cpu, after.gen_cpu);
+    row.gen_user_pct = pct(before.gen_user, after.gen_user);
     row.kore_cpu_pct = pct(before.kore_cpu, after.kore_cpu);
     row.other_cpu_pct = pct(before.machine_busy, after.machine_busy)
         - row.daemon_cpu_pct
         - row.gen_cpu_pct
         - row.kore_cpu_pct;
     let calls = ctl.calls.lock().unwrap().clone();
+    let late_hold: u64 = calls.iter().map(|c| c.lock().unwrap().late).sum();
     row.held = calls.iter().filter(|c| c.lock().unwrap().held()).count();
-    match scrape(daemon.port).await {
-        Ok(m) => {
-            row.calls_live = m.value("voxhook_calls_live").unwrap_or(f64::NAN);
-            row.dropped = m
-                .value("voxhook_inbound_frames_dropped_total")
-                .unwrap_or(f64::NAN);
-            row.late_daemon = m
-                .value("voxhook_outbound_frames_late_total")
-                .unwrap_or(f64::NAN);
+    row.not_held = not_held(&calls);
+    match (scrape(daemon.port).await, m0) {
+        (Ok(total), Some(m0)) => {
+            let dropped = "voxhook_inbound_frames_dropped_total";
+            let late = "voxhook_outbound_frames_late_total";
+            row.calls_live = total.value("voxhook_calls_live").unwrap_or(f64::NAN);
+            row.dropped_total = total.value(dropped).unwrap_or(f64::NAN);
+            row.late_daemon_total = total.value(late).unwrap_or(f64::NAN);
+            // The hold window only: counters and histogram buckets since the first scrape.
+            let m = total.minus(&m0);
+            row.dropped = m.value(dropped).unwrap_or(f64::NAN);
+            row.late_daemon = m.value(late).unwrap_or(f64::NAN);
             row.barge_ins = m.value("voxhook_barge_ins_total").unwrap_or(f64::NAN);
             let us = |q: Option<f64>| q.map(|s| s * 1e6);
             let frame = |dir: &str| {
@@ -448,18 +485,26 @@ async fn run_one(
                 max: None,
             };
         }
-        Err(e) => row.error = row.error.take().or(Some(format!("scrape /metrics: {e}"))),
+        (Err(e), _) => row.error = row.error.take().or(Some(format!("scrape /metrics: {e}"))),
+        (_, None) => {
+            row.error = row
+                .error
+                .take()
+                .or(Some("scrape /metrics at the hold start failed".into()))
+        }
     }
 
     // Hang up, collect.
     ctl.hangup.store(true, Ordering::Relaxed);
-    let mut lags = Vec::new();
+    let (mut lags, mut work) = (Vec::new(), Vec::new());
     for t in shard_tasks {
-        if let Ok(l) = t.await {
+        if let Ok((l, w)) = t.await {
             lags.extend(l);
+            work.extend(w);
         }
     }
     row.tick_lag = Quantiles::of(lags);
+    row.tick_work = Quantiles::of(work);
     let drain_end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < drain_end {
         match scrape(daemon.port).await {
@@ -475,9 +520,10 @@ async fn run_one(
     daemon.stop();
 
     let mut caller_eos = Vec::new();
+    row.late_caller = late_hold.saturating_sub(late0);
     for c in &calls {
         let c = c.lock().unwrap();
-        row.late_caller += c.late;
+        row.late_caller_total += c.late;
         row.max_gap_ms = row.max_gap_ms.max(c.max_gap.as_secs_f64() * 1e3);
         row.turns += c.turns;
         row.answered += c.answered;
@@ -486,7 +532,7 @@ async fn run_one(
         caller_eos.extend(c.eos_to_audio_ms.iter().copied());
     }
     row.caller_eos_to_audio = Quantiles::of(caller_eos);
-    let logs = DaemonLog::read(&log_path);
+    let logs = DaemonLog::read(&log_path, &window_start, &window_end);
     row.eos_to_request = Quantiles::of(logs.eos_to_request);
     row.reply_to_audio = Quantiles::of(logs.reply_to_audio);
     row.warnings = logs.warnings;
@@ -506,8 +552,13 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "### Load benchmark: {} engines, {:?} hold, {} cores\n",
+        "### Load benchmark: {} engines{}, {:?} hold, {} cores\n",
         opts.engines.name(),
+        if opts.silent {
+            ", silent callers and no greeting"
+        } else {
+            ""
+        },
         opts.duration,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -524,34 +575,73 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
     }
     let _ = writeln!(
         s,
-        "\nCPU % is of one core, over the hold; RSS per call is (RSS at the end of the hold − \
-         RSS before the first call) / N. Counters and the frame-handling histogram (socket-loop \
-         decode of one inbound WebSocket message) are the daemon's `/metrics` at the end of the \
-         hold; the latencies are the daemon's own log fields over the whole run. \"Caller\" \
-         late frames are bot frames that reached the simulated caller after its playback \
-         buffer ran dry inside a message.\n"
+        "\nEverything is over the hold only (after the ramp and {} s of settling): CPU % is of \
+         one core; RSS per call is (RSS at the end of the hold − RSS before the first call) / N; \
+         dropped and late frames and the frame handling time (`voxhook_frame_handling_seconds`, \
+         the socket loop's decode of one inbound WebSocket message) are `/metrics` differences \
+         between the start and the end of the hold; the latencies are the daemon's log fields \
+         `end_of_speech_to_request_ms` and `reply_to_audio_ms`. Caller-side late frames are bot \
+         frames that reached the simulated caller after its playback buffer had run dry inside \
+         a message.\n",
+        SETTLE.as_secs()
     );
     for r in rows {
         if r.error.is_some() && r.connected == 0 {
             continue;
         }
-        let _ = writeln!(s, "- **{} calls**: connected {} ({} failed), held {}, `voxhook_calls_live` {}; \
-            daemon {:.1} % CPU, {} threads, RSS {} → {} KiB; generator {:.1} % ({:.4} %/call); bot simulator {:.1} %; \
-            rest of the machine {:.1} %. Turns {} ({} answered, {} unanswered), barge-ins {}; \
-            caller-side end of speech → first reply audio (incl. VAD hangover) {}; \
-            `voxhook_response_latency_seconds` {}; outbound encode {}; caller-side worst gap {:.1} ms; \
-            generator tick lag {} (max {:.1} ms), stalled sockets {}. Samples: {} frames, {} turns sent, \
-            {} bot messages started. Log: `{}`.",
-            r.calls, r.connected, r.connect_failed, r.held, r.calls_live,
-            r.daemon_cpu_pct, r.daemon_threads, r.daemon_rss_idle_kib, r.daemon_rss_hold_kib,
-            r.gen_cpu_pct, r.gen_cpu_pct / r.held.max(1) as f64, r.kore_cpu_pct, r.other_cpu_pct,
-            r.turns, r.answered, r.unanswered, r.barge_ins,
-            r.caller_eos_to_audio.pair(0, "ms"),
-            r.response_latency.pair(0, "ms"),
+        let _ = writeln!(
+            s,
+            "- **{} calls**: connected {} ({} failed), held {} (not held: {}), \
+             `voxhook_calls_live` {}. Daemon {:.1} % CPU, {} threads, RSS {} → {} KiB. \
+             Generator {:.1} % ({:.1} % user; {:.4} %/call), shard tick lag p50 / p99 {} \
+             (max {:.1} ms), shard tick work p50 / p99 {} (max {:.1} ms). \
+             Bot simulator {:.1} %; rest of the machine {:.1} %.",
+            r.calls,
+            r.connected,
+            r.connect_failed,
+            r.held,
+            r.not_held,
+            r.calls_live,
+            r.daemon_cpu_pct,
+            r.daemon_threads,
+            r.daemon_rss_idle_kib,
+            r.daemon_rss_hold_kib,
+            r.gen_cpu_pct,
+            r.gen_user_pct,
+            r.gen_cpu_pct / r.held.max(1) as f64,
+            r.tick_lag.pair(2, "ms"),
+            r.tick_lag.max.unwrap_or(0.0),
+            r.tick_work.pair(2, "ms"),
+            r.tick_work.max.unwrap_or(0.0),
+            r.kore_cpu_pct,
+            r.other_cpu_pct,
+        );
+        let _ = writeln!(
+            s,
+            "  Hold: {} frames decoded, outbound encode p50 / p99 {}, {} turns logged, {} bot \
+             messages started, barge-ins {}, `voxhook_response_latency_seconds` p50 / p99 {}. \
+             Caller side, whole run: {} turns ({} answered, {} unanswered), end of speech → \
+             first reply audio (with the VAD hangover) {}, worst gap inside a message {:.1} ms, \
+             {} sockets stalled. \
+             Since the daemon started: {} inbound dropped, {} outbound late (caller: {}). \
+             Log: `{}`.",
+            r.frame_in.n,
             r.frame_out.pair(1, "µs"),
+            r.eos_to_request.n,
+            r.reply_to_audio.n,
+            r.barge_ins,
+            r.response_latency.pair(0, "ms"),
+            r.turns,
+            r.answered,
+            r.unanswered,
+            r.caller_eos_to_audio.pair(0, "ms"),
             r.max_gap_ms,
-            r.tick_lag.pair(2, "ms"), r.tick_lag.max.unwrap_or(0.0),
-            r.stalled, r.frame_in.n, r.eos_to_request.n, r.reply_to_audio.n, r.log_path);
+            r.stalled,
+            r.dropped_total,
+            r.late_daemon_total,
+            r.late_caller_total,
+            r.log_path,
+        );
         if !r.warnings.is_empty() {
             let w: Vec<String> = r
                 .warnings
@@ -681,7 +771,9 @@ struct DaemonLog {
 }
 
 impl DaemonLog {
-    fn read(path: &Path) -> DaemonLog {
+    /// Latencies logged within `[from, to]` (UTC, `YYYY-MM-DDTHH:MM:SS`); warnings from the
+    /// whole run.
+    fn read(path: &Path, from: &str, to: &str) -> DaemonLog {
         let mut log = DaemonLog {
             eos_to_request: Vec::new(),
             reply_to_audio: Vec::new(),
@@ -703,7 +795,9 @@ impl DaemonLog {
                 continue;
             };
             let f = &v["fields"];
-            let field = |name: &str| f[name].as_f64().filter(|x| *x >= 0.0);
+            let second = v["timestamp"].as_str().and_then(|t| t.get(..19));
+            let in_window = second.is_some_and(|t| (from..=to).contains(&t));
+            let field = |name: &str| f[name].as_f64().filter(|x| *x >= 0.0 && in_window);
             match f["message"].as_str() {
                 Some("Turn sent to bot.") => {
                     log.eos_to_request
@@ -718,7 +812,7 @@ impl DaemonLog {
             }
         }
         log.warnings = warnings.into_iter().collect();
-        log.warnings.sort_by(|a, b| b.1.cmp(&a.1));
+        log.warnings.sort_by_key(|w| std::cmp::Reverse(w.1));
         log.warnings.truncate(5);
         log
     }
@@ -733,9 +827,11 @@ struct KoreChild {
 }
 
 impl KoreChild {
-    fn start() -> KoreChild {
+    /// `silent_calls`: how many `ON_CONNECT`s to answer without a greeting.
+    fn start(silent_calls: usize) -> KoreChild {
         let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
         cmd.arg("--kore-sim-child")
+            .args(["--no-greeting", &silent_calls.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -757,8 +853,9 @@ impl KoreChild {
     }
 }
 
-/// `--kore-sim-child`: serve the simulator until stdin closes.
-fn kore_sim_child() {
+/// `--kore-sim-child`: serve the simulator until stdin closes; the first `silent_calls`
+/// `ON_CONNECT`s get no greeting.
+fn kore_sim_child(silent_calls: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -767,6 +864,12 @@ fn kore_sim_child() {
         let sim = KoreSim::start(BOT_ID, CLIENT_ID, CLIENT_SECRET)
             .await
             .expect("start KoreSim");
+        for _ in 0..silent_calls {
+            sim.push_override(
+                |r| r.kind == "event" && r.val == "ON_CONNECT",
+                Reply::say(&[]),
+            );
+        }
         println!("{}", sim.webhook_url());
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
@@ -810,7 +913,7 @@ fn raise_nofile_limit() -> u64 {
         if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
             eprintln!("load bench: cannot raise the fd limit");
         }
-        lim.rlim_cur as u64
+        lim.rlim_cur
     }
 }
 
@@ -821,6 +924,7 @@ struct Sample {
     at: Instant,
     daemon_cpu: f64,
     gen_cpu: f64,
+    gen_user: f64,
     kore_cpu: f64,
     machine_busy: f64,
 }
@@ -830,7 +934,8 @@ impl Sample {
         Sample {
             at: Instant::now(),
             daemon_cpu: proc_cpu_secs(daemon).unwrap_or(f64::NAN),
-            gen_cpu: self_cpu_secs(),
+            gen_cpu: self_cpu_secs().0,
+            gen_user: self_cpu_secs().1,
             kore_cpu: proc_cpu_secs(kore).unwrap_or(f64::NAN),
             machine_busy: machine_busy_secs().unwrap_or(f64::NAN),
         }
@@ -870,8 +975,8 @@ fn proc_rss_kib(pid: u32) -> Option<u64> {
     proc_status_field(pid, "VmRSS:")
 }
 
-/// This process's CPU time (all threads), in seconds.
-fn self_cpu_secs() -> f64 {
+/// This process's CPU time (all threads) and its user part, in seconds.
+fn self_cpu_secs() -> (f64, f64) {
     // SAFETY: getrusage fills the zeroed struct we own.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -879,7 +984,7 @@ fn self_cpu_secs() -> f64 {
         ru
     };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime) + tv(ru.ru_stime), tv(ru.ru_utime))
 }
 
 /// CPU seconds the whole machine has been busy (all cores, `/proc/stat`).
@@ -894,6 +999,20 @@ fn machine_busy_secs() -> Option<f64> {
     // already counted in user.
     let busy = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
     Some(busy / clock_ticks())
+}
+
+/// The current UTC second as the daemon's log timestamps start: `YYYY-MM-DDTHH:MM:SS`.
+fn utc_second() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// One `/metrics` scrape: `series → value`, the series as rendered (`name{labels}`).
@@ -918,6 +1037,16 @@ async fn scrape(port: u16) -> Result<Metrics, String> {
 }
 
 impl Metrics {
+    /// Counters and histogram buckets since `earlier` (gauges are meaningless here).
+    fn minus(&self, earlier: &Metrics) -> Metrics {
+        Metrics(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v - earlier.value(k).unwrap_or(0.0)))
+                .collect(),
+        )
+    }
+
     fn value(&self, series: &str) -> Option<f64> {
         self.0.iter().find(|(k, _)| k == series).map(|(_, v)| *v)
     }
@@ -1007,6 +1136,8 @@ impl Payloads {
 /// Shared between the ramp, the shards and the run.
 #[derive(Default)]
 struct Control {
+    /// The hold is on (the shards record their tick timing).
+    holding: AtomicBool,
     hangup: AtomicBool,
     readers: AtomicUsize,
     calls: Mutex<Vec<Arc<Mutex<Observed>>>>,
@@ -1041,6 +1172,8 @@ struct Observed {
     write_error: bool,
     stalled: bool,
     backlog: usize,
+    /// `--silent`: no greeting is expected.
+    silent: bool,
 }
 
 impl Observed {
@@ -1048,7 +1181,7 @@ impl Observed {
         !self.closed
             && !self.write_error
             && !self.stalled
-            && self.media_rx > 0
+            && (self.media_rx > 0 || self.silent)
             && self.backlog < HELD_BACKLOG
     }
 
@@ -1093,6 +1226,34 @@ impl Observed {
     }
 }
 
+/// Why calls were not held, e.g. "3 closed, 12 backlog".
+fn not_held(calls: &[Arc<Mutex<Observed>>]) -> String {
+    let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in calls {
+        let c = c.lock().unwrap();
+        let reason = if c.held() {
+            continue;
+        } else if c.closed {
+            "closed by the daemon"
+        } else if c.write_error {
+            "write error"
+        } else if c.stalled {
+            "stalled"
+        } else if c.media_rx == 0 {
+            "no bot audio yet"
+        } else {
+            "send backlog over 8 KiB"
+        };
+        *why.entry(reason).or_default() += 1;
+    }
+    let parts: Vec<String> = why.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 struct RampResult {
     connected: usize,
     failed: usize,
@@ -1103,7 +1264,7 @@ struct RampResult {
 async fn ramp(
     n: usize,
     port: u16,
-    rate: f64,
+    opts: &Opts,
     shards: Vec<mpsc::UnboundedSender<Call>>,
     ctl: Arc<Control>,
 ) -> RampResult {
@@ -1111,12 +1272,13 @@ async fn ramp(
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
-        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / opts.ramp_per_sec)).await;
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
         let shard = shards[i % shards.len()].clone();
         let ctl = ctl.clone();
+        let silent = opts.silent;
         tasks.spawn(async move {
-            let r = tokio::time::timeout(CONNECT_TIMEOUT, connect(port, i)).await;
+            let r = tokio::time::timeout(CONNECT_TIMEOUT, connect(port, i, silent)).await;
             drop(permit);
             let (call, rd, leftover) = match r {
                 Ok(Ok(c)) => c,
@@ -1184,11 +1346,17 @@ enum Phase {
     Speaking {
         frame: usize,
     },
+    /// `--silent`: never speaks.
+    Silent,
 }
 
 /// The upgrade request, the `connected` and `start` messages; returns the call, the read
 /// half and any bytes read past the HTTP response.
-async fn connect(port: u16, i: usize) -> Result<(Call, OwnedReadHalf, Vec<u8>), String> {
+async fn connect(
+    port: u16,
+    i: usize,
+    silent: bool,
+) -> Result<(Call, OwnedReadHalf, Vec<u8>), String> {
     let err = |e: std::io::Error| e.to_string();
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.map_err(err)?;
     s.set_nodelay(true).map_err(err)?;
@@ -1237,7 +1405,8 @@ async fn connect(port: u16, i: usize) -> Result<(Call, OwnedReadHalf, Vec<u8>), 
     let (rd, wr) = s.into_split();
     let now = Instant::now();
     let seen = Arc::new(Mutex::new(Observed {
-        awaiting: Some((now, true)),
+        awaiting: (!silent).then_some((now, true)),
+        silent,
         ..Observed::default()
     }));
     let call = Call {
@@ -1248,9 +1417,13 @@ async fn connect(port: u16, i: usize) -> Result<(Call, OwnedReadHalf, Vec<u8>), 
         scratch: Vec::with_capacity(512),
         seq: 1,
         chunk: 0,
-        phase: Phase::AwaitReply {
-            since: now,
-            greeting: true,
+        phase: if silent {
+            Phase::Silent
+        } else {
+            Phase::AwaitReply {
+                since: now,
+                greeting: true,
+            }
         },
         rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         seen,
@@ -1402,6 +1575,7 @@ impl Call {
                     }
                     &payloads.silence
                 }
+                Phase::Silent => &payloads.silence,
             };
             self.push_media(payload);
         }
@@ -1437,7 +1611,8 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 
 /// Drives many calls from one 20 ms tick. `Burst`: a late tick is caught up at once, so each
 /// call still sends 50 frames a second on average, as a jittery network delivers them
-/// (`Skip` would silently send fewer frames than real time). Returns the tick lags in ms.
+/// (`Skip` would silently send fewer frames than real time). Returns, for the ticks of the
+/// hold, how late each fired and how long its work took, in ms.
 async fn shard(
     index: usize,
     shards: usize,
@@ -1445,13 +1620,13 @@ async fn shard(
     ctl: Arc<Control>,
     payloads: Arc<Payloads>,
     pause: Duration,
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<f64>) {
     // Shards tick at evenly spread offsets, so the sends are spread over the 20 ms.
     let start = Instant::now() + FRAME.mul_f64(index as f64 / shards as f64);
     let mut tick = tokio::time::interval_at(start, FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut calls: Vec<Call> = Vec::new();
-    let mut lags = Vec::new();
+    let (mut lags, mut work) = (Vec::new(), Vec::new());
     let mut ramping = true;
     loop {
         tokio::select! {
@@ -1463,15 +1638,16 @@ async fn shard(
             due = tick.tick() => {
                 let now = Instant::now();
                 let hangup = ctl.hangup.load(Ordering::Relaxed);
-                if !hangup {
-                    lags.push((now - due).as_secs_f64() * 1e3);
-                }
                 for c in &mut calls {
                     c.tick(now, &payloads, hangup, pause);
                 }
                 calls.retain(|c| !c.done);
+                if ctl.holding.load(Ordering::Relaxed) {
+                    lags.push((now - due).as_secs_f64() * 1e3);
+                    work.push((Instant::now() - now).as_secs_f64() * 1e3);
+                }
                 if hangup && calls.is_empty() && !ramping {
-                    return lags;
+                    return (lags, work);
                 }
             }
         }
