@@ -270,6 +270,7 @@ struct Row {
     late_daemon: f64,
     late_daemon_total: f64,
     late_caller: u64,
+    late_caller_frame: u64,
     late_caller_total: u64,
     max_gap_ms: f64,
     frame_in: Quantiles,
@@ -339,7 +340,7 @@ impl Row {
             return format!("| {} | failed: {e} | | | | | | | | |", self.calls);
         }
         format!(
-            "| {} | {} | {:.3} | {:.1} | {} | {} / {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {:.3} | {:.1} | {} | {} / {} ({}) | {} | {} | {} | {:.0} |",
             self.calls,
             self.held,
             self.per_call(self.daemon_cpu_pct),
@@ -347,6 +348,7 @@ impl Row {
             self.dropped,
             self.late_daemon,
             self.late_caller,
+            self.late_caller_frame,
             self.frame_in.pair(1, "µs"),
             self.eos_to_request.pair(1, "ms"),
             self.reply_to_audio.pair(1, "ms"),
@@ -411,13 +413,13 @@ async fn run_one(
     let pid = daemon.pid();
     let before = Sample::take(pid, kore.child.id());
     let m0 = scrape(daemon.port).await.ok();
-    let late0: u64 = ctl
-        .calls
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.lock().unwrap().late)
-        .sum();
+    let late_sum = |calls: &[Arc<Mutex<Observed>>]| {
+        calls.iter().fold((0, 0), |(a, b), c| {
+            let c = c.lock().unwrap();
+            (a + c.late, b + c.late_frame)
+        })
+    };
+    let late0 = late_sum(&ctl.calls.lock().unwrap());
     let window_start = utc_second();
     ctl.holding.store(true, Ordering::Relaxed);
     let hold_end = Instant::now() + opts.duration;
@@ -448,7 +450,7 @@ async fn run_one(
         - row.gen_cpu_pct
         - row.kore_cpu_pct;
     let calls = ctl.calls.lock().unwrap().clone();
-    let late_hold: u64 = calls.iter().map(|c| c.lock().unwrap().late).sum();
+    let late_hold = late_sum(&calls);
     row.held = calls.iter().filter(|c| c.lock().unwrap().held()).count();
     row.not_held = not_held(&calls);
     match (scrape(daemon.port).await, m0) {
@@ -520,7 +522,8 @@ async fn run_one(
     daemon.stop();
 
     let mut caller_eos = Vec::new();
-    row.late_caller = late_hold.saturating_sub(late0);
+    row.late_caller = late_hold.0.saturating_sub(late0.0);
+    row.late_caller_frame = late_hold.1.saturating_sub(late0.1);
     for c in &calls {
         let c = c.lock().unwrap();
         row.late_caller_total += c.late;
@@ -565,7 +568,7 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "| calls | held | daemon CPU %/call | daemon RSS KiB/call | inbound dropped | \
-         outbound late (daemon / caller) | frame handling p50 / p99 | \
+         outbound late: daemon / caller (by > 20 ms) | frame handling p50 / p99 | \
          end of speech → bot request p50 / p99 | bot reply → first audio p50 / p99 | \
          generator CPU % |"
     );
@@ -582,7 +585,8 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
          between the start and the end of the hold; the latencies are the daemon's log fields \
          `end_of_speech_to_request_ms` and `reply_to_audio_ms`. Caller-side late frames are bot \
          frames that reached the simulated caller after its playback buffer had run dry inside \
-         a message.\n",
+         a message (in brackets: by more than one frame; smaller gaps include this generator's \
+         own scheduling jitter).\n",
         SETTLE.as_secs()
     );
     for r in rows {
@@ -1162,6 +1166,8 @@ struct Observed {
 
     media_rx: u64,
     late: u64,
+    /// Late by more than a frame (an underrun no jitter in this generator explains).
+    late_frame: u64,
     max_gap: Duration,
     eos_to_audio_ms: Vec<f64>,
     closed: bool,
@@ -1196,6 +1202,7 @@ impl Observed {
         match self.play_end {
             Some(end) if self.in_message && now > end => {
                 self.late += 1;
+                self.late_frame += u64::from(now - end > FRAME);
                 self.max_gap = self.max_gap.max(now - end);
             }
             _ => {}
