@@ -2,8 +2,20 @@
 //!
 //! ```text
 //! cargo bench --bench load -- --calls 100,500,1000,2000 [--duration-secs 30] [--engines fake|real]
-//!     [--ramp-per-sec 200] [--pause-secs 3] [--gen-threads 2] [--shards 8]
+//!     [--ramp-per-sec 200] [--pause-secs 3] [--gen-threads 2] [--shards 8] [--silent]
+//!     [--whisper-threads N]
 //! ```
+//!
+//! - `--calls`: the N of each run, one daemon per N (at most 5,000).
+//! - `--duration-secs`: the hold, after the ramp and 3 s of settling (at most 600).
+//! - `--engines`: `fake` (the daemon's fake STT/TTS backends) or `real` (whisper tiny.en
+//!   and flite; whisper needs `models/ggml-tiny.en.bin`).
+//! - `--ramp-per-sec`: new calls per second; `--pause-secs`: the mean pause (±50 %) between
+//!   the end of the bot's reply and the caller's next utterance.
+//! - `--gen-threads`, `--shards`: the generator's tokio workers and sending tasks.
+//! - `--silent`: callers never speak and the bot does not greet, so only the caller-audio
+//!   path (socket, decode, resampling, VAD) is loaded.
+//! - `--whisper-threads`: `[stt] threads` with `--engines real`.
 //!
 //! For each N it starts the daemon (`CARGO_BIN_EXE_voxhook`, the release build under
 //! `cargo bench`) with a generated config, ramps up N calls, holds them for the duration,
@@ -102,6 +114,8 @@ struct Opts {
     shards: usize,
     /// Callers never speak and the bot does not greet: only the caller-audio path is loaded.
     silent: bool,
+    /// `[stt] threads` for whisper (`--engines real`); `None`: the daemon's default.
+    whisper_threads: Option<usize>,
 }
 
 impl Opts {
@@ -154,6 +168,10 @@ impl Opts {
             gen_threads: num("--gen-threads", 2.0)? as usize,
             shards: (num("--shards", 8.0)? as usize).max(1),
             silent: args.iter().any(|a| a == "--silent"),
+            whisper_threads: match get("--whisper-threads") {
+                Some(_) => Some(num("--whisper-threads", 2.0)? as usize),
+                None => None,
+            },
         })
     }
 
@@ -371,7 +389,7 @@ async fn run_one(
         log_path: log_path.display().to_string(),
         ..Row::default()
     };
-    let mut daemon = match Daemon::start(n, opts.engines, &kore.url, &log_path) {
+    let mut daemon = match Daemon::start(n, opts, &kore.url, &log_path) {
         Ok(d) => d,
         Err(e) => {
             row.error = Some(e);
@@ -667,23 +685,26 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
 struct Daemon {
     child: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Daemon {
-    fn start(n: usize, engines: Engines, webhook_url: &str, log: &Path) -> Result<Daemon, String> {
+    fn start(n: usize, opts: &Opts, webhook_url: &str, log: &Path) -> Result<Daemon, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .map_err(|e| format!("free port: {e}"))?;
         let root = env!("CARGO_MANIFEST_DIR");
-        let engines = match engines {
+        let engines = match opts.engines {
             Engines::Fake => "[stt]\nprovider = \"fake\"\n\
                  transcripts = [\"I would like to check my balance.\"]\nlatency_ms = 50\n\
                  [tts]\nprovider = \"fake\"\nms_per_char = 60\nfirst_chunk_latency_ms = 30\n"
                 .to_string(),
             Engines::Real => format!(
                 "[stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
-                 [tts]\nprovider = \"flite\"\n"
+                 {}[tts]\nprovider = \"flite\"\n",
+                opts.whisper_threads
+                    .map_or(String::new(), |t| format!("threads = {t}\n"))
             ),
         };
         let cfg = log.with_extension("toml");
@@ -709,7 +730,11 @@ impl Daemon {
             .stderr(stderr);
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("start voxhook: {e}"))?;
-        Ok(Daemon { child, port })
+        Ok(Daemon {
+            child,
+            port,
+            log: log.to_path_buf(),
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -721,9 +746,12 @@ impl Daemon {
         let client = reqwest::Client::new();
         for _ in 0..600 {
             if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let first = log.lines().next().unwrap_or("").chars().take(300);
                 return Err(format!(
-                    "daemon exited before ready ({status}; with --engines fake this build may \
-                     not have provider = \"fake\" yet: try --engines real)"
+                    "daemon exited before ready ({status}): {} (with --engines fake, a build \
+                     without provider = \"fake\" fails here: try --engines real)",
+                    first.collect::<String>()
                 ));
             }
             if client
