@@ -715,8 +715,14 @@ impl Daemon {
              {engines}\
              [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{webhook_url}\"\n\
              client_id = \"{CLIENT_ID}\"\npoll_interval_ms = 100\n\
-             [call]\nno_input_timeout_ms = 0\n",
-            n + 16
+             [call]\nno_input_timeout_ms = 0\n{}",
+            n + 16,
+            // Silent: no filler either when the (empty) greeting is slow under load.
+            if opts.silent {
+                "filler_delay_ms = 0\n"
+            } else {
+                ""
+            }
         );
         std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
         let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
