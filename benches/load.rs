@@ -278,6 +278,7 @@ struct Row {
     calls_live: f64,
     daemon_cpu_pct: f64,
     daemon_rss_idle_kib: u64,
+    daemon_idle_cpu_pct: f64,
     daemon_rss_hold_kib: u64,
     daemon_threads: u64,
     gen_cpu_pct: f64,
@@ -400,8 +401,15 @@ async fn run_one(
         row.error = Some(e);
         return row;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_from = (
+        Instant::now(),
+        proc_cpu_secs(daemon.pid()).unwrap_or(f64::NAN),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     row.daemon_rss_idle_kib = proc_rss_kib(daemon.pid()).unwrap_or(0);
+    row.daemon_idle_cpu_pct = 100.0
+        * (proc_cpu_secs(daemon.pid()).unwrap_or(f64::NAN) - idle_from.1)
+        / (Instant::now() - idle_from.0).as_secs_f64();
 
     // Ramp.
     let ctl = Arc::new(Control::default());
@@ -614,7 +622,8 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
         let _ = writeln!(
             s,
             "- **{} calls**: connected {} ({} failed), held {} (not held: {}), \
-             `voxhook_calls_live` {}. Daemon {:.1} % CPU, {} threads, RSS {} → {} KiB. \
+             `voxhook_calls_live` {}. Daemon {:.1} % CPU (idle before the ramp: {:.1} %), \
+             {} threads, RSS {} → {} KiB. \
              Generator {:.1} % ({:.1} % user; {:.4} %/call), shard tick lag p50 / p99 {} \
              (max {:.1} ms), shard tick work p50 / p99 {} (max {:.1} ms). \
              Bot simulator {:.1} %; rest of the machine {:.1} %.",
@@ -625,6 +634,7 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
             r.not_held,
             r.calls_live,
             r.daemon_cpu_pct,
+            r.daemon_idle_cpu_pct,
             r.daemon_threads,
             r.daemon_rss_idle_kib,
             r.daemon_rss_hold_kib,
