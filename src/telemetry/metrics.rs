@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Gauge: calls with a bot session right now.
 pub const CALLS_LIVE: &str = "voxhook_calls_live";
@@ -54,9 +54,22 @@ pub const TTS_FIRST_AUDIO: &str = "voxhook_tts_first_audio_seconds";
 /// Histogram: caller's end of speech → first audio frame of the reply sent.
 pub const RESPONSE_LATENCY: &str = "voxhook_response_latency_seconds";
 
+/// Histogram by `direction` (one of [`FRAME_DIRECTIONS`]): time the media socket loop spends
+/// on one WebSocket message: decoding a provider message (`inbound`) or encoding a command
+/// (`outbound`).
+pub const FRAME_HANDLING: &str = "voxhook_frame_handling_seconds";
+/// The `direction` labels of [`FRAME_HANDLING`].
+pub const FRAME_DIRECTIONS: &[&str] = &["inbound", "outbound"];
+
 /// Histogram buckets in seconds: from a fast TTS chunk (tens of ms) to a slow bot (30 s).
 const BUCKETS: &[f64] = &[
     0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+];
+
+/// [`FRAME_HANDLING`] buckets in seconds: a few microseconds per message normally, up to
+/// 10 ms when the runtime is starved.
+const FRAME_BUCKETS: &[f64] = &[
+    2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2,
 ];
 
 /// How often histogram samples are folded into their buckets.
@@ -69,8 +82,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(BUCKETS)
+            let recorder = builder()
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -94,6 +106,13 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// The exporter with this module's bucket layouts.
+fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets(BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(FRAME_HANDLING.into()), FRAME_BUCKETS)
 }
 
 /// Counters and their help texts.
@@ -153,6 +172,11 @@ fn describe() {
     for &(name, help) in HISTOGRAMS {
         describe_histogram!(name, metrics::Unit::Seconds, help);
     }
+    describe_histogram!(
+        FRAME_HANDLING,
+        metrics::Unit::Seconds,
+        "Media socket loop time per WebSocket message, by direction: decode (inbound) or encode (outbound)."
+    );
 }
 
 /// Creates every series at 0 (each label from its closed set), so a fresh daemon exposes
@@ -191,6 +215,9 @@ fn register_all() {
     for &(name, _) in HISTOGRAMS {
         // Registering is enough: the exporter renders an empty histogram's buckets at 0.
         let _ = histogram!(name);
+    }
+    for &direction in FRAME_DIRECTIONS {
+        let _ = histogram!(FRAME_HANDLING, "direction" => direction);
     }
 }
 
@@ -317,6 +344,23 @@ pub fn response_latency(d: Duration) {
     histogram!(RESPONSE_LATENCY).record(d.as_secs_f64());
 }
 
+/// One connection's handle on [`FRAME_HANDLING`] for one direction, resolved once so that a
+/// frame costs one sample push and no registry lookup.
+#[derive(Clone)]
+pub struct FrameTimer(metrics::Histogram);
+
+impl FrameTimer {
+    /// One message took `d` to decode or encode.
+    pub fn record(&self, d: Duration) {
+        self.0.record(d.as_secs_f64());
+    }
+}
+
+/// The [`FrameTimer`] for `direction` (`inbound` or `outbound`).
+pub fn frame_timer(direction: &'static str) -> FrameTimer {
+    FrameTimer(histogram!(FRAME_HANDLING, "direction" => direction))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,16 +376,14 @@ mod tests {
 
     #[test]
     fn exposition_uses_prometheus_names_and_histograms() {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(BUCKETS)
-            .unwrap()
-            .build_recorder();
+        let recorder = builder().unwrap().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             describe();
             call_ended("caller.hangup");
             turn_sent("dtmf");
             stt_duration(Duration::from_millis(300));
+            frame_timer("inbound").record(Duration::from_micros(30));
         });
         let text = handle.render();
         assert!(
@@ -357,5 +399,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# HELP voxhook_turns_total"), "{text}");
+        // The frame histogram has its own fine buckets; the others keep the coarse ones.
+        assert!(
+            text.contains(
+                "voxhook_frame_handling_seconds_bucket{direction=\"inbound\",le=\"0.00005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("voxhook_stt_duration_seconds_bucket{le=\"0.00005\"}"),
+            "{text}"
+        );
     }
 }

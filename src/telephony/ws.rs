@@ -11,11 +11,13 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::{CallStart, Codec, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
+use crate::telemetry::metrics;
 
 /// Reader → call: decoded control events (and media until a listener is attached).
 /// `send().await`: a stalled call stops reading the socket rather than buffering without
@@ -103,6 +105,8 @@ pub fn spawn(
     let reader_fault = fault.clone();
     let reader_dropped = dropped.clone();
     let reader_cancel = cancel.clone();
+    let decode_time = metrics::frame_timer("inbound");
+    let encode_time = metrics::frame_timer("outbound");
     tracker.spawn(
         async move {
             let mut listener: Option<mpsc::Sender<Vec<i16>>> = None;
@@ -131,9 +135,17 @@ pub fn spawn(
                         })
                     }
                     Some(Ok(Message::Text(text))) => {
-                        decoder.decode_text(text.as_str(), &mut replies)
+                        let t = Instant::now();
+                        let decoded = decoder.decode_text(text.as_str(), &mut replies);
+                        decode_time.record(t.elapsed());
+                        decoded
                     }
-                    Some(Ok(Message::Binary(data))) => decoder.decode_binary(&data, &mut replies),
+                    Some(Ok(Message::Binary(data))) => {
+                        let t = Instant::now();
+                        let decoded = decoder.decode_binary(&data, &mut replies);
+                        decode_time.record(t.elapsed());
+                        decoded
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
                 };
                 for reply in replies.drain(..) {
@@ -181,7 +193,11 @@ pub fn spawn(
                         None => reader_alive = false,
                     },
                     cmd = command_rx.recv() => match cmd {
-                        Some(c) => encoder.encode(&c, &mut frames),
+                        Some(c) => {
+                            let t = Instant::now();
+                            encoder.encode(&c, &mut frames);
+                            encode_time.record(t.elapsed());
+                        }
                         None => break,
                     },
                 }
