@@ -2,7 +2,8 @@
 //! bridge latencies (end of caller speech → bot request; bot reply → first audio frame),
 //! whisper's real-time factor per utterance, and resident memory per idle call.
 //!
-//! `cargo bench --bench call_latency` (options: `-- --calls N --idle N`). Figures are
+//! `cargo bench --bench call_latency` (options: `-- --calls N --idle N`; no-input reprompts
+//! are off so idle calls stay idle). Figures are
 //! percentiles from one run; the daemon's own JSON log lines are the measurement source.
 
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ impl Daemon {
                  shutdown_grace_period_secs = 0\n\
                  [stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
                  [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{webhook_url}\"\n\
-                 client_id = \"cs-bench\"\npoll_interval_ms = 100\n"
+                 client_id = \"cs-bench\"\npoll_interval_ms = 100\n\
+                 [call]\nno_input_timeout_ms = 0\n"
             ),
         )
         .expect("write config");

@@ -532,6 +532,14 @@ impl Actor {
     }
 
     async fn act(&mut self, actions: Vec<CallAction>, deps: &CallDeps) -> Result<(), ()> {
+        let result = self.act_all(actions, deps).await;
+        // A reply's arrival time belongs to the messages it produced, not to prompts the
+        // call says later by itself (reprompts, goodbyes).
+        self.reply_received = None;
+        result
+    }
+
+    async fn act_all(&mut self, actions: Vec<CallAction>, deps: &CallDeps) -> Result<(), ()> {
         for a in actions {
             match a {
                 CallAction::SendTurn(turn) => {

@@ -78,9 +78,6 @@ pub fn parse_mark(name: &str) -> Option<u64> {
 
 /// Samples per chunk read from a clip (100 ms at 16 kHz).
 const CLIP_CHUNK: usize = 1_600;
-/// Starting size of the reused resampling buffer (a second of 8 kHz audio; it grows to the
-/// longest TTS chunk once and stays).
-const RESAMPLED_CAPACITY: usize = 8_000;
 
 enum Source {
     Tts(TtsStream),
@@ -143,9 +140,9 @@ pub async fn run(
     let mut current: Option<Current> = None;
     let mut pacer = Pacer::new(cfg.lead);
     let mut filler_on = false;
-    let mut resamplers: Vec<(u32, Resampler)> = Vec::new();
-    let mut active = 0;
-    let mut resampled = Vec::with_capacity(RESAMPLED_CAPACITY);
+    let mut resampler: Option<(u32, Resampler)> = None;
+    // Reused within a message; freed when the speaker goes idle (idle calls stay small).
+    let mut resampled = Vec::new();
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -180,18 +177,15 @@ pub async fn run(
             }
         }
         if let Some(c) = current.as_ref().filter(|c| !c.prepared) {
-            // One resampler per call and source rate (TTS, filler, clips: a few at most),
-            // built once and reset between messages.
-            match resamplers.iter().position(|(rate, _)| *rate == c.rate) {
-                Some(i) => {
-                    resamplers[i].1.reset();
-                    active = i;
+            // One resampler per call, reset between messages and rebuilt only when the
+            // source rate changes (a language switch, a clip at another rate).
+            if resampler.as_ref().is_some_and(|(rate, _)| *rate == c.rate) {
+                if let Some((_, r)) = resampler.as_mut() {
+                    r.reset();
                 }
-                None => match Resampler::new(c.rate, cfg.out_rate) {
-                    Ok(r) => {
-                        resamplers.push((c.rate, r));
-                        active = resamplers.len() - 1;
-                    }
+            } else {
+                match Resampler::new(c.rate, cfg.out_rate) {
+                    Ok(r) => resampler = Some((c.rate, r)),
                     Err(e) => {
                         let id = c.id;
                         current = None;
@@ -203,7 +197,7 @@ pub async fn run(
                             .await;
                         continue;
                     }
-                },
+                }
             }
             if let Some(c) = current.as_mut() {
                 c.prepared = true;
@@ -262,7 +256,7 @@ pub async fn run(
                     Some(Ok(pcm)) => {
                         c.first_chunk.get_or_insert_with(Instant::now);
                         resampled.clear();
-                        if let Some((_, r)) = resamplers.get_mut(active) {
+                        if let Some((_, r)) = resampler.as_mut() {
                             r.process(&pcm, &mut resampled);
                         }
                         push_frames(c, &resampled, frame_len, false);
@@ -275,7 +269,7 @@ pub async fn run(
                     }
                     None => {
                         resampled.clear();
-                        if let Some((_, r)) = resamplers.get_mut(active) {
+                        if let Some((_, r)) = resampler.as_mut() {
                             r.flush(&mut resampled);
                         }
                         push_frames(c, &resampled, frame_len, true);
@@ -320,6 +314,9 @@ pub async fn run(
                 {
                     return;
                 }
+            }
+            if queue.is_empty() {
+                resampled = Vec::new();
             }
         }
     }
