@@ -40,7 +40,9 @@ struct Inner {
     /// Kept alive for the states created from it.
     _ctx: WhisperContext,
     states: Mutex<Vec<WhisperState>>,
-    permits: Semaphore,
+    /// One permit per pooled state. A permit travels with its decode into the blocking
+    /// closure (owned), so it is only released once that decode has put its state back.
+    permits: Arc<Semaphore>,
     language: String,
     threads: usize,
 }
@@ -66,7 +68,7 @@ impl WhisperStt {
             inner: Arc::new(Inner {
                 _ctx: ctx,
                 states: Mutex::new(states),
-                permits: Semaphore::new(s.max_parallel_decodes),
+                permits: Arc::new(Semaphore::new(s.max_parallel_decodes)),
                 language: s.language.clone(),
                 threads: s.threads,
             }),
@@ -85,11 +87,21 @@ impl Inner {
         samples: Vec<i16>,
         language: Option<Arc<str>>,
     ) -> Result<Transcript, SttError> {
-        let _permit = self.permits.acquire().await.map_err(|_| SttError::Closed)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SttError::Closed)?;
         let me = self.clone();
+        // If this future is dropped (the call hung up, the session was cancelled), the
+        // blocking decode still runs to the end with a state out of the pool. The permit is
+        // moved in here so that it is released only after the state is back.
         tokio::task::spawn_blocking(move || {
             let language = language.as_deref().unwrap_or(&me.language);
-            me.decode_blocking(&samples, language)
+            let res = me.decode_blocking(&samples, language);
+            drop(permit);
+            res
         })
         .await
         .map_err(|e| SttError::Decode(format!("decoder thread: {e}")))?
@@ -247,6 +259,63 @@ impl SpeechToText for WhisperStt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tts::TextToSpeech as _;
+
+    fn load(max_parallel_decodes: usize) -> WhisperStt {
+        WhisperStt::load(&WhisperSettings {
+            model_path: concat!(env!("CARGO_MANIFEST_DIR"), "/models/ggml-tiny.en.bin").into(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes,
+        })
+        .unwrap()
+    }
+
+    /// `text` spoken by flite at whisper's rate (flite's voices are 16 kHz already).
+    async fn speech_16k(text: &str) -> Vec<i16> {
+        let tts = crate::tts::flite::FliteTts::new("rms").unwrap();
+        assert_eq!(tts.sample_rate(), RATE);
+        let mut rx = tts
+            .synthesize(text, CancellationToken::new())
+            .await
+            .unwrap();
+        let mut pcm = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            pcm.extend(chunk.unwrap());
+        }
+        pcm
+    }
+
+    /// Issue 8: a decode cancelled mid-way kept its decoder state on the blocking thread but
+    /// gave its permit back, so the next utterance failed with "no free decoder state".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_8_cancelled_decode_keeps_its_permit_until_the_state_is_back() {
+        let stt = load(1);
+        let long = speech_16k(
+            "I would like to check the balance of my savings account. \
+             Then please tell me when my last payment arrived, and how much it was.",
+        )
+        .await;
+        assert!(long.len() > 4 * RATE as usize, "{}", long.len());
+        let short = speech_16k("Please send me a new debit card.").await;
+
+        let first = tokio::spawn(stt.inner.clone().transcribe(long, None));
+        // Wait until the blocking decode has taken the only state out of the pool.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !stt.inner.states.lock().unwrap().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "decode never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+
+        let res = stt.transcribe(short).await;
+        let t = res.expect("second decode after a cancelled one");
+        assert!(t.text.to_lowercase().contains("debit card"), "{t:?}");
+    }
 
     #[test]
     fn clean_drops_annotations_and_spaces() {
