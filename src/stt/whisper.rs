@@ -87,6 +87,7 @@ impl Inner {
         samples: Vec<i16>,
         language: Option<Arc<str>>,
     ) -> Result<Transcript, SttError> {
+        let queued = tokio::time::Instant::now();
         let permit = self
             .permits
             .clone()
@@ -99,7 +100,7 @@ impl Inner {
         // moved in here so that it is released only after the state is back.
         tokio::task::spawn_blocking(move || {
             let language = language.as_deref().unwrap_or(&me.language);
-            let res = me.decode_blocking(&samples, language);
+            let res = me.decode_blocking(&samples, language, queued);
             drop(permit);
             res
         })
@@ -107,7 +108,14 @@ impl Inner {
         .map_err(|e| SttError::Decode(format!("decoder thread: {e}")))?
     }
 
-    fn decode_blocking(&self, samples: &[i16], language: &str) -> Result<Transcript, SttError> {
+    /// Decodes on the calling (blocking) thread; `queued` is when the utterance asked for a
+    /// permit, so the wait includes the blocking pool's own scheduling delay.
+    fn decode_blocking(
+        &self,
+        samples: &[i16],
+        language: &str,
+        queued: tokio::time::Instant,
+    ) -> Result<Transcript, SttError> {
         let started = tokio::time::Instant::now();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(RATE);
         let mut pcm: Vec<f32> = samples
@@ -155,6 +163,7 @@ impl Inner {
             confidence,
             audio_ms,
             decode_ms: started.elapsed().as_millis() as u64,
+            queue_ms: (started - queued).as_millis() as u64,
         })
     }
 }
@@ -236,7 +245,8 @@ impl SpeechToText for WhisperStt {
                         let ev = match res {
                             Ok(t) => {
                                 tracing::debug!(call_id = %params.call_id,
-                                    audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Utterance decoded.");
+                                    audio_ms = t.audio_ms, decode_ms = t.decode_ms,
+                                    queue_ms = t.queue_ms, "Utterance decoded.");
                                 SttEvent::Final(t)
                             }
                             Err(e) => SttEvent::Error(e.to_string()),
@@ -315,6 +325,8 @@ mod tests {
         let res = stt.transcribe(short).await;
         let t = res.expect("second decode after a cancelled one");
         assert!(t.text.to_lowercase().contains("debit card"), "{t:?}");
+        // It waited for the cancelled decode to finish.
+        assert!(t.queue_ms > 0, "{t:?}");
     }
 
     #[test]
