@@ -97,7 +97,10 @@ async fn main() {
         "\nwhisper tiny.en benchmark ({} utterances x {rounds} rounds per caller, {cores} cores)",
         UTTERANCES.len()
     );
-    println!("whisper.cpp build: {}", whisper_rs::print_system_info().trim());
+    println!(
+        "whisper.cpp build: {}",
+        whisper_rs::print_system_info().trim()
+    );
     println!(
         "{:>7} {:>8} {:>4} {:>9} {:>9} {:>9} {:>14} {:>14} {:>12} {:>8} {:>6}",
         "threads",
@@ -123,6 +126,13 @@ async fn main() {
                 })
                 .expect("whisper model (run scripts/install-model.py)"),
             );
+            // stt.threads as configured, and as used when lowered to fit the cores.
+            let used = stt.threads_per_decode();
+            let t_shown = if used == t {
+                t.to_string()
+            } else {
+                format!("{t}->{used}")
+            };
             // Warm-up: the first decode allocates the state's buffers.
             stt.transcribe(speech[0].1.clone()).await.expect("decode");
 
@@ -163,13 +173,13 @@ async fn main() {
             let q = |x: f64| rtf[((rtf.len() - 1) as f64 * x).round() as usize];
             let throughput = audio_s / wall;
             println!(
-                "{t:>7} {p:>8} {:>4} {:>9.3} {:>9.3} {:>9.3} {:>14.2} {:>14.2} {:>12.3} {:>5}/{:<2} {:>6}",
+                "{t_shown:>7} {p:>8} {:>4} {:>9.3} {:>9.3} {:>9.3} {:>14.2} {:>14.2} {:>12.3} {:>5}/{:<2} {:>6}",
                 rtf.len(),
                 q(0.5),
                 q(0.9),
                 rtf[rtf.len() - 1],
                 throughput,
-                throughput / (t * p).min(cores) as f64,
+                throughput / (used * p).min(cores) as f64,
                 cpu / audio_s,
                 correct,
                 results.len(),

@@ -31,6 +31,14 @@ const CTX_MARGIN: usize = 384;
 /// Token budget per second of audio (speech is ~3–4 tokens/s); bounds a runaway decode.
 const TOKENS_PER_SEC: usize = 8;
 
+/// Threads per decode such that `parallel` decodes at once use at most `cores` threads.
+/// ggml's threads meet at a barrier after every operation, so a thread without a core
+/// stalls its whole decode; more threads than cores never add throughput (README,
+/// Performance).
+fn decode_threads(threads: usize, parallel: usize, cores: usize) -> usize {
+    threads.min(cores / parallel.max(1)).max(1)
+}
+
 /// The whisper.cpp backend.
 pub struct WhisperStt {
     inner: Arc<Inner>,
@@ -60,6 +68,17 @@ impl WhisperStt {
         let ctx =
             WhisperContext::new_with_params(&s.model_path, WhisperContextParameters::default())
                 .map_err(|e| SttError::Init(format!("loading {}: {e}", s.model_path)))?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = decode_threads(s.threads, s.max_parallel_decodes, cores);
+        if threads < s.threads {
+            tracing::warn!(
+                configured = s.threads,
+                threads,
+                max_parallel_decodes = s.max_parallel_decodes,
+                cores,
+                "Fewer whisper threads per decode than stt.threads, so parallel decodes fit the cores."
+            );
+        }
         let states = (0..s.max_parallel_decodes)
             .map(|_| ctx.create_state())
             .collect::<Result<Vec<_>, _>>()
@@ -70,9 +89,15 @@ impl WhisperStt {
                 states: Mutex::new(states),
                 permits: Arc::new(Semaphore::new(s.max_parallel_decodes)),
                 language: s.language.clone(),
-                threads: s.threads,
+                threads,
             }),
         })
+    }
+
+    /// Threads each decode uses: `stt.threads`, lowered so that `max_parallel_decodes`
+    /// decodes at once fit the cores.
+    pub fn threads_per_decode(&self) -> usize {
+        self.inner.threads
     }
 
     /// Decodes one utterance (16 kHz mono) to text; runs the model on a blocking thread.
@@ -327,6 +352,16 @@ mod tests {
         assert!(t.text.to_lowercase().contains("debit card"), "{t:?}");
         // It waited for the cancelled decode to finish.
         assert!(t.queue_ms > 0, "{t:?}");
+    }
+
+    #[test]
+    fn parallel_decodes_never_use_more_threads_than_cores() {
+        assert_eq!(decode_threads(2, 1, 2), 2);
+        assert_eq!(decode_threads(2, 2, 2), 1);
+        assert_eq!(decode_threads(4, 3, 2), 1);
+        assert_eq!(decode_threads(4, 2, 16), 4);
+        assert_eq!(decode_threads(8, 2, 8), 4);
+        assert_eq!(decode_threads(1, 0, 1), 1);
     }
 
     #[test]
