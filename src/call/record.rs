@@ -72,6 +72,8 @@ pub struct TurnRecord {
     pub at_ms: u64,
     /// Recognition time of the utterance (speech).
     pub stt_ms: Option<u64>,
+    /// Time the utterance waited for a free decoder before recognition (speech).
+    pub stt_queue_ms: Option<u64>,
     /// Caller's end of speech → request sent (speech).
     pub end_of_speech_to_request_ms: Option<u64>,
     /// Request → first bot message.
@@ -105,6 +107,7 @@ impl TurnRecord {
             input,
             at_ms,
             stt_ms: None,
+            stt_queue_ms: None,
             end_of_speech_to_request_ms: None,
             bot_first_message_ms: None,
             bot_done_ms: None,
@@ -138,6 +141,7 @@ struct Inner {
     bot_tasks: Vec<String>,
     barge_ins: u64,
     stt_ms: Option<u64>,
+    stt_queue_ms: Option<u64>,
 }
 
 /// The call's telemetry: cheap to clone, shared by `run_call` and the actor so a panicking
@@ -164,6 +168,7 @@ impl CallTrace {
                 bot_tasks: Vec::new(),
                 barge_ins: 0,
                 stt_ms: None,
+                stt_queue_ms: None,
             })),
             started: Instant::now(),
             started_wall: SystemTime::now(),
@@ -212,7 +217,10 @@ impl CallTrace {
     /// An utterance was recognised.
     pub fn transcript(&self, t: &Transcript) {
         m::stt_duration(Duration::from_millis(t.decode_ms));
-        self.lock().stt_ms = Some(t.decode_ms);
+        m::stt_queue_wait(Duration::from_millis(t.queue_ms));
+        let mut inner = self.lock();
+        inner.stt_ms = Some(t.decode_ms);
+        inner.stt_queue_ms = Some(t.queue_ms);
     }
 
     /// A caller turn went to the bot; `speech_ended` is the end of the utterance.
@@ -223,6 +231,7 @@ impl CallTrace {
         let mut inner = self.lock();
         if turn.mode == InputMode::Speech {
             rec.stt_ms = inner.stt_ms.take();
+            rec.stt_queue_ms = inner.stt_queue_ms.take();
             rec.speech_ended = speech_ended;
             rec.end_of_speech_to_request_ms = speech_ended.map(|t| ms(now - t));
         }
@@ -481,6 +490,29 @@ mod tests {
         assert_eq!(r.turns[1].bot_error, Some("bot.timeout"));
         assert_eq!(r.bot_tasks, vec!["Balance".to_string()]);
         assert_eq!(r.barge_ins, 1);
+    }
+
+    #[test]
+    fn a_speech_turn_records_its_decoder_queue_wait() {
+        let t = CallTrace::new(false, None);
+        t.opened();
+        t.transcript(&Transcript {
+            text: "hi".into(),
+            confidence: None,
+            audio_ms: 1_200,
+            decode_ms: 150,
+            queue_ms: 420,
+        });
+        t.turn_sent(&turn(InputMode::Speech, "hi"), Some(Instant::now()));
+        t.turn_sent(&turn(InputMode::Dtmf, "1"), None);
+        let r = t.finish(&start(), "twilio", "+1555", outcome());
+        assert_eq!(r.turns[0].stt_queue_ms, None);
+        assert_eq!(r.turns[1].stt_ms, Some(150));
+        assert_eq!(r.turns[1].stt_queue_ms, Some(420));
+        assert_eq!(r.turns[2].stt_queue_ms, None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["turns"][1]["stt_queue_ms"], 420, "{json}");
+        assert!(json["turns"][0]["stt_queue_ms"].is_null(), "{json}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl SpeechToText for FakeStt {
                                 confidence: Some(1.0),
                                 audio_ms,
                                 decode_ms: s.latency.as_millis() as u64,
+                                queue_ms: 0,
                             })
                         };
                         if event_tx.send(ev).await.is_err() {

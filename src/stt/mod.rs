@@ -100,6 +100,9 @@ pub struct Transcript {
     pub audio_ms: u64,
     /// Time spent recognising it.
     pub decode_ms: u64,
+    /// Time the utterance waited for a free decoder before recognition started (0 for a
+    /// backend without a queue). Grows when callers speak faster than the pool decodes.
+    pub queue_ms: u64,
 }
 
 /// Output of a session.

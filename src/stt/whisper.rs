@@ -31,6 +31,14 @@ const CTX_MARGIN: usize = 384;
 /// Token budget per second of audio (speech is ~3–4 tokens/s); bounds a runaway decode.
 const TOKENS_PER_SEC: usize = 8;
 
+/// Threads per decode such that `parallel` decodes at once use at most `cores` threads.
+/// ggml's threads meet at a barrier after every operation, so a thread without a core
+/// stalls its whole decode; more threads than cores never add throughput (README,
+/// Performance).
+fn decode_threads(threads: usize, parallel: usize, cores: usize) -> usize {
+    threads.min(cores / parallel.max(1)).max(1)
+}
+
 /// The whisper.cpp backend.
 pub struct WhisperStt {
     inner: Arc<Inner>,
@@ -40,7 +48,9 @@ struct Inner {
     /// Kept alive for the states created from it.
     _ctx: WhisperContext,
     states: Mutex<Vec<WhisperState>>,
-    permits: Semaphore,
+    /// One permit per pooled state. A permit travels with its decode into the blocking
+    /// closure (owned), so it is only released once that decode has put its state back.
+    permits: Arc<Semaphore>,
     language: String,
     threads: usize,
 }
@@ -58,6 +68,17 @@ impl WhisperStt {
         let ctx =
             WhisperContext::new_with_params(&s.model_path, WhisperContextParameters::default())
                 .map_err(|e| SttError::Init(format!("loading {}: {e}", s.model_path)))?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = decode_threads(s.threads, s.max_parallel_decodes, cores);
+        if threads < s.threads {
+            tracing::warn!(
+                configured = s.threads,
+                threads,
+                max_parallel_decodes = s.max_parallel_decodes,
+                cores,
+                "Fewer whisper threads per decode than stt.threads, so parallel decodes fit the cores."
+            );
+        }
         let states = (0..s.max_parallel_decodes)
             .map(|_| ctx.create_state())
             .collect::<Result<Vec<_>, _>>()
@@ -66,11 +87,17 @@ impl WhisperStt {
             inner: Arc::new(Inner {
                 _ctx: ctx,
                 states: Mutex::new(states),
-                permits: Semaphore::new(s.max_parallel_decodes),
+                permits: Arc::new(Semaphore::new(s.max_parallel_decodes)),
                 language: s.language.clone(),
-                threads: s.threads,
+                threads,
             }),
         })
+    }
+
+    /// Threads each decode uses: `stt.threads`, lowered so that `max_parallel_decodes`
+    /// decodes at once fit the cores.
+    pub fn threads_per_decode(&self) -> usize {
+        self.inner.threads
     }
 
     /// Decodes one utterance (16 kHz mono) to text; runs the model on a blocking thread.
@@ -85,17 +112,35 @@ impl Inner {
         samples: Vec<i16>,
         language: Option<Arc<str>>,
     ) -> Result<Transcript, SttError> {
-        let _permit = self.permits.acquire().await.map_err(|_| SttError::Closed)?;
+        let queued = tokio::time::Instant::now();
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SttError::Closed)?;
         let me = self.clone();
+        // If this future is dropped (the call hung up, the session was cancelled), the
+        // blocking decode still runs to the end with a state out of the pool. The permit is
+        // moved in here so that it is released only after the state is back.
         tokio::task::spawn_blocking(move || {
             let language = language.as_deref().unwrap_or(&me.language);
-            me.decode_blocking(&samples, language)
+            let res = me.decode_blocking(&samples, language, queued);
+            drop(permit);
+            res
         })
         .await
         .map_err(|e| SttError::Decode(format!("decoder thread: {e}")))?
     }
 
-    fn decode_blocking(&self, samples: &[i16], language: &str) -> Result<Transcript, SttError> {
+    /// Decodes on the calling (blocking) thread; `queued` is when the utterance asked for a
+    /// permit, so the wait includes the blocking pool's own scheduling delay.
+    fn decode_blocking(
+        &self,
+        samples: &[i16],
+        language: &str,
+        queued: tokio::time::Instant,
+    ) -> Result<Transcript, SttError> {
         let started = tokio::time::Instant::now();
         let audio_ms = samples.len() as u64 * 1000 / u64::from(RATE);
         let mut pcm: Vec<f32> = samples
@@ -143,6 +188,7 @@ impl Inner {
             confidence,
             audio_ms,
             decode_ms: started.elapsed().as_millis() as u64,
+            queue_ms: (started - queued).as_millis() as u64,
         })
     }
 }
@@ -228,6 +274,7 @@ impl SpeechToText for WhisperStt {
                                 confidence: None,
                                 audio_ms: 0,
                                 decode_ms: 0,
+                                queue_ms: 0,
                             });
                             if event_tx.send(empty).await.is_err() {
                                 break;
@@ -241,7 +288,8 @@ impl SpeechToText for WhisperStt {
                         let ev = match res {
                             Ok(t) => {
                                 tracing::debug!(call_id = %params.call_id,
-                                    audio_ms = t.audio_ms, decode_ms = t.decode_ms, "Utterance decoded.");
+                                    audio_ms = t.audio_ms, decode_ms = t.decode_ms,
+                                    queue_ms = t.queue_ms, "Utterance decoded.");
                                 SttEvent::Final(t)
                             }
                             Err(e) => SttEvent::Error(e.to_string()),
@@ -344,6 +392,78 @@ impl super::SttBackend for WhisperSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tts::TextToSpeech as _;
+
+    fn load(max_parallel_decodes: usize) -> WhisperStt {
+        WhisperStt::load(&WhisperSettings {
+            model_path: concat!(env!("CARGO_MANIFEST_DIR"), "/models/ggml-tiny.en.bin").into(),
+            language: "en".into(),
+            threads: 2,
+            max_parallel_decodes,
+        })
+        .unwrap()
+    }
+
+    /// `text` spoken by flite at whisper's rate (flite's voices are 16 kHz already).
+    async fn speech_16k(text: &str) -> Vec<i16> {
+        let tts = crate::tts::flite::FliteTts::new("rms").unwrap();
+        assert_eq!(tts.sample_rate(), RATE);
+        let mut rx = tts
+            .synthesize(
+                &crate::tts::TtsRequest::text(text),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        let mut pcm = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            pcm.extend(chunk.unwrap());
+        }
+        pcm
+    }
+
+    /// Issue 8: a decode cancelled mid-way kept its decoder state on the blocking thread but
+    /// gave its permit back, so the next utterance failed with "no free decoder state".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn issue_8_cancelled_decode_keeps_its_permit_until_the_state_is_back() {
+        let stt = load(1);
+        let long = speech_16k(
+            "I would like to check the balance of my savings account. \
+             Then please tell me when my last payment arrived, and how much it was.",
+        )
+        .await;
+        assert!(long.len() > 4 * RATE as usize, "{}", long.len());
+        let short = speech_16k("Please send me a new debit card.").await;
+
+        let first = tokio::spawn(stt.inner.clone().transcribe(long, None));
+        // Wait until the blocking decode has taken the only state out of the pool.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !stt.inner.states.lock().unwrap().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "decode never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+
+        let res = stt.transcribe(short).await;
+        let t = res.expect("second decode after a cancelled one");
+        assert!(t.text.to_lowercase().contains("debit card"), "{t:?}");
+        // It waited for the cancelled decode to finish.
+        assert!(t.queue_ms > 0, "{t:?}");
+    }
+
+    #[test]
+    fn parallel_decodes_never_use_more_threads_than_cores() {
+        assert_eq!(decode_threads(2, 1, 2), 2);
+        assert_eq!(decode_threads(2, 2, 2), 1);
+        assert_eq!(decode_threads(4, 3, 2), 1);
+        assert_eq!(decode_threads(4, 2, 16), 4);
+        assert_eq!(decode_threads(8, 2, 8), 4);
+        assert_eq!(decode_threads(1, 0, 1), 1);
+    }
 
     #[test]
     fn clean_drops_annotations_and_spaces() {

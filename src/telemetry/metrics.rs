@@ -47,6 +47,8 @@ const TRANSPORT_CODES: &[&str] = &["timeout", "connect_error", "io_error"];
 pub const CALL_RECORDS_FAILED: &str = "voxhook_call_records_failed_total";
 /// Histogram: whisper decode time of one utterance.
 pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
+/// Histogram: time an utterance waited for a free decoder before its decode started.
+pub const STT_QUEUE_WAIT: &str = "voxhook_stt_queue_wait_seconds";
 /// Histogram: turn (or `ON_CONNECT`) sent → first bot message received.
 pub const BOT_REPLY_DURATION: &str = "voxhook_bot_reply_duration_seconds";
 /// Histogram: synthesis start → first TTS audio chunk, per message.
@@ -150,6 +152,10 @@ const COUNTERS: &[(&str, &str)] = &[
 /// Histograms (all in seconds) and their help texts.
 const HISTOGRAMS: &[(&str, &str)] = &[
     (STT_DURATION, "Speech recognition time per utterance."),
+    (
+        STT_QUEUE_WAIT,
+        "Time an utterance waited for a free decoder before recognition started.",
+    ),
     (
         BOT_REPLY_DURATION,
         "Request sent to the bot until its first message arrived.",
@@ -329,6 +335,11 @@ pub fn stt_duration(d: Duration) {
     histogram!(STT_DURATION).record(d.as_secs_f64());
 }
 
+/// One utterance waited `d` for a decoder before its recognition started.
+pub fn stt_queue_wait(d: Duration) {
+    histogram!(STT_QUEUE_WAIT).record(d.as_secs_f64());
+}
+
 /// The bot's first message came `d` after the request.
 pub fn bot_reply_duration(d: Duration) {
     histogram!(BOT_REPLY_DURATION).record(d.as_secs_f64());
@@ -408,6 +419,28 @@ mod tests {
         );
         assert!(
             !text.contains("voxhook_stt_duration_seconds_bucket{le=\"0.00005\"}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stt_queue_wait_is_a_described_histogram() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            stt_queue_wait(Duration::from_millis(200));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("# HELP voxhook_stt_queue_wait_seconds "),
+            "{text}"
+        );
+        assert!(
+            text.contains("voxhook_stt_queue_wait_seconds_bucket{le=\"0.25\"} 1"),
             "{text}"
         );
     }
