@@ -21,7 +21,7 @@ use crate::call::{self, CallDeps};
 use crate::telemetry::metrics;
 use crate::telephony::Provider;
 
-/// Largest callback body accepted (bot messages are small; templates are the largest).
+/// Largest callback body accepted (a message with a big carousel is a few KiB).
 const MAX_CALLBACK_BYTES: usize = 256 * 1024;
 
 /// Shared state of the HTTP handlers.

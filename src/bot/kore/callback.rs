@@ -8,9 +8,6 @@ use serde_json::Value;
 use super::wire;
 use crate::bot::BotError;
 
-/// Largest callback body accepted (a message with a big carousel is a few KiB).
-pub const MAX_CALLBACK_BYTES: usize = 256 * 1024;
-
 /// Parses a callback into the ids that may name the call and the response-shaped content.
 pub fn parse(body: &[u8], bot_id: &str) -> Result<(Vec<String>, wire::Response), BotError> {
     let v: Value = serde_json::from_slice(body)
