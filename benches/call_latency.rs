@@ -2,9 +2,10 @@
 //! bridge latencies (end of caller speech → bot request; bot reply → first audio frame),
 //! whisper's real-time factor per utterance, and resident memory per idle call.
 //!
-//! `cargo bench --bench call_latency` (options: `-- --calls N --idle N`; no-input reprompts
-//! are off so idle calls stay idle). Figures are
-//! percentiles from one run; the daemon's own JSON log lines are the measurement source.
+//! `cargo bench --bench call_latency` (options: `-- --calls N --idle N --threads N
+//! --parallel N`, the last two for `[stt]`; no-input reprompts are off so idle calls stay
+//! idle). Figures are percentiles from one run; the daemon's own JSON log lines are the
+//! measurement source.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -29,7 +30,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(webhook_url: &str) -> Daemon {
+    fn start(webhook_url: &str, threads: usize, parallel: usize) -> Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -42,6 +43,7 @@ impl Daemon {
                 "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_calls = 1000\n\
                  shutdown_grace_period_secs = 0\n\
                  [stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
+                 threads = {threads}\nmax_parallel_decodes = {parallel}\n\
                  [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{webhook_url}\"\n\
                  client_id = \"cs-bench\"\npoll_interval_ms = 100\n\
                  [call]\nno_input_timeout_ms = 0\n"
@@ -134,10 +136,13 @@ fn arg(name: &str, default: usize) -> usize {
 async fn main() {
     let n_calls = arg("--calls", 6);
     let n_idle = arg("--idle", 100);
+    // The defaults of `[stt]`.
+    let threads = arg("--threads", 2);
+    let parallel = arg("--parallel", 1);
     let bot = KoreSim::start("st-bench", "cs-bench", "bench-secret")
         .await
         .unwrap();
-    let daemon = Daemon::start(&bot.webhook_url());
+    let daemon = Daemon::start(&bot.webhook_url(), threads, parallel);
     let url = format!("ws://127.0.0.1:{}/twilio", daemon.port);
     let ready = format!("http://127.0.0.1:{}/ready", daemon.port);
     for _ in 0..300 {
@@ -201,7 +206,10 @@ async fn main() {
         .filter(|r| r.val == "SESSION_CLOSURE")
         .count();
 
-    println!("\nvoxhook call benchmark ({n_calls} sequential calls, {n_idle} idle calls)");
+    println!(
+        "\nvoxhook call benchmark ({n_calls} sequential calls, {n_idle} idle calls, \
+         stt.threads = {threads}, stt.max_parallel_decodes = {parallel})"
+    );
     percentiles(
         "end of speech -> bot request (ms)",
         daemon.field(

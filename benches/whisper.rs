@@ -9,9 +9,14 @@
 //! audio (ggml's worker threads spin at their barriers, so this rises when they fight for
 //! cores). The machine should be otherwise idle: the load average is printed with each row.
 //!
-//! `cargo bench --bench whisper` (options: `-- --threads 1,2 --parallel 1,2 --rounds N`).
+//! `cargo bench --bench whisper` (options: `-- --threads 1,2 --parallel 1,2 --rounds N
+//! --busy N`). `--busy N` runs N background threads that each compute 5 ms out of every
+//! 10 ms, standing in for the rest of the daemon (flite, other calls' audio) and for other
+//! processes, so a contended machine can be measured on purpose.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -22,7 +27,7 @@ use voxhook::config::WhisperSettings;
 use voxhook::sim::caller::caller_speech;
 use voxhook::stt::whisper::WhisperStt;
 
-/// What callers say: 2 to 5 s each.
+/// What callers say: 2.3 to 5.1 s each (flite's rms voice).
 const UTTERANCES: &[&str] = &[
     "I would like to check my account balance.",
     "Can you tell me when my last payment arrived?",
@@ -73,6 +78,27 @@ fn load_1m() -> String {
         .unwrap_or_default()
 }
 
+/// Starts `n` threads that each keep a core half busy until `stop` is set.
+fn busy_threads(n: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let until = Instant::now() + Duration::from_millis(5);
+                    while Instant::now() < until {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect()
+}
+
 fn words(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_alphanumeric() || c.is_whitespace())
@@ -85,6 +111,7 @@ async fn main() {
     let threads = arg_list("--threads", "1,2");
     let parallel = arg_list("--parallel", "1,2");
     let rounds = arg_list("--rounds", "3").first().copied().unwrap_or(3);
+    let busy = arg_list("--busy", "0").first().copied().unwrap_or(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut speech = Vec::new();
     for u in UTTERANCES {
@@ -97,6 +124,7 @@ async fn main() {
         "\nwhisper tiny.en benchmark ({} utterances x {rounds} rounds per caller, {cores} cores)",
         UTTERANCES.len()
     );
+    println!("background: {busy} thread(s) half busy");
     println!(
         "whisper.cpp build: {}",
         whisper_rs::print_system_info().trim()
@@ -136,6 +164,8 @@ async fn main() {
             // Warm-up: the first decode allocates the state's buffers.
             stt.transcribe(speech[0].1.clone()).await.expect("decode");
 
+            let stop = Arc::new(AtomicBool::new(false));
+            let background = busy_threads(busy, &stop);
             let (started, cpu0) = (Instant::now(), cpu_s());
             let mut callers = JoinSet::new();
             for caller in 0..p {
@@ -156,6 +186,10 @@ async fn main() {
             }
             let wall = started.elapsed().as_secs_f64();
             let cpu = cpu_s() - cpu0;
+            stop.store(true, Ordering::Relaxed);
+            for b in background {
+                let _ = b.join();
+            }
 
             let audio_s: f64 = results
                 .iter()
@@ -173,14 +207,19 @@ async fn main() {
             let q = |x: f64| rtf[((rtf.len() - 1) as f64 * x).round() as usize];
             let throughput = audio_s / wall;
             println!(
-                "{t_shown:>7} {p:>8} {:>4} {:>9.3} {:>9.3} {:>9.3} {:>14.2} {:>14.2} {:>12.3} {:>5}/{:<2} {:>6}",
+                "{t_shown:>7} {p:>8} {:>4} {:>9.3} {:>9.3} {:>9.3} {:>14.2} {:>14.2} {:>12} {:>5}/{:<2} {:>6}",
                 rtf.len(),
                 q(0.5),
                 q(0.9),
                 rtf[rtf.len() - 1],
                 throughput,
                 throughput / (used * p).min(cores) as f64,
-                cpu / audio_s,
+                // The background threads' CPU time would count too.
+                if busy == 0 {
+                    format!("{:.3}", cpu / audio_s)
+                } else {
+                    "n/a".into()
+                },
                 correct,
                 results.len(),
                 load_1m()

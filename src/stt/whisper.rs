@@ -371,9 +371,10 @@ impl Component for WhisperSettings {
     }
 }
 
-/// Seconds of one core's time per second of speech for tiny.en (measured here: README
-/// "Performance"; larger models cost more).
-const CORE_SECONDS_PER_SPEECH_SECOND: f64 = 0.45;
+/// Seconds of one core's time per second of speech for tiny.en: about 9 s of speech per
+/// core-second (`cargo bench --bench whisper`, README "Speech recognition capacity"),
+/// rounded up for a machine that also runs the calls; larger models cost more.
+const CORE_SECONDS_PER_SPEECH_SECOND: f64 = 0.125;
 /// Share of a call's time the caller speaks (a typical IVR conversation: the bot talks
 /// most of the time).
 const SPEECH_SHARE: f64 = 0.25;
