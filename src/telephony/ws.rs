@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -29,6 +30,8 @@ pub const OUTBOUND_COMMAND_CAPACITY: usize = 32;
 const INTERNAL_CAPACITY: usize = 8;
 /// Call → reader: listener changes (call start, language switches).
 const ROUTE_CAPACITY: usize = 2;
+/// How long the socket stays open after a fault's close frame, so the peer can read it.
+const FAULT_LINGER: Duration = Duration::from_secs(1);
 
 /// What the reader reports.
 #[derive(Debug)]
@@ -213,13 +216,20 @@ pub fn spawn(
                 }
             }
             // 1000 for a call that ended normally; the provider sees why otherwise.
-            let (code, reason) = fault.get().copied().unwrap_or((1000, "call ended"));
+            let fault = fault.get().copied();
+            let (code, reason) = fault.unwrap_or((1000, "call ended"));
             let frame = CloseFrame {
                 code,
                 reason: reason.into(),
             };
             let _ = sink.send(Message::Close(Some(frame))).await;
             let _ = sink.close().await;
+            if fault.is_some() {
+                // After a fault the peer's bytes may sit unread (an oversized message is
+                // refused at its header); closing the socket now would send a TCP reset that
+                // can destroy the close frame before the peer reads why. Hold it briefly.
+                tokio::time::sleep(FAULT_LINGER).await;
+            }
         }
         .in_current_span(),
     );
