@@ -8,6 +8,10 @@ use std::time::Duration;
 /// earshot's fixed frame: 256 samples = 16 ms at 16 kHz.
 const VAD_FRAME: usize = 256;
 const VAD_FRAME_MS: u64 = 16;
+/// A frame whose peak stays at or below this (≈ −60 dBFS) is silence without asking earshot:
+/// most of a call is the caller listening, and a muted or VAD-suppressed line is digital
+/// silence, so this gate saves the detector's work on most frames.
+const SILENCE_PEAK: u16 = 32;
 
 /// Endpointing parameters.
 #[derive(Debug, Clone)]
@@ -51,6 +55,8 @@ pub struct Endpointer {
     /// `min_speech`.
     history: VecDeque<i16>,
     history_cap: usize,
+    /// The detector was reset when silence began and is skipped until sound returns.
+    gated: bool,
     speech_run_ms: u64,
     in_utterance: bool,
     utterance_ms: u64,
@@ -67,8 +73,10 @@ impl Endpointer {
             detector: earshot::Detector::default_boxed(),
             cfg,
             frame: Vec::with_capacity(VAD_FRAME),
-            history: VecDeque::new(),
+            // Sized once: growing by doubling would leave most of a second buffer idle.
+            history: VecDeque::with_capacity(history_cap),
             history_cap,
+            gated: false,
             speech_run_ms: 0,
             in_utterance: false,
             utterance_ms: 0,
@@ -88,19 +96,40 @@ impl Endpointer {
         for &s in samples {
             self.frame.push(s);
             if self.frame.len() == VAD_FRAME {
-                let frame = std::mem::replace(&mut self.frame, Vec::with_capacity(VAD_FRAME));
-                let score = self.detector.predict_i16(&frame);
-                self.on_frame(frame, score >= self.cfg.threshold, events);
+                let speech = self.is_speech();
+                self.on_frame(speech, events);
             }
         }
     }
 
-    /// Feeds one 16 ms frame with a known speech decision (used by `push` and by tests).
-    fn on_frame(&mut self, frame: Vec<i16>, speech: bool, events: &mut Vec<VadEvent>) {
+    /// earshot's verdict on the full frame in `self.frame`, behind the silence gate.
+    fn is_speech(&mut self) -> bool {
+        let peak = self
+            .frame
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        if peak <= SILENCE_PEAK {
+            if !self.gated {
+                // Sound after the gate starts from a clean detector, not from stale context.
+                self.detector.reset();
+                self.gated = true;
+            }
+            return false;
+        }
+        self.gated = false;
+        self.detector.predict_i16(&self.frame) >= self.cfg.threshold
+    }
+
+    /// Consumes the full frame in `self.frame` with a known speech decision (used by `push`
+    /// and by tests). Outside an utterance the frame buffer is reused; inside, it becomes the
+    /// event's audio.
+    fn on_frame(&mut self, speech: bool, events: &mut Vec<VadEvent>) {
         if !self.in_utterance {
-            self.history.extend(frame.iter().copied());
-            let excess = self.history.len().saturating_sub(self.history_cap);
-            self.history.drain(..excess);
+            let excess = (self.history.len() + self.frame.len()).saturating_sub(self.history_cap);
+            self.history.drain(..excess.min(self.history.len()));
+            self.history.extend(self.frame.drain(..));
             self.speech_run_ms = if speech {
                 self.speech_run_ms + VAD_FRAME_MS
             } else {
@@ -124,6 +153,7 @@ impl Endpointer {
         } else {
             self.silence_run_ms += VAD_FRAME_MS;
         }
+        let frame = std::mem::replace(&mut self.frame, Vec::with_capacity(VAD_FRAME));
         events.push(VadEvent::Audio(frame));
         self.check_barge_in(events);
         let cut = self.utterance_ms >= self.cfg.max_utterance.as_millis() as u64;
@@ -162,7 +192,8 @@ mod tests {
     fn run(e: &mut Endpointer, pattern: &str) -> Vec<VadEvent> {
         let mut ev = Vec::new();
         for c in pattern.chars() {
-            e.on_frame(vec![0; VAD_FRAME], c == 'S', &mut ev);
+            e.frame = vec![0; VAD_FRAME];
+            e.on_frame(c == 'S', &mut ev);
         }
         ev
     }
@@ -204,5 +235,45 @@ mod tests {
         let ev = run(&mut e, &"S".repeat(150));
         assert!(kinds(&ev).contains('C'));
         assert!(e.in_utterance(), "speech continues into a new utterance");
+    }
+
+    fn tone(amplitude: f32, offset: usize) -> Vec<i16> {
+        (0..VAD_FRAME)
+            .map(|i| {
+                let t = (i + offset) as f32 / 16_000.0;
+                (amplitude * (2.0 * std::f32::consts::PI * 220.0 * t).sin()) as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn digital_silence_skips_the_detector_and_sound_after_it_starts_clean() {
+        let mut gated = Endpointer::new(cfg());
+        let mut ev = Vec::new();
+        // Sound, then a second of silence at the line's noise floor.
+        gated.push(&tone(8_000.0, 0), &mut ev);
+        let quiet: Vec<i16> = (0..16_000).map(|i| [0, 7, -12, 32][i % 4]).collect();
+        gated.push(&quiet, &mut ev);
+        assert!(gated.gated, "frames at or below the floor are gated");
+        assert!(ev.is_empty());
+
+        // The detector restarted at the gate, so it scores new sound like a fresh one.
+        let mut fresh = Endpointer::new(cfg());
+        for k in 0..5 {
+            let frame = tone(6_000.0, k * VAD_FRAME);
+            assert_eq!(
+                gated.detector.predict_i16(&frame),
+                fresh.detector.predict_i16(&frame)
+            );
+        }
+    }
+
+    #[test]
+    fn history_never_outgrows_its_first_allocation() {
+        let mut e = Endpointer::new(cfg());
+        let cap = e.history.capacity();
+        run(&mut e, &"_".repeat(200));
+        assert_eq!(e.history.len(), e.history_cap / VAD_FRAME * VAD_FRAME);
+        assert_eq!(e.history.capacity(), cap);
     }
 }
