@@ -3,6 +3,7 @@
 //! the demo call that uses both ([`demo`]).
 
 pub mod caller;
+pub mod deepgram;
 pub mod demo;
 pub mod kore;
 pub mod twilio_api;

@@ -219,5 +219,7 @@ mod tests {
             expect: Some("balance"),
             faulty: None,
         };
+        #[cfg(feature = "sim")]
+        deepgram => crate::stt::deepgram::tests::subject().await;
     }
 }
