@@ -36,6 +36,54 @@ pub struct DemoOptions {
     /// Also print each message the caller heard, transcribed with whisper (so a fallback
     /// spoken by voxhook, which the bot never sees, shows).
     pub transcribe: bool,
+    /// STT backend, one of [`STT_CHOICES`]; a cloud one runs against its local fake.
+    pub stt: String,
+    /// TTS backend, one of [`TTS_CHOICES`].
+    pub tts: String,
+}
+
+/// The demo's STT backends.
+pub const STT_CHOICES: [&str; 2] = ["whisper", "deepgram"];
+/// The demo's TTS backends.
+pub const TTS_CHOICES: [&str; 1] = ["flite"];
+
+/// What the demo's caller says, for fakes that recognise nothing.
+const DEMO_TRANSCRIPTS: [&str; 2] = [
+    "I would like to check my account balance.",
+    "No, that's all. Goodbye.",
+];
+
+/// Local fakes of the cloud backends the demo uses; they run until dropped.
+type Fakes = Vec<Box<dyn std::any::Any + Send>>;
+
+/// Points `settings` at the chosen backends, starting a local fake for each cloud one.
+async fn speech_backends(
+    opts: &DemoOptions,
+    settings: &mut crate::config::Settings,
+) -> Result<Fakes, DemoError> {
+    let mut fakes: Fakes = Vec::new();
+    if opts.stt == "deepgram" {
+        let sim = super::deepgram::DeepgramSim::start(super::deepgram::DeepgramSimOptions {
+            transcripts: DEMO_TRANSCRIPTS.map(String::from).to_vec(),
+            // Deepgram's typical streaming latency.
+            latency: Duration::from_millis(150),
+            ..Default::default()
+        })
+        .await
+        .map_err(err)?;
+        let toml = format!(
+            "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"",
+            sim.base_url()
+        );
+        settings.stt =
+            crate::stt::SttSettings::from_toml("stt", &toml).map_err(|e| err(format!("{e:?}")))?;
+        println!(
+            "voxhook demo: STT deepgram, a local fake at {}",
+            sim.base_url()
+        );
+        fakes.push(Box::new(sim));
+    }
+    Ok(fakes)
 }
 
 /// Demo failures (reported by `main`).
@@ -79,6 +127,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             bearer_token: None,
         });
     }
+    let _fakes = speech_backends(&opts, &mut settings).await?;
     let engines = Engines::load(&settings).map_err(err)?;
     let listener = TcpListener::bind(settings.server.listen)
         .await

@@ -1,0 +1,71 @@
+//! Cloud speech backends selected in config, each against its local fake (`voxhook::sim`),
+//! carrying a whole call through the real daemon.
+
+use voxhook::sim::deepgram::{DeepgramSim, DeepgramSimOptions};
+use voxhook::stt::SttSettings;
+
+use crate::support::{speech, Harness};
+
+const SAID: &str = "I would like to check my account balance.";
+
+async fn deepgram_call(extra: &str) -> DeepgramSim {
+    let sim = DeepgramSim::start(DeepgramSimOptions {
+        transcripts: vec![SAID.into()],
+        ..DeepgramSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\n{extra}",
+        sim.base_url()
+    );
+    let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", &toml).unwrap()).await;
+    let user = "+15550003131";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    assert_eq!(got[0].val, SAID);
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+    sim
+}
+
+/// Deepgram with voxhook's VAD ending the turn: the call's μ-law goes to Deepgram at 8 kHz
+/// as it is (one byte a sample, no resampling), the VAD's end of speech sends `Finalize`,
+/// and the answer is the caller's turn. The call's end closes the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_deepgram_ended_by_the_vad() {
+    let sim = deepgram_call("").await;
+    let c = sim.connections();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (
+            c[0].query["encoding"].as_str(),
+            c[0].query["sample_rate"].as_str()
+        ),
+        ("mulaw", "8000")
+    );
+    assert!(c[0].audio_bytes > 8_000, "{c:?}");
+    assert!(c[0].finalizes >= 1, "{c:?}");
+    assert_eq!(c[0].empty_frames, 0);
+    assert!(c[0].ended.is_some(), "the stream was closed: {c:?}");
+}
+
+/// Deepgram's own endpointing ends the turn (`speech_final`): no `Finalize` is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_deepgram_ended_by_its_endpointing() {
+    let sim = deepgram_call("end_of_turn = \"deepgram\"\nencoding = \"linear16\"").await;
+    let c = sim.connections();
+    assert_eq!(c[0].query["encoding"], "linear16");
+    assert_eq!(c[0].finalizes, 0, "{c:?}");
+    assert!(
+        c[0].sent
+            .iter()
+            .any(|m| m.contains("\"speech_final\":true")),
+        "{c:?}"
+    );
+}
