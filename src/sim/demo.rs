@@ -43,7 +43,7 @@ pub struct DemoOptions {
 }
 
 /// The demo's STT backends.
-pub const STT_CHOICES: [&str; 2] = ["whisper", "deepgram"];
+pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
 /// The demo's TTS backends.
 pub const TTS_CHOICES: [&str; 1] = ["flite"];
 
@@ -61,29 +61,48 @@ async fn speech_backends(
     opts: &DemoOptions,
     settings: &mut crate::config::Settings,
 ) -> Result<Fakes, DemoError> {
+    let transcripts = DEMO_TRANSCRIPTS.map(String::from).to_vec();
     let mut fakes: Fakes = Vec::new();
-    if opts.stt == "deepgram" {
-        let sim = super::deepgram::DeepgramSim::start(super::deepgram::DeepgramSimOptions {
-            transcripts: DEMO_TRANSCRIPTS.map(String::from).to_vec(),
-            // Deepgram's typical streaming latency.
-            latency: Duration::from_millis(150),
-            ..Default::default()
-        })
-        .await
-        .map_err(err)?;
-        let toml = format!(
-            "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"",
-            sim.base_url()
-        );
+    let stt = match opts.stt.as_str() {
+        "deepgram" => {
+            let sim = super::deepgram::DeepgramSim::start(super::deepgram::DeepgramSimOptions {
+                transcripts,
+                // Deepgram's typical streaming latency.
+                latency: Duration::from_millis(150),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "openai" => {
+            let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
+                transcripts,
+                // A hosted transcription round trip for a short utterance.
+                latency: Duration::from_millis(400),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        _ => None,
+    };
+    if let Some(toml) = stt {
         settings.stt =
             crate::stt::SttSettings::from_toml("stt", &toml).map_err(|e| err(format!("{e:?}")))?;
-        println!(
-            "voxhook demo: STT deepgram, a local fake at {}",
-            sim.base_url()
-        );
-        fakes.push(Box::new(sim));
+        println!("voxhook demo: STT {}, against its local fake", opts.stt);
     }
     Ok(fakes)
+}
+
+/// A backend section pointing at a local fake.
+fn fake_section(provider: &str, base_url: &str, key: &str) -> String {
+    format!("provider = \"{provider}\"\napi_key = \"{key}\"\nbase_url = \"{base_url}\"")
 }
 
 /// Demo failures (reported by `main`).

@@ -6,4 +6,5 @@ pub mod caller;
 pub mod deepgram;
 pub mod demo;
 pub mod kore;
+pub mod openai;
 pub mod twilio_api;

@@ -221,5 +221,7 @@ mod tests {
         };
         #[cfg(feature = "sim")]
         deepgram => crate::stt::deepgram::tests::subject().await;
+        #[cfg(feature = "sim")]
+        openai => crate::stt::openai::tests::subject().await;
     }
 }

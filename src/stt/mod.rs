@@ -7,6 +7,7 @@
 pub(crate) mod conformance;
 pub mod deepgram;
 pub mod fake;
+pub mod openai;
 pub mod whisper;
 
 use std::fmt::Debug;
@@ -25,6 +26,8 @@ crate::registry! {
         Fake(fake::FakeSttSettings) = "fake",
         /// Deepgram streaming (WebSocket `/v1/listen`).
         Deepgram(deepgram::DeepgramSttSettings) = "deepgram",
+        /// OpenAI-compatible `POST /v1/audio/transcriptions`, one request per utterance.
+        OpenAi(openai::OpenAiSttSettings) = "openai",
     }
 }
 

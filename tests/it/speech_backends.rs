@@ -2,6 +2,7 @@
 //! carrying a whole call through the real daemon.
 
 use voxhook::sim::deepgram::{DeepgramSim, DeepgramSimOptions};
+use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
 
 use crate::support::{speech, Harness};
@@ -19,7 +20,13 @@ async fn deepgram_call(extra: &str) -> DeepgramSim {
         "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\n{extra}",
         sim.base_url()
     );
-    let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", &toml).unwrap()).await;
+    call_said(&toml).await;
+    sim
+}
+
+/// One call whose caller speaks once, with `[stt]` set to `stt_toml`: the bot hears `SAID`.
+async fn call_said(stt_toml: &str) {
+    let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", stt_toml).unwrap()).await;
     let user = "+15550003131";
     let caller = h.call_and_hear_greeting(user).await;
     caller.say(speech("Hello, can you hear me?").await).await;
@@ -31,7 +38,6 @@ async fn deepgram_call(extra: &str) -> DeepgramSim {
     caller.hang_up().await;
     h.assert_closed_once(user).await;
     h.finish().await;
-    sim
 }
 
 /// Deepgram with voxhook's VAD ending the turn: the call's μ-law goes to Deepgram at 8 kHz
@@ -68,4 +74,25 @@ async fn a_call_through_deepgram_ended_by_its_endpointing() {
             .any(|m| m.contains("\"speech_final\":true")),
         "{c:?}"
     );
+}
+
+/// OpenAI-compatible transcription: the VAD's utterance goes out as one 16 kHz WAV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_openai_compatible_transcription() {
+    let sim = OpenAiSim::start(OpenAiSimOptions {
+        transcripts: vec![SAID.into()],
+        ..OpenAiSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    call_said(&toml).await;
+    let r = sim.transcriptions();
+    assert_eq!(r.len(), 1, "{r:?}");
+    let (rate, ms) = r[0].wav.unwrap();
+    assert_eq!(rate, 16_000);
+    assert!(ms > 800, "the whole utterance was sent: {ms} ms");
 }
