@@ -45,7 +45,7 @@ pub struct DemoOptions {
 /// The demo's STT backends.
 pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
 /// The demo's TTS backends.
-pub const TTS_CHOICES: [&str; 1] = ["flite"];
+pub const TTS_CHOICES: [&str; 2] = ["flite", "openai"];
 
 /// What the demo's caller says, for fakes that recognise nothing.
 const DEMO_TRANSCRIPTS: [&str; 2] = [
@@ -96,6 +96,21 @@ async fn speech_backends(
         settings.stt =
             crate::stt::SttSettings::from_toml("stt", &toml).map_err(|e| err(format!("{e:?}")))?;
         println!("voxhook demo: STT {}, against its local fake", opts.stt);
+    }
+    if opts.tts == "openai" {
+        let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
+            // A hosted speech request's first byte, then 100 ms of audio every 50 ms.
+            latency: Duration::from_millis(300),
+            chunk_interval: Duration::from_millis(50),
+            ..Default::default()
+        })
+        .await
+        .map_err(err)?;
+        let toml = fake_section("openai", &sim.base_url(), "sk-test-key");
+        fakes.push(Box::new(sim));
+        settings.tts =
+            crate::tts::TtsSettings::from_toml("tts", &toml).map_err(|e| err(format!("{e:?}")))?;
+        println!("voxhook demo: TTS openai, against its local fake (a tone per message)");
     }
     Ok(fakes)
 }

@@ -432,6 +432,9 @@ async fn speech(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         if at == usize::MAX {
             return None;
         }
+        if at > 0 {
+            tokio::time::sleep(interval).await;
+        }
         if at >= bytes.len() {
             if cut {
                 return Some((
@@ -440,9 +443,6 @@ async fn speech(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
                 ));
             }
             return None;
-        }
-        if at > 0 {
-            tokio::time::sleep(interval).await;
         }
         let end = (at + chunk).min(bytes.len());
         let piece = Bytes::copy_from_slice(&bytes[at..end]);

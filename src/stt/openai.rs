@@ -96,21 +96,7 @@ impl Component for OpenAiSttSettings {
     type Raw = OpenAiSttConfig;
 
     fn validate(raw: OpenAiSttConfig, ctx: &Ctx<'_>, errs: &mut Errors) -> Self {
-        let base = raw.base_url.trim_end_matches('/');
-        errs.check(
-            base.starts_with("https://") || base.starts_with("http://"),
-            &ctx.key("base_url"),
-            "must start with https:// (or http:// for a local server)",
-        );
-        errs.check(
-            !(base.contains("api.openai.com") || base.contains("api.groq.com"))
-                || !raw.api_key.is_empty(),
-            &ctx.key("api_key"),
-            &format!(
-                "missing: {base} needs an API key (set it here or in {})",
-                ctx.env_var("api_key")
-            ),
-        );
+        let base = endpoint(&raw.base_url, &raw.api_key, ctx, errs);
         errs.check(
             !raw.model.trim().is_empty(),
             &ctx.key("model"),
@@ -149,6 +135,31 @@ impl Component for OpenAiSttSettings {
             connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
         }
     }
+}
+
+/// Checks `base_url` (and that the hosted services get a key); the URL without a trailing
+/// slash. Shared with `tts::openai`, the same API family.
+pub(crate) fn endpoint(
+    base_url: &str,
+    api_key: &SensitiveString,
+    ctx: &Ctx<'_>,
+    errs: &mut Errors,
+) -> String {
+    let base = base_url.trim_end_matches('/');
+    errs.check(
+        base.starts_with("https://") || base.starts_with("http://"),
+        &ctx.key("base_url"),
+        "must start with https:// (or http:// for a local server)",
+    );
+    errs.check(
+        !(base.contains("api.openai.com") || base.contains("api.groq.com")) || !api_key.is_empty(),
+        &ctx.key("api_key"),
+        &format!(
+            "missing: {base} needs an API key (set it here or in {})",
+            ctx.env_var("api_key")
+        ),
+    );
+    base.to_string()
 }
 
 impl SttBackend for OpenAiSttSettings {
@@ -325,15 +336,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| transport(&e))?;
         if !status.is_success() {
-            let why = serde_json::from_slice::<ErrorResponse>(&bytes)
-                .map(|e| e.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
-            let kind = if matches!(status.as_u16(), 401 | 403) {
-                "auth"
-            } else {
-                "http"
-            };
-            return Err((kind, format!("HTTP {status}: {why}")));
+            return Err(refused(status, &bytes));
         }
         serde_json::from_slice::<TranscriptionResponse>(&bytes)
             .map(|r| r.text)
@@ -341,7 +344,22 @@ impl Client {
     }
 }
 
-fn transport(e: &reqwest::Error) -> (&'static str, String) {
+/// A non-2xx answer as a failure kind and message (OpenAI's `error.message` when the body
+/// has one). Shared with `tts::openai`.
+pub(crate) fn refused(status: reqwest::StatusCode, body: &[u8]) -> (&'static str, String) {
+    let why = serde_json::from_slice::<ErrorResponse>(body)
+        .map(|e| e.error.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into());
+    let kind = if matches!(status.as_u16(), 401 | 403) {
+        "auth"
+    } else {
+        "http"
+    };
+    (kind, format!("HTTP {status}: {why}"))
+}
+
+/// A transport error as a failure kind and message. Shared with `tts::openai`.
+pub(crate) fn transport(e: &reqwest::Error) -> (&'static str, String) {
     // reqwest's Display names the URL, never headers: the key stays out.
     if e.is_timeout() {
         ("timeout", format!("timed out: {e}"))

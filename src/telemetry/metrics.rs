@@ -50,11 +50,11 @@ pub const CALL_RECORDS_FAILED: &str = "voxhook_call_records_failed_total";
 pub const STT_SESSIONS: &str = "voxhook_stt_sessions_total";
 /// The `result` labels of [`STT_SESSIONS`].
 pub const STT_SESSION_RESULTS: &[&str] = &["opened", "failed", "reconnected"];
-/// Counter by `backend` and `kind` (one of [`STT_ERROR_KINDS`]): failures of remote STT
+/// Counter by `backend` and `kind` (one of [`REMOTE_ERROR_KINDS`]): failures of remote STT
 /// backends.
 pub const STT_ERRORS: &str = "voxhook_stt_errors_total";
-/// The `kind` labels of [`STT_ERRORS`].
-pub const STT_ERROR_KINDS: &[&str] = &[
+/// The `kind` labels of [`STT_ERRORS`] and [`TTS_ERRORS`].
+pub const REMOTE_ERROR_KINDS: &[&str] = &[
     "connect",
     "timeout",
     "auth",
@@ -62,6 +62,9 @@ pub const STT_ERROR_KINDS: &[&str] = &[
     "protocol",
     "disconnect",
 ];
+/// Counter by `backend` (a TTS provider name) and `kind` (one of [`REMOTE_ERROR_KINDS`]):
+/// failures of remote TTS backends.
+pub const TTS_ERRORS: &str = "voxhook_tts_errors_total";
 /// Histogram by `backend`: a remote STT's end of speech → final transcript (as the backend
 /// measures it: audio streamed after the last word, or the request's round trip).
 pub const STT_FINAL_LATENCY: &str = "voxhook_stt_final_latency_seconds";
@@ -172,6 +175,7 @@ const COUNTERS: &[(&str, &str)] = &[
         "Remote STT sessions by backend and result: opened, failed, reconnected.",
     ),
     (STT_ERRORS, "Remote STT failures by backend and kind."),
+    (TTS_ERRORS, "Remote TTS failures by backend and kind."),
 ];
 
 /// Histograms (all in seconds) and their help texts.
@@ -259,10 +263,15 @@ fn register_all() {
         for &result in STT_SESSION_RESULTS {
             counter!(STT_SESSIONS, "backend" => backend, "result" => result).absolute(0);
         }
-        for &kind in STT_ERROR_KINDS {
+        for &kind in REMOTE_ERROR_KINDS {
             counter!(STT_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
         }
         let _ = histogram!(STT_FINAL_LATENCY, "backend" => backend);
+    }
+    for &backend in crate::tts::TtsSettings::NAMES {
+        for &kind in REMOTE_ERROR_KINDS {
+            counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
+        }
     }
 }
 
@@ -380,9 +389,14 @@ pub fn stt_session(backend: &'static str, result: &'static str) {
     counter!(STT_SESSIONS, "backend" => backend, "result" => result).increment(1);
 }
 
-/// A remote STT backend failed (`kind`, one of [`STT_ERROR_KINDS`]).
+/// A remote STT backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).
 pub fn stt_error(backend: &'static str, kind: &'static str) {
     counter!(STT_ERRORS, "backend" => backend, "kind" => kind).increment(1);
+}
+
+/// A remote TTS backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).
+pub fn tts_error(backend: &'static str, kind: &'static str) {
+    counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).increment(1);
 }
 
 /// `backend`'s final transcript came `d` after the end of speech.

@@ -4,8 +4,9 @@
 use voxhook::sim::deepgram::{DeepgramSim, DeepgramSimOptions};
 use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
+use voxhook::tts::TtsSettings;
 
-use crate::support::{speech, Harness};
+use crate::support::{rms, speech, Harness, WAIT};
 
 const SAID: &str = "I would like to check my account balance.";
 
@@ -95,4 +96,48 @@ async fn a_call_through_openai_compatible_transcription() {
     let (rate, ms) = r[0].wav.unwrap();
     assert_eq!(rate, 16_000);
     assert!(ms > 800, "the whole utterance was sent: {ms} ms");
+}
+
+/// OpenAI-compatible speech: every bot message is synthesized by the fake (24 kHz pcm,
+/// streamed in pieces), resampled once and heard by the caller to its mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_openai_compatible_speech() {
+    let sim = OpenAiSim::start(OpenAiSimOptions::default()).await.unwrap();
+    let tts = format!(
+        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    let h = Harness::start_with(|s| {
+        s.stt = SttSettings::from_toml(
+            "stt",
+            &format!("provider = \"fake\"\ntranscripts = [\"{SAID}\"]"),
+        )
+        .unwrap();
+        s.tts = TtsSettings::from_toml("tts", &tts).unwrap();
+    })
+    .await;
+    let user = "+15550003232";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() >= 2)
+        .await
+        .expect("the answer played to its mark");
+    assert!(
+        rms(&caller.log().heard) > 300.0,
+        "the fake's tone was heard"
+    );
+    let inputs: Vec<String> = sim
+        .speeches()
+        .iter()
+        .map(|r| r["input"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        inputs.iter().any(|i| i.contains("Welcome")),
+        "the greeting was synthesized: {inputs:?}"
+    );
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
 }
