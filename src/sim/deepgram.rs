@@ -582,3 +582,190 @@ impl Conn {
         self.close(1000, "").await;
     }
 }
+
+// === Aura (text to speech, REST) ===
+
+/// How the Aura fake behaves.
+#[derive(Debug, Clone)]
+pub struct AuraSimOptions {
+    /// The key clients must send (`Authorization: Token <key>`).
+    pub api_key: String,
+    /// Wait before the response starts (slow first byte).
+    pub latency: Duration,
+    /// Audio per character of text (a tone).
+    pub ms_per_char: u64,
+    /// Audio streams in chunks of this much, one per `chunk_interval`.
+    pub chunk_ms: u64,
+    /// Time between chunks.
+    pub chunk_interval: Duration,
+    /// Text containing this fails with a 500.
+    pub fail_on: Option<String>,
+}
+
+impl Default for AuraSimOptions {
+    fn default() -> Self {
+        Self {
+            api_key: "dg-test-key".into(),
+            latency: Duration::ZERO,
+            ms_per_char: 50,
+            chunk_ms: 100,
+            chunk_interval: Duration::from_millis(5),
+            fail_on: None,
+        }
+    }
+}
+
+/// One accepted `/v1/speak` request.
+#[derive(Debug, Clone)]
+pub struct SpeakRequest {
+    /// Query parameters.
+    pub query: HashMap<String, String>,
+    /// The `text` of the JSON body.
+    pub text: String,
+}
+
+struct AuraShared {
+    options: AuraSimOptions,
+    requests: Mutex<Vec<SpeakRequest>>,
+}
+
+/// A running Aura fake: `POST /v1/speak`, as Deepgram documents it (auth, query, JSON body,
+/// `container=none` raw audio or a WAV header otherwise, chunked).
+pub struct AuraSim {
+    server: super::kore::LocalServer,
+    shared: Arc<AuraShared>,
+}
+
+impl AuraSim {
+    /// Starts on a loopback port.
+    pub async fn start(options: AuraSimOptions) -> std::io::Result<Self> {
+        let shared = Arc::new(AuraShared {
+            options,
+            requests: Mutex::default(),
+        });
+        let app = axum::Router::new()
+            .route("/v1/speak", axum::routing::post(speak))
+            .with_state(shared.clone());
+        let server = super::kore::LocalServer::start("127.0.0.1:0", app).await?;
+        Ok(Self { server, shared })
+    }
+
+    /// `http://127.0.0.1:port`, the `base_url` to configure.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// Accepted requests, in order.
+    pub fn requests(&self) -> Vec<SpeakRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+async fn speak(
+    axum::extract::State(s): axum::extract::State<Arc<AuraShared>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    tokio::time::sleep(s.options.latency).await;
+    let fail = |status: u16, code: &str, msg: &str| {
+        let body = json!({"err_code": code, "err_msg": msg,
+            "request_id": uuid::Uuid::new_v4().to_string()});
+        let status =
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+        (status, axum::Json(body)).into_response()
+    };
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Token {}", s.options.api_key)) {
+        return fail(401, "INVALID_AUTH", "Invalid credentials.");
+    }
+    let json_body = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let text = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_string));
+    let Some(text) = text.filter(|t| json_body && !t.trim().is_empty()) else {
+        return fail(
+            400,
+            "Bad Request",
+            "A JSON body with non-empty text is required.",
+        );
+    };
+    if text.chars().count() > 2_000 {
+        return fail(
+            413,
+            "Payload Too Large",
+            "Text is longer than 2000 characters.",
+        );
+    }
+    let mulaw = match query.get("encoding").map(String::as_str) {
+        None | Some("linear16") => false,
+        Some("mulaw") => true,
+        Some(_) => return fail(400, "UNSUPPORTED_ENCODING", "Unsupported encoding."),
+    };
+    let rate: u32 = match query.get("sample_rate").map(|r| r.parse()) {
+        None => 24_000,
+        Some(Ok(r)) => r,
+        Some(Err(_)) => return fail(400, "Bad Request", "Invalid sample_rate."),
+    };
+    let rates: &[u32] = if mulaw {
+        &[8_000, 16_000]
+    } else {
+        &[8_000, 16_000, 24_000, 32_000, 48_000]
+    };
+    if !rates.contains(&rate) || query.get("model").is_none_or(|m| !m.starts_with("aura")) {
+        return fail(
+            400,
+            "Bad Request",
+            "Unsupported model or sample_rate for the encoding.",
+        );
+    }
+    if s.options
+        .fail_on
+        .as_ref()
+        .is_some_and(|f| text.contains(f.as_str()))
+    {
+        return fail(500, "INTERNAL_SERVER_ERROR", "Synthesis failed.");
+    }
+    s.requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(SpeakRequest {
+            query: query.clone(),
+            text: text.clone(),
+        });
+    let n = (text.chars().count() as u64 * s.options.ms_per_char * u64::from(rate) / 1000) as usize;
+    let tone = super::openai::tone(n, rate);
+    let raw = query.get("container").is_some_and(|c| c == "none");
+    let (bytes, per_sample) = if mulaw {
+        let mut b = Vec::with_capacity(n);
+        Codec::Mulaw.encode_into(&tone, &mut b);
+        (b, 1)
+    } else {
+        let mut b = if raw {
+            Vec::new()
+        } else {
+            crate::stt::openai::wav_bytes(&[], rate)
+        };
+        b.extend(tone.iter().flat_map(|x| x.to_le_bytes()));
+        (b, 2)
+    };
+    // An odd chunk length for linear16, so clients must carry a byte across chunks.
+    let chunk = (s.options.chunk_ms * u64::from(rate) / 1000) as usize * per_sample + 1;
+    let body = super::openai::streamed(bytes, chunk, s.options.chunk_interval, None);
+    let content_type = if mulaw {
+        "audio/basic"
+    } else if raw {
+        "audio/l16"
+    } else {
+        "audio/wav"
+    };
+    ([("content-type", content_type)], body).into_response()
+}

@@ -45,7 +45,7 @@ pub struct DemoOptions {
 /// The demo's STT backends.
 pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
 /// The demo's TTS backends.
-pub const TTS_CHOICES: [&str; 2] = ["flite", "openai"];
+pub const TTS_CHOICES: [&str; 3] = ["flite", "openai", "deepgram"];
 
 /// What the demo's caller says, for fakes that recognise nothing.
 const DEMO_TRANSCRIPTS: [&str; 2] = [
@@ -97,20 +97,41 @@ async fn speech_backends(
             crate::stt::SttSettings::from_toml("stt", &toml).map_err(|e| err(format!("{e:?}")))?;
         println!("voxhook demo: STT {}, against its local fake", opts.stt);
     }
-    if opts.tts == "openai" {
-        let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
-            // A hosted speech request's first byte, then 100 ms of audio every 50 ms.
-            latency: Duration::from_millis(300),
-            chunk_interval: Duration::from_millis(50),
-            ..Default::default()
-        })
-        .await
-        .map_err(err)?;
-        let toml = fake_section("openai", &sim.base_url(), "sk-test-key");
-        fakes.push(Box::new(sim));
+    let tts = match opts.tts.as_str() {
+        "openai" => {
+            let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
+                // A hosted speech request's first byte, then 100 ms of audio every 50 ms.
+                latency: Duration::from_millis(300),
+                chunk_interval: Duration::from_millis(50),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "deepgram" => {
+            let sim = super::deepgram::AuraSim::start(super::deepgram::AuraSimOptions {
+                latency: Duration::from_millis(200),
+                chunk_interval: Duration::from_millis(50),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            fakes.push(Box::new(sim));
+            Some(section + "\nencoding = \"mulaw\"")
+        }
+        _ => None,
+    };
+    if let Some(toml) = tts {
         settings.tts =
             crate::tts::TtsSettings::from_toml("tts", &toml).map_err(|e| err(format!("{e:?}")))?;
-        println!("voxhook demo: TTS openai, against its local fake (a tone per message)");
+        println!(
+            "voxhook demo: TTS {}, against its local fake (a tone per message)",
+            opts.tts
+        );
     }
     Ok(fakes)
 }

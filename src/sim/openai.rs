@@ -417,17 +417,38 @@ async fn speech(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         bytes[4..8].copy_from_slice(&unknown);
         bytes[40..44].copy_from_slice(&unknown);
     }
+    bytes.extend(tone(samples, rate).iter().flat_map(|x| x.to_le_bytes()));
+    let chunk = (s.options.chunk_ms * u64::from(rate) / 1000 * 2).max(2) as usize;
+    let body = streamed(bytes, chunk, s.options.chunk_interval, s.options.cut_after);
+    let content_type = match (format.as_str(), s.options.rate_in_content_type) {
+        ("wav", _) => "audio/wav".to_string(),
+        (_, true) => format!("audio/pcm;rate={rate};channels=1"),
+        _ => "audio/pcm".to_string(),
+    };
+    ([("content-type", content_type)], body).into_response()
+}
+
+/// `n` samples of a 220 Hz tone at `rate`: the fakes' "speech".
+pub(crate) fn tone(n: usize, rate: u32) -> Vec<i16> {
     let step = std::f64::consts::TAU * 220.0 / f64::from(rate);
-    for i in 0..samples {
-        let x = ((i as f64 * step).sin() * 6_000.0) as i16;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    if let Some(cut) = s.options.cut_after {
+    (0..n)
+        .map(|i| ((i as f64 * step).sin() * 6_000.0) as i16)
+        .collect()
+}
+
+/// `bytes` as a chunked body, `chunk` bytes every `interval`; with `cut_after`, the stream
+/// breaks (the connection drops) after that many bytes.
+pub(crate) fn streamed(
+    mut bytes: Vec<u8>,
+    chunk: usize,
+    interval: Duration,
+    cut_after: Option<usize>,
+) -> Body {
+    if let Some(cut) = cut_after {
         bytes.truncate(cut);
     }
-    let cut = s.options.cut_after.is_some();
-    let chunk = (s.options.chunk_ms * u64::from(rate) / 1000 * 2).max(2) as usize;
-    let interval = s.options.chunk_interval;
+    let cut = cut_after.is_some();
+    let chunk = chunk.max(1);
     let stream = futures_util::stream::unfold((bytes, 0usize), move |(bytes, at)| async move {
         if at == usize::MAX {
             return None;
@@ -448,10 +469,5 @@ async fn speech(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         let piece = Bytes::copy_from_slice(&bytes[at..end]);
         Some((Ok::<_, std::io::Error>(piece), (bytes, end)))
     });
-    let content_type = match (format.as_str(), s.options.rate_in_content_type) {
-        ("wav", _) => "audio/wav".to_string(),
-        (_, true) => format!("audio/pcm;rate={rate};channels=1"),
-        _ => "audio/pcm".to_string(),
-    };
-    ([("content-type", content_type)], Body::from_stream(stream)).into_response()
+    Body::from_stream(stream)
 }

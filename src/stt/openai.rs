@@ -257,10 +257,11 @@ struct TranscriptionResponse {
     text: String,
 }
 
-/// `{"error": {"message": …}}`, OpenAI's error body.
+/// `{"error": {"message": …}}` (OpenAI) or `{"err_msg": …}` (Deepgram).
 #[derive(Deserialize)]
 struct ErrorResponse {
-    error: ErrorBody,
+    error: Option<ErrorBody>,
+    err_msg: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -344,12 +345,13 @@ impl Client {
     }
 }
 
-/// A non-2xx answer as a failure kind and message (OpenAI's `error.message` when the body
-/// has one). Shared with `tts::openai`.
+/// A non-2xx answer as a failure kind and message (the body's `error.message`, OpenAI's, or
+/// `err_msg`, Deepgram's, when it has one). Shared with the other HTTP speech backends.
 pub(crate) fn refused(status: reqwest::StatusCode, body: &[u8]) -> (&'static str, String) {
     let why = serde_json::from_slice::<ErrorResponse>(body)
-        .map(|e| e.error.message)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into());
+        .ok()
+        .and_then(|e| e.error.map(|e| e.message).or(e.err_msg))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into());
     let kind = if matches!(status.as_u16(), 401 | 403) {
         "auth"
     } else {

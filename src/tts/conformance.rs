@@ -141,5 +141,7 @@ mod tests {
         };
         #[cfg(feature = "sim")]
         openai => crate::tts::openai::tests::subject().await;
+        #[cfg(feature = "sim")]
+        deepgram => crate::tts::deepgram::tests::subject().await;
     }
 }

@@ -5,8 +5,10 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod deepgram;
 pub mod fake;
 pub mod flite;
+mod http;
 pub mod openai;
 
 use std::fmt::Debug;
@@ -25,6 +27,8 @@ crate::registry! {
         Fake(fake::FakeTtsSettings) = "fake",
         /// OpenAI-compatible `POST /v1/audio/speech`, streamed per sentence.
         OpenAi(openai::OpenAiTtsSettings) = "openai",
+        /// Deepgram Aura `POST /v1/speak`, streamed per sentence at the telephone's rate.
+        Deepgram(deepgram::AuraSettings) = "deepgram",
     }
 }
 

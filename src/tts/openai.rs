@@ -11,17 +11,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    split_sentences, TextToSpeech, TtsBackend, TtsError, TtsRequest, TtsStream, TTS_CHUNK_CAPACITY,
-};
+use super::http::{next_piece, per_sentence, send, ChunkTx, Failure};
+use super::{TextToSpeech, TtsBackend, TtsError, TtsRequest, TtsStream};
 use crate::audio::resample::Resampler;
 use crate::component::{Component, Ctx, Errors};
 use crate::config::SensitiveString;
-use crate::stt::openai::{refused, transport};
-use crate::telemetry::metrics;
 
 /// Name in config, logs and the metrics' `backend` label.
 const NAME: &str = "openai";
@@ -205,50 +201,27 @@ impl TextToSpeech for OpenAiTts {
         req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError> {
-        let (tx, rx) = mpsc::channel(TTS_CHUNK_CAPACITY);
-        // Plain text: the OpenAI speech API takes no SSML.
-        let sentences = split_sentences(&req.text);
+        // Plain text: the API takes no SSML.
         let voice = req
             .voice
             .clone()
             .unwrap_or_else(|| self.0.cfg.voice.clone());
         let client = self.0.clone();
-        let task = async move {
-            for sentence in sentences {
-                let spoken = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    res = client.speak(&sentence, &voice, &tx) => res,
-                };
-                match spoken {
-                    Ok(true) => {}
-                    // The listener dropped the stream.
-                    Ok(false) => return,
-                    Err((kind, msg)) => {
-                        metrics::tts_error(NAME, kind);
-                        tracing::warn!(error = %msg, kind, "Speech request failed.");
-                        let _ = tx
-                            .send(Err(TtsError::Synthesis(format!("openai: {msg}"))))
-                            .await;
-                        return;
-                    }
-                }
-            }
-        };
-        tokio::spawn(tracing::Instrument::in_current_span(task));
-        Ok(rx)
+        Ok(per_sentence(
+            NAME,
+            &req.text,
+            cancel,
+            move |sentence, tx| {
+                let (client, voice) = (client.clone(), voice.clone());
+                async move { client.speak(&sentence, &voice, &tx).await }
+            },
+        ))
     }
 }
 
-type Failure = (&'static str, String);
-
 impl Client {
     /// Speaks one sentence into `tx`; `Ok(false)`: the receiver is gone.
-    async fn speak(
-        &self,
-        sentence: &str,
-        voice: &str,
-        tx: &mpsc::Sender<Result<Vec<i16>, TtsError>>,
-    ) -> Result<bool, Failure> {
+    async fn speak(&self, sentence: &str, voice: &str, tx: &ChunkTx) -> Result<bool, Failure> {
         let input: String = sentence.chars().take(MAX_INPUT_CHARS).collect();
         let format = match self.cfg.format {
             Format::Pcm => "pcm",
@@ -262,15 +235,7 @@ impl Client {
         if let Some(key) = &self.cfg.api_key {
             req = req.bearer_auth(key.expose());
         }
-        let mut resp = tokio::time::timeout(self.cfg.first_byte_timeout, req.send())
-            .await
-            .map_err(|_| ("timeout", "no response in time".to_string()))?
-            .map_err(|e| transport(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let bytes = resp.bytes().await.unwrap_or_default();
-            return Err(refused(status, &bytes));
-        }
+        let mut resp = send(req, self.cfg.first_byte_timeout).await?;
         let content_type = resp
             .headers()
             .get("content-type")
@@ -283,10 +248,7 @@ impl Client {
         );
         let mut out = Vec::new();
         loop {
-            let piece = tokio::time::timeout(self.cfg.read_timeout, resp.chunk())
-                .await
-                .map_err(|_| ("timeout", "the audio stream stalled".to_string()))?
-                .map_err(|e| ("disconnect", format!("audio stream broke: {e}")))?;
+            let piece = next_piece(&mut resp, self.cfg.read_timeout).await?;
             out.clear();
             let done = match &piece {
                 Some(bytes) => {

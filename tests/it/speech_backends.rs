@@ -1,7 +1,7 @@
 //! Cloud speech backends selected in config, each against its local fake (`voxhook::sim`),
 //! carrying a whole call through the real daemon.
 
-use voxhook::sim::deepgram::{DeepgramSim, DeepgramSimOptions};
+use voxhook::sim::deepgram::{AuraSim, AuraSimOptions, DeepgramSim, DeepgramSimOptions};
 use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
 use voxhook::tts::TtsSettings;
@@ -98,22 +98,13 @@ async fn a_call_through_openai_compatible_transcription() {
     assert!(ms > 800, "the whole utterance was sent: {ms} ms");
 }
 
-/// OpenAI-compatible speech: every bot message is synthesized by the fake (24 kHz pcm,
-/// streamed in pieces), resampled once and heard by the caller to its mark.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_spoken_through_openai_compatible_speech() {
-    let sim = OpenAiSim::start(OpenAiSimOptions::default()).await.unwrap();
-    let tts = format!(
-        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
-        sim.base_url()
-    );
+/// A call whose bot messages are all spoken by the TTS backend `tts_toml`, with the fake
+/// STT: the caller hears the answer to its mark, and the greeting went to the backend.
+async fn call_spoken_by(tts_toml: &str, greeted: impl Fn() -> Vec<String>) {
     let h = Harness::start_with(|s| {
-        s.stt = SttSettings::from_toml(
-            "stt",
-            &format!("provider = \"fake\"\ntranscripts = [\"{SAID}\"]"),
-        )
-        .unwrap();
-        s.tts = TtsSettings::from_toml("tts", &tts).unwrap();
+        let stt = format!("provider = \"fake\"\ntranscripts = [\"{SAID}\"]");
+        s.stt = SttSettings::from_toml("stt", &stt).unwrap();
+        s.tts = TtsSettings::from_toml("tts", tts_toml).unwrap();
     })
     .await;
     let user = "+15550003232";
@@ -128,11 +119,7 @@ async fn a_call_spoken_through_openai_compatible_speech() {
         rms(&caller.log().heard) > 300.0,
         "the fake's tone was heard"
     );
-    let inputs: Vec<String> = sim
-        .speeches()
-        .iter()
-        .map(|r| r["input"].as_str().unwrap_or("").to_string())
-        .collect();
+    let inputs = greeted();
     assert!(
         inputs.iter().any(|i| i.contains("Welcome")),
         "the greeting was synthesized: {inputs:?}"
@@ -140,4 +127,39 @@ async fn a_call_spoken_through_openai_compatible_speech() {
     caller.hang_up().await;
     h.assert_closed_once(user).await;
     h.finish().await;
+}
+
+/// OpenAI-compatible speech: 24 kHz pcm streamed in pieces, resampled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_openai_compatible_speech() {
+    let sim = OpenAiSim::start(OpenAiSimOptions::default()).await.unwrap();
+    let tts = format!(
+        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    call_spoken_by(&tts, || {
+        sim.speeches()
+            .iter()
+            .map(|r| r["input"].as_str().unwrap_or("").to_string())
+            .collect()
+    })
+    .await;
+}
+
+/// Deepgram Aura: μ-law at 8 kHz, the telephone's own format, nothing resampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_deepgram_aura() {
+    let sim = AuraSim::start(AuraSimOptions::default()).await.unwrap();
+    let tts = format!(
+        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\nencoding = \"mulaw\"",
+        sim.base_url()
+    );
+    call_spoken_by(&tts, || {
+        sim.requests().into_iter().map(|r| r.text).collect()
+    })
+    .await;
+    assert!(sim
+        .requests()
+        .iter()
+        .all(|r| r.query["encoding"] == "mulaw"));
 }
