@@ -481,6 +481,7 @@ struct Turn {
 /// An unanswered `Finalize`.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
+    asked: Instant,
     deadline: Instant,
 }
 
@@ -679,8 +680,10 @@ impl Session {
         } else {
             self.cfg.finalize_timeout
         };
+        let asked = Instant::now();
         self.finalize = Some(Pending {
-            deadline: Instant::now() + wait,
+            asked,
+            deadline: asked + wait,
         });
         Ok(true)
     }
@@ -750,7 +753,8 @@ impl Session {
     fn transcript(&self, span: Option<(f64, f64)>, text: String, confidence: f32) -> Transcript {
         let (audio_ms, decode_ms) = match span {
             // On a real-time stream, the audio sent after the turn's last word is how long
-            // the final took to come back.
+            // the final took to come back (Deepgram's endpointing; a Finalize's answer is
+            // timed from the request instead).
             Some((start, end)) => (
                 ((end - start).max(0.0) * 1000.0) as u64,
                 ((self.sent_secs - end).max(0.0) * 1000.0) as u64,
@@ -768,10 +772,14 @@ impl Session {
 
     /// Emits the turn so far as a final (possibly empty) and starts a new one.
     async fn emit_final(&mut self) -> bool {
-        self.finalize = None;
+        let pending = self.finalize.take();
         let turn = std::mem::take(&mut self.turn);
         let confidence = turn.confidence_sum / turn.segments.max(1) as f32;
-        let t = self.transcript(turn.span, turn.text, confidence);
+        let mut t = self.transcript(turn.span, turn.text, confidence);
+        // Ended by the VAD: the final's latency is the Finalize round trip.
+        if let Some(p) = pending {
+            t.decode_ms = p.asked.elapsed().as_millis() as u64;
+        }
         if t.audio_ms > 0 {
             metrics::stt_final_latency(NAME, Duration::from_millis(t.decode_ms));
         }
