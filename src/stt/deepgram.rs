@@ -383,7 +383,15 @@ impl SpeechToText for DeepgramStt {
         params: SttParams,
         cancel: CancellationToken,
     ) -> Result<SttStream, SttError> {
-        let language = params.language.unwrap_or_else(|| self.0.language.clone());
+        // A session's language goes into the query too: only a URL-safe code is used.
+        let language = match params.language {
+            Some(l) if query_safe(&l) => l,
+            Some(l) => {
+                tracing::warn!(language = %l, "Language code unusable in a Deepgram query; the configured one is used.");
+                self.0.language.clone()
+            }
+            None => self.0.language.clone(),
+        };
         let ws = tokio::select! {
             _ = cancel.cancelled() => return Err(SttError::Closed),
             ws = self.0.connect(&language) => ws,
@@ -897,6 +905,46 @@ pub(crate) mod tests {
         assert_eq!(errs[0].key, "stt.end_of_turn", "{errs:?}");
         let s = SttSettings::from_toml("stt", "provider = \"deepgram\"\napi_key = \"dg-secret\"");
         assert!(!format!("{:?}", s.unwrap()).contains("dg-secret"));
+    }
+
+    /// `[languages.es.stt]` lays its keys over a Deepgram `[stt]`, the key comes from the
+    /// environment, and a missing key names the variable to set.
+    #[test]
+    fn a_language_overlay_and_the_key_from_the_environment() {
+        use std::collections::HashMap;
+        let toml = r#"
+            [stt]
+            provider = "deepgram"
+            model = "nova-2-phonecall"
+            [languages.es.stt]
+            language = "es"
+            model = "nova-2"
+            [bot]
+            webhook_url = "https://bots.kore.ai/chatbot/v2/webhook/st-1"
+            client_id = "cs"
+            client_secret = "s"
+        "#;
+        let env = HashMap::from([("VOXHOOK__STT__API_KEY".to_string(), "dg-env".to_string())]);
+        let s = crate::config::validate(crate::config::load_str(toml, env).unwrap()).unwrap();
+        let SttSettings::Deepgram(base) = &s.stt else {
+            panic!("{:?}", s.stt)
+        };
+        assert_eq!(
+            (base.api_key.expose(), base.language.as_str()),
+            ("dg-env", "en")
+        );
+        let Some(SttSettings::Deepgram(es)) = &s.languages[0].stt else {
+            panic!("{:?}", s.languages)
+        };
+        assert_eq!((es.language.as_str(), es.model.as_str()), ("es", "nova-2"));
+        assert_eq!(es.api_key.expose(), "dg-env");
+        let errs = crate::config::validate(crate::config::load_str(toml, HashMap::new()).unwrap())
+            .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.key == "stt.api_key" && e.message.contains("VOXHOOK__STT__API_KEY")),
+            "{errs:?}"
+        );
     }
 
     #[test]
