@@ -546,12 +546,33 @@ impl Session {
                 return;
             }
             while ws.is_none() && reconnects < self.cfg.max_reconnects {
-                tokio::select! {
-                    _ = self.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(RECONNECT_BACKOFF * 2u32.pow(reconnects)) => {}
-                }
+                let backoff = RECONNECT_BACKOFF * 2u32.pow(reconnects);
                 reconnects += 1;
-                match self.cfg.connect(&self.language).await {
+                let (cfg, language) = (self.cfg.clone(), self.language.clone());
+                let attempt = async move {
+                    tokio::time::sleep(backoff).await;
+                    cfg.connect(&language).await
+                };
+                tokio::pin!(attempt);
+                // The listener is never held up by a reconnect: what it sends meanwhile is
+                // dropped, and an utterance it finalizes meanwhile is reported lost.
+                let res = loop {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        res = &mut attempt => break res,
+                        it = self.input.recv() => match it {
+                            Some(SttInput::Control(SttControl::Finalize)) => {
+                                let lost = SttEvent::Error("deepgram: reconnecting".into());
+                                if self.events.send(lost).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(SttInput::Control(SttControl::Close)) | None => return,
+                            Some(_) => {}
+                        },
+                    }
+                };
+                match res {
                     Ok(s) => {
                         metrics::stt_session(NAME, "reconnected");
                         tracing::info!(attempt = reconnects, "Deepgram stream reconnected.");
@@ -1111,6 +1132,54 @@ pub(crate) mod tests {
             assert_eq!(t.text, "I would like to check my account balance.");
             assert!(t.audio_ms > 500, "{t:?}");
             assert_eq!(sim.connections()[0].finalizes, 0);
+        }
+
+        /// While the session reconnects (slow handshake), the listener's audio is taken and
+        /// dropped rather than filling the input channel, and a Finalize meanwhile is
+        /// reported as a lost utterance.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_reconnect_never_holds_up_the_listener() {
+            let sim = DeepgramSim::start(DeepgramSimOptions {
+                handshake_delay: Duration::from_millis(800),
+                close_after_audio: Some((Duration::from_millis(500), 1011, "NET-0000".into())),
+                ..DeepgramSimOptions::default()
+            })
+            .await
+            .unwrap();
+            let b = backend(&sim, "").await;
+            let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
+            send(&s, &[0i16; 8_000]).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Well past the input channel's capacity, during the reconnect.
+            let t0 = Instant::now();
+            send(&s, &[0i16; 160 * 400]).await;
+            assert!(
+                t0.elapsed() < Duration::from_millis(500),
+                "{:?}",
+                t0.elapsed()
+            );
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome(&mut s).await,
+                SttEvent::Error("deepgram: reconnecting".into())
+            );
+            let end = Instant::now() + Duration::from_secs(5);
+            while sim.connections().len() < 2 {
+                assert!(Instant::now() < end, "no reconnect");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
+            send(&s, &speech).await;
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome(&mut s).await, SttEvent::Final(t) if t.text.contains("balance"))
+            );
         }
 
         /// An error close frame mid-stream (1011 NET-0000): the session reconnects and the
