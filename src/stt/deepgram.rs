@@ -10,6 +10,7 @@
 //! Wire details: README "Deepgram STT" (what was checked against Deepgram's documentation and
 //! what only against the local fake, `sim::deepgram`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ const NAME: &str = "deepgram";
 const SETTLED_GRACE: Duration = Duration::from_millis(300);
 /// How long `CloseStream` may take to flush before the session stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Inputs kept while a socket is replaced (~30 s of 20 ms frames); the oldest audio is
+/// dropped first.
+const RECONNECT_BACKLOG: usize = 1_500;
 /// First reconnect delay; doubled for each further attempt.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -419,6 +423,7 @@ impl SpeechToText for DeepgramStt {
             last_sent: Instant::now(),
             closing: None,
             wire: Vec::new(),
+            backlog: VecDeque::new(),
         };
         tokio::spawn(tracing::Instrument::in_current_span(session.run(ws)));
         Ok(SttStream { input, events })
@@ -518,6 +523,8 @@ struct Session {
     closing: Option<Instant>,
     /// Reused wire buffer.
     wire: Vec<u8>,
+    /// Inputs that arrived while the socket was being replaced.
+    backlog: VecDeque<SttInput>,
 }
 
 impl Session {
@@ -554,21 +561,15 @@ impl Session {
                     cfg.connect(&language).await
                 };
                 tokio::pin!(attempt);
-                // The listener is never held up by a reconnect: what it sends meanwhile is
-                // dropped, and an utterance it finalizes meanwhile is reported lost.
+                // The listener is never held up by a reconnect: what it sends meanwhile waits
+                // in a bounded backlog (oldest audio dropped first) for the new socket.
                 let res = loop {
                     tokio::select! {
                         _ = self.cancel.cancelled() => return,
                         res = &mut attempt => break res,
                         it = self.input.recv() => match it {
-                            Some(SttInput::Control(SttControl::Finalize)) => {
-                                let lost = SttEvent::Error("deepgram: reconnecting".into());
-                                if self.events.send(lost).await.is_err() {
-                                    return;
-                                }
-                            }
                             Some(SttInput::Control(SttControl::Close)) | None => return,
-                            Some(_) => {}
+                            Some(input) => self.keep(input),
                         },
                     }
                 };
@@ -585,6 +586,20 @@ impl Session {
             }
         }
         tracing::error!("Deepgram stream gone and reconnects used up; speech input ends.");
+    }
+
+    /// Keeps `input` for the next socket; past [`RECONNECT_BACKLOG`], the oldest audio goes.
+    fn keep(&mut self, input: SttInput) {
+        self.backlog.push_back(input);
+        if self.backlog.len() > RECONNECT_BACKLOG {
+            let oldest_audio = self
+                .backlog
+                .iter()
+                .position(|i| matches!(i, SttInput::Audio(_)));
+            if let Some(at) = oldest_audio {
+                self.backlog.remove(at);
+            }
+        }
     }
 
     /// Runs one socket until it ends.
@@ -631,7 +646,7 @@ impl Session {
                         return End::Lost("connection ended".into());
                     }
                 },
-                input = self.input.recv(), if self.closing.is_none() => {
+                input = next_input(&mut self.backlog, &mut self.input), if self.closing.is_none() => {
                     let sent = match input {
                         Some(SttInput::Audio(pcm)) => self.send_audio(&mut sink, &pcm).await,
                         Some(SttInput::Control(SttControl::KeepAlive)) => {
@@ -825,6 +840,17 @@ fn join(a: &str, b: &str) -> String {
         b.to_string()
     } else {
         format!("{a} {b}")
+    }
+}
+
+/// What the listener sent while the socket was being replaced, then what it sends now.
+async fn next_input(
+    backlog: &mut VecDeque<SttInput>,
+    input: &mut mpsc::Receiver<SttInput>,
+) -> Option<SttInput> {
+    match backlog.pop_front() {
+        Some(it) => Some(it),
+        None => input.recv().await,
     }
 }
 
@@ -1134,9 +1160,9 @@ pub(crate) mod tests {
             assert_eq!(sim.connections()[0].finalizes, 0);
         }
 
-        /// While the session reconnects (slow handshake), the listener's audio is taken and
-        /// dropped rather than filling the input channel, and a Finalize meanwhile is
-        /// reported as a lost utterance.
+        /// While the session reconnects (slow handshake), what the listener sends is taken
+        /// into a backlog rather than filling the input channel, and reaches the new socket:
+        /// a Finalize sent meanwhile is answered from it.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_reconnect_never_holds_up_the_listener() {
             let sim = DeepgramSim::start(DeepgramSimOptions {
@@ -1162,9 +1188,13 @@ pub(crate) mod tests {
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
                 .unwrap();
-            assert_eq!(
-                outcome(&mut s).await,
-                SttEvent::Error("deepgram: reconnecting".into())
+            let SttEvent::Final(t) = outcome(&mut s).await else {
+                panic!("the Finalize was not answered")
+            };
+            assert_eq!(t.text, "", "only silence was sent");
+            assert!(
+                sim.connections()[1].audio_bytes >= 160 * 400,
+                "the backlog was sent"
             );
             let end = Instant::now() + Duration::from_secs(5);
             while sim.connections().len() < 2 {
