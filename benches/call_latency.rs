@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench call_latency` (options: `-- --calls N --idle N --threads N
 //! --parallel N`, the last two for `[stt]`; no-input reprompts are off so idle calls stay
-//! idle). Figures are percentiles from one run; the daemon's own JSON log lines are the
+//! idle). `--stt deepgram|openai` and `--tts openai|deepgram` swap in a cloud backend
+//! against its local fake, configured with the vendor's typical latency (`--vendor-ms N`). Figures are percentiles from one run; the daemon's own JSON log lines are the
 //! measurement source.
 
 use std::collections::HashMap;
@@ -30,20 +31,18 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(webhook_url: &str, threads: usize, parallel: usize) -> Daemon {
+    fn start(webhook_url: &str, stt: &str, tts: &str) -> Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let root = env!("CARGO_MANIFEST_DIR");
         let cfg = std::env::temp_dir().join(format!("voxhook-bench-{}.toml", std::process::id()));
         std::fs::write(
             &cfg,
             format!(
                 "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_calls = 1000\n\
                  shutdown_grace_period_secs = 0\n\
-                 [stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
-                 threads = {threads}\nmax_parallel_decodes = {parallel}\n\
+                 [stt]\n{stt}\n[tts]\n{tts}\n\
                  [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{webhook_url}\"\n\
                  client_id = \"cs-bench\"\npoll_interval_ms = 100\n\
                  [call]\nno_input_timeout_ms = 0\n"
@@ -123,6 +122,84 @@ fn percentiles(name: &str, mut xs: Vec<f64>, unit: &str) {
     );
 }
 
+fn arg_str(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Cloud backends' local fakes; they run until dropped.
+type Fakes = Vec<Box<dyn std::any::Any>>;
+
+/// The `[stt]` and `[tts]` bodies for the chosen backends, starting their fakes.
+async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String, String) {
+    use voxhook::sim::{deepgram, openai};
+    let vendor = Duration::from_millis(arg("--vendor-ms", 150) as u64);
+    let section = |provider: &str, url: String, key: &str| {
+        format!("provider = \"{provider}\"\nbase_url = \"{url}\"\napi_key = \"{key}\"")
+    };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let stt = match arg_str("--stt", "whisper").as_str() {
+        "deepgram" => {
+            let sim = deepgram::DeepgramSim::start(deepgram::DeepgramSimOptions {
+                transcripts: UTTERANCES.iter().map(|u| u.to_string()).collect(),
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let s = section("deepgram", sim.base_url(), "dg-test-key");
+            fakes.push(Box::new(sim));
+            s
+        }
+        "openai" => {
+            let sim = openai::OpenAiSim::start(openai::OpenAiSimOptions {
+                transcripts: UTTERANCES.iter().map(|u| u.to_string()).collect(),
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let s = section("openai", sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            s
+        }
+        _ => format!(
+            "provider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
+             threads = {threads}\nmax_parallel_decodes = {parallel}"
+        ),
+    };
+    let tts = match arg_str("--tts", "flite").as_str() {
+        "openai" => {
+            let sim = openai::OpenAiSim::start(openai::OpenAiSimOptions {
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let s = section("openai", sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            s
+        }
+        "deepgram" => {
+            let sim = deepgram::AuraSim::start(deepgram::AuraSimOptions {
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let s = section("deepgram", sim.base_url(), "dg-test-key") + "\nencoding = \"mulaw\"";
+            fakes.push(Box::new(sim));
+            s
+        }
+        _ => "provider = \"flite\"".to_string(),
+    };
+    (stt, tts)
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -142,7 +219,9 @@ async fn main() {
     let bot = KoreSim::start("st-bench", "cs-bench", "bench-secret")
         .await
         .unwrap();
-    let daemon = Daemon::start(&bot.webhook_url(), threads, parallel);
+    let mut fakes = Fakes::new();
+    let (stt, tts) = backends(threads, parallel, &mut fakes).await;
+    let daemon = Daemon::start(&bot.webhook_url(), &stt, &tts);
     let url = format!("ws://127.0.0.1:{}/twilio", daemon.port);
     let ready = format!("http://127.0.0.1:{}/ready", daemon.port);
     for _ in 0..300 {
@@ -208,7 +287,9 @@ async fn main() {
 
     println!(
         "\nvoxhook call benchmark ({n_calls} sequential calls, {n_idle} idle calls, \
-         stt.threads = {threads}, stt.max_parallel_decodes = {parallel})"
+         stt.threads = {threads}, stt.max_parallel_decodes = {parallel}, stt {}, tts {})",
+        arg_str("--stt", "whisper"),
+        arg_str("--tts", "flite"),
     );
     percentiles(
         "end of speech -> bot request (ms)",

@@ -56,6 +56,15 @@ impl Ctx<'_> {
     pub fn key(&self, field: &str) -> String {
         format!("{}.{field}", self.path)
     }
+
+    /// The environment variable that sets `field` of this section (`VOXHOOK__STT__API_KEY`),
+    /// for error messages about secrets best kept out of the file.
+    pub fn env_var(&self, field: &str) -> String {
+        format!(
+            "VOXHOOK__{}",
+            self.key(field).replace('.', "__").to_uppercase()
+        )
+    }
 }
 
 /// An implementation's configuration: what the operator writes and what it validates into.

@@ -20,10 +20,13 @@
 //! | [`sim`] | a development bot and a simulated caller for demos and tests |
 
 /// One `#[tokio::test]` per backend for a conformance suite's `run` (in scope where it is
-/// used): `name => Subject { … };`. Shared by `stt::conformance` and `tts::conformance`.
+/// used): `name => Subject { … };`, optionally under attributes (`#[cfg(feature = "sim")]`
+/// for a backend tested against a simulator). Shared by `stt::conformance` and
+/// `tts::conformance`.
 #[cfg(test)]
 macro_rules! conformance_tests {
-    ($($name:ident => $subject:expr;)+) => {$(
+    ($($(#[$meta:meta])* $name:ident => $subject:expr;)+) => {$(
+        $(#[$meta])*
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             run($subject).await;

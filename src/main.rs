@@ -77,6 +77,12 @@ enum Command {
         /// Also print each message the caller heard, transcribed with whisper.
         #[arg(long)]
         transcribe: bool,
+        /// STT backend: the embedded whisper, or a cloud backend against its local fake.
+        #[arg(long, default_value = "whisper", value_parser = voxhook::sim::demo::STT_CHOICES)]
+        stt: String,
+        /// TTS backend: the embedded flite, or a cloud backend against its local fake.
+        #[arg(long, default_value = "flite", value_parser = voxhook::sim::demo::TTS_CHOICES)]
+        tts: String,
     },
     /// A softphone: call a running voxhook over Twilio's Media Streams protocol, speak
     /// WAV files or typed lines, press keys, and print what the bot said.
@@ -259,6 +265,8 @@ fn main() -> ExitCode {
             api,
             mode,
             transcribe,
+            stt,
+            tts,
         } => {
             init_logging(cli.log_format, "warn");
             let opts = sim::demo::DemoOptions {
@@ -274,6 +282,8 @@ fn main() -> ExitCode {
                 },
                 async_mode: mode == "async",
                 transcribe,
+                stt,
+                tts,
             };
             match runtime().block_on(sim::demo::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

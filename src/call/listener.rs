@@ -27,6 +27,10 @@ pub const LISTENER_EVENT_CAPACITY: usize = 16;
 /// A streaming STT session that got no audio for this long is sent a `KeepAlive` (cloud
 /// backends close idle streams after about ten seconds).
 const KEEPALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
+/// When the backend ends turns itself: a `Finalize` goes out this long after the VAD's end of
+/// speech if the backend has not ended the turn by then (noise the backend heard no words
+/// in), so the actor is never left waiting for a turn that will not come.
+const BACKEND_TURN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// STT inputs kept while the session opens (~30 s of 20 ms frames: one longest utterance);
 /// older ones are dropped first.
 const BACKLOG_INPUTS: usize = 1_500;
@@ -88,6 +92,30 @@ pub async fn run(
     let mut backlog: VecDeque<SttInput> = VecDeque::new();
     // A streaming session hears everything; an utterance session only what the VAD keeps.
     let streaming = backend.streaming();
+    // A streaming session takes the call's audio at its own rate: the carrier's frames as
+    // they are when the rates match (no resampling), else resampled once.
+    let stt_rate = backend.sample_rate();
+    let mut stt_resampler = match (streaming, stt_rate) {
+        (true, r) if r != inbound_rate && r != INTERNAL_RATE => {
+            match Resampler::new(inbound_rate, r) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let _ = events
+                        .send(ListenerEvent::SttUnavailable(e.to_string()))
+                        .await;
+                    return record_only(audio, &trace, &cancel).await;
+                }
+            }
+        }
+        _ => None,
+    };
+    // The backend ends turns (its endpointing): the VAD's end of speech is only noted, and
+    // reported with the backend's final.
+    let backend_turns = streaming && backend.endpointing();
+    let mut speech_ended: Option<Instant> = None;
+    let mut finalize_due: Option<Instant> = None;
+    // The backend already ended a turn within the VAD's current utterance.
+    let mut backend_final = false;
     let mut endpointer = Endpointer::new(vad);
     let mut pcm16k = Vec::with_capacity(640);
     let mut vad_events = Vec::new();
@@ -123,6 +151,10 @@ pub async fn run(
                     }
                 }
             },
+            _ = sleep_until_opt(finalize_due) => {
+                finalize_due = None;
+                to_stt.push(SttInput::Control(SttControl::Finalize));
+            }
             _ = keepalive.tick(), if streaming && session.is_some() => {
                 if !std::mem::take(&mut heard_since_tick) {
                     to_stt.push(SttInput::Control(SttControl::KeepAlive));
@@ -136,12 +168,28 @@ pub async fn run(
                 resampler.process(&frame, &mut pcm16k);
                 vad_events.clear();
                 endpointer.push(&pcm16k, &mut vad_events);
-                if streaming && !pcm16k.is_empty() {
-                    to_stt.push(SttInput::Audio(pcm16k.clone()));
+                if streaming {
+                    let pcm = if stt_rate == inbound_rate {
+                        frame
+                    } else if let Some(r) = &mut stt_resampler {
+                        let mut out = Vec::with_capacity(frame.len() * 2);
+                        r.process(&frame, &mut out);
+                        out
+                    } else {
+                        pcm16k.clone()
+                    };
+                    if !pcm.is_empty() {
+                        to_stt.push(SttInput::Audio(pcm));
+                    }
                 }
                 for ev in vad_events.drain(..) {
                     let to_actor = match ev {
-                        VadEvent::Started(_) if streaming => Some(ListenerEvent::SpeechStarted),
+                        VadEvent::Started(_) if streaming => {
+                            speech_ended = None;
+                            finalize_due = None;
+                            backend_final = false;
+                            Some(ListenerEvent::SpeechStarted)
+                        }
                         VadEvent::Audio(_) if streaming => None,
                         VadEvent::Started(a) => {
                             to_stt.push(SttInput::Audio(a));
@@ -152,6 +200,14 @@ pub async fn run(
                             None
                         }
                         VadEvent::BargeIn => Some(ListenerEvent::BargeIn),
+                        VadEvent::Ended { cut: false } if backend_turns => {
+                            if !backend_final {
+                                let now = Instant::now();
+                                speech_ended = Some(now);
+                                finalize_due = Some(now + BACKEND_TURN_GRACE);
+                            }
+                            None
+                        }
                         VadEvent::Ended { cut } => {
                             if cut {
                                 tracing::info!("Utterance cut at the maximum length.");
@@ -169,6 +225,16 @@ pub async fn run(
             }
             ev = next_event(&mut session) => {
                 let out = match ev {
+                    Some(SttEvent::Final(t)) if backend_turns => {
+                        // The turn's end is the VAD's, when it saw one first.
+                        finalize_due = None;
+                        backend_final = true;
+                        let at = speech_ended.take().unwrap_or_else(Instant::now);
+                        if events.send(ListenerEvent::SpeechEnded(at)).await.is_err() {
+                            return;
+                        }
+                        ListenerEvent::Transcript(t)
+                    }
                     Some(SttEvent::Final(t)) => ListenerEvent::Transcript(t),
                     Some(SttEvent::Partial(_)) => continue,
                     // The backend's own voice activity: a barge-in while the bot speaks.
@@ -209,6 +275,13 @@ pub async fn run(
 async fn next_event(session: &mut Option<SttStream>) -> Option<SttEvent> {
     match session {
         Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -36,6 +36,109 @@ pub struct DemoOptions {
     /// Also print each message the caller heard, transcribed with whisper (so a fallback
     /// spoken by voxhook, which the bot never sees, shows).
     pub transcribe: bool,
+    /// STT backend, one of [`STT_CHOICES`]; a cloud one runs against its local fake.
+    pub stt: String,
+    /// TTS backend, one of [`TTS_CHOICES`].
+    pub tts: String,
+}
+
+/// The demo's STT backends.
+pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
+/// The demo's TTS backends.
+pub const TTS_CHOICES: [&str; 3] = ["flite", "openai", "deepgram"];
+
+/// What the demo's caller says, for fakes that recognise nothing.
+const DEMO_TRANSCRIPTS: [&str; 2] = [
+    "I would like to check my account balance.",
+    "No, that's all. Goodbye.",
+];
+
+/// Local fakes of the cloud backends the demo uses; they run until dropped.
+type Fakes = Vec<Box<dyn std::any::Any + Send>>;
+
+/// Points `settings` at the chosen backends, starting a local fake for each cloud one.
+async fn speech_backends(
+    opts: &DemoOptions,
+    settings: &mut crate::config::Settings,
+) -> Result<Fakes, DemoError> {
+    let transcripts = DEMO_TRANSCRIPTS.map(String::from).to_vec();
+    let mut fakes: Fakes = Vec::new();
+    let stt = match opts.stt.as_str() {
+        "deepgram" => {
+            let sim = super::deepgram::DeepgramSim::start(super::deepgram::DeepgramSimOptions {
+                transcripts,
+                // Deepgram's typical streaming latency.
+                latency: Duration::from_millis(150),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "openai" => {
+            let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
+                transcripts,
+                // A hosted transcription round trip for a short utterance.
+                latency: Duration::from_millis(400),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        _ => None,
+    };
+    if let Some(toml) = stt {
+        settings.stt =
+            crate::stt::SttSettings::from_toml("stt", &toml).map_err(|e| err(format!("{e:?}")))?;
+        println!("voxhook demo: STT {}, against its local fake", opts.stt);
+    }
+    let tts = match opts.tts.as_str() {
+        "openai" => {
+            let sim = super::openai::OpenAiSim::start(super::openai::OpenAiSimOptions {
+                // A hosted speech request's first byte, then 100 ms of audio every 50 ms.
+                latency: Duration::from_millis(300),
+                chunk_interval: Duration::from_millis(50),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "deepgram" => {
+            let sim = super::deepgram::AuraSim::start(super::deepgram::AuraSimOptions {
+                latency: Duration::from_millis(200),
+                chunk_interval: Duration::from_millis(50),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            fakes.push(Box::new(sim));
+            Some(section + "\nencoding = \"mulaw\"")
+        }
+        _ => None,
+    };
+    if let Some(toml) = tts {
+        settings.tts =
+            crate::tts::TtsSettings::from_toml("tts", &toml).map_err(|e| err(format!("{e:?}")))?;
+        println!(
+            "voxhook demo: TTS {}, against its local fake (a tone per message)",
+            opts.tts
+        );
+    }
+    Ok(fakes)
+}
+
+/// A backend section pointing at a local fake.
+fn fake_section(provider: &str, base_url: &str, key: &str) -> String {
+    format!("provider = \"{provider}\"\napi_key = \"{key}\"\nbase_url = \"{base_url}\"")
 }
 
 /// Demo failures (reported by `main`).
@@ -79,6 +182,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             bearer_token: None,
         });
     }
+    let _fakes = speech_backends(&opts, &mut settings).await?;
     let engines = Engines::load(&settings).map_err(err)?;
     let listener = TcpListener::bind(settings.server.listen)
         .await

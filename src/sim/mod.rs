@@ -3,6 +3,8 @@
 //! the demo call that uses both ([`demo`]).
 
 pub mod caller;
+pub mod deepgram;
 pub mod demo;
 pub mod kore;
+pub mod openai;
 pub mod twilio_api;

@@ -219,5 +219,9 @@ mod tests {
             expect: Some("balance"),
             faulty: None,
         };
+        #[cfg(feature = "sim")]
+        deepgram => crate::stt::deepgram::tests::subject().await;
+        #[cfg(feature = "sim")]
+        openai => crate::stt::openai::tests::subject().await;
     }
 }

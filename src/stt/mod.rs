@@ -5,7 +5,9 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod deepgram;
 pub mod fake;
+pub mod openai;
 pub mod whisper;
 
 use std::fmt::Debug;
@@ -22,6 +24,10 @@ crate::registry! {
         Whisper(whisper::WhisperSettings) = "whisper",
         /// Scripted transcripts with a set latency (tests, load benchmarks, demos).
         Fake(fake::FakeSttSettings) = "fake",
+        /// Deepgram streaming (WebSocket `/v1/listen`).
+        Deepgram(deepgram::DeepgramSttSettings) = "deepgram",
+        /// OpenAI-compatible `POST /v1/audio/transcriptions`, one request per utterance.
+        OpenAi(openai::OpenAiSttSettings) = "openai",
     }
 }
 
@@ -53,6 +59,10 @@ pub enum SttError {
     /// Decoding an utterance failed.
     #[error("STT decode failed: {0}")]
     Decode(String),
+    /// A remote backend could not be reached or refused the session (network, timeout,
+    /// authentication, HTTP status).
+    #[error("STT service unavailable: {0}")]
+    Unavailable(String),
     /// The session's task is gone.
     #[error("STT session closed")]
     Closed,
@@ -137,6 +147,12 @@ pub trait SpeechToText: Send + Sync {
     /// `true`: the session takes the call's audio continuously (a cloud stream with its own
     /// endpointing); `false`: only each utterance the VAD found, then `Finalize`.
     fn streaming(&self) -> bool {
+        false
+    }
+    /// `true` (streaming backends only): the backend's own endpointing ends the caller's turn
+    /// (it emits `Final` by itself); the listener then sends no `Finalize` at the VAD's end
+    /// of speech, only when the backend stays silent long after it.
+    fn endpointing(&self) -> bool {
         false
     }
     /// Opens a session; it ends when `cancel` fires, `input` is dropped or after `Close`.

@@ -45,6 +45,29 @@ const BOT_ENDPOINTS: &[&str] = &["webhook", "poll"];
 const TRANSPORT_CODES: &[&str] = &["timeout", "connect_error", "io_error"];
 /// Counter: call records that could not be written.
 pub const CALL_RECORDS_FAILED: &str = "voxhook_call_records_failed_total";
+/// Counter by `backend` (an STT provider name) and `result` (one of [`STT_SESSION_RESULTS`]):
+/// sessions of remote STT backends.
+pub const STT_SESSIONS: &str = "voxhook_stt_sessions_total";
+/// The `result` labels of [`STT_SESSIONS`].
+pub const STT_SESSION_RESULTS: &[&str] = &["opened", "failed", "reconnected"];
+/// Counter by `backend` and `kind` (one of [`REMOTE_ERROR_KINDS`]): failures of remote STT
+/// backends.
+pub const STT_ERRORS: &str = "voxhook_stt_errors_total";
+/// The `kind` labels of [`STT_ERRORS`] and [`TTS_ERRORS`].
+pub const REMOTE_ERROR_KINDS: &[&str] = &[
+    "connect",
+    "timeout",
+    "auth",
+    "http",
+    "protocol",
+    "disconnect",
+];
+/// Counter by `backend` (a TTS provider name) and `kind` (one of [`REMOTE_ERROR_KINDS`]):
+/// failures of remote TTS backends.
+pub const TTS_ERRORS: &str = "voxhook_tts_errors_total";
+/// Histogram by `backend`: a remote STT's end of speech → final transcript (as the backend
+/// measures it: audio streamed after the last word, or the request's round trip).
+pub const STT_FINAL_LATENCY: &str = "voxhook_stt_final_latency_seconds";
 /// Histogram: whisper decode time of one utterance.
 pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
 /// Histogram: time an utterance waited for a free decoder before its decode started.
@@ -147,6 +170,12 @@ const COUNTERS: &[(&str, &str)] = &[
         CALL_RECORDS_FAILED,
         "Call records that could not be written.",
     ),
+    (
+        STT_SESSIONS,
+        "Remote STT sessions by backend and result: opened, failed, reconnected.",
+    ),
+    (STT_ERRORS, "Remote STT failures by backend and kind."),
+    (TTS_ERRORS, "Remote TTS failures by backend and kind."),
 ];
 
 /// Histograms (all in seconds) and their help texts.
@@ -178,6 +207,11 @@ fn describe() {
     for &(name, help) in HISTOGRAMS {
         describe_histogram!(name, metrics::Unit::Seconds, help);
     }
+    describe_histogram!(
+        STT_FINAL_LATENCY,
+        metrics::Unit::Seconds,
+        "Remote STT: end of speech until the final transcript, by backend."
+    );
     describe_histogram!(
         FRAME_HANDLING,
         metrics::Unit::Seconds,
@@ -224,6 +258,20 @@ fn register_all() {
     }
     for &direction in FRAME_DIRECTIONS {
         let _ = histogram!(FRAME_HANDLING, "direction" => direction);
+    }
+    for &backend in crate::stt::SttSettings::NAMES {
+        for &result in STT_SESSION_RESULTS {
+            counter!(STT_SESSIONS, "backend" => backend, "result" => result).absolute(0);
+        }
+        for &kind in REMOTE_ERROR_KINDS {
+            counter!(STT_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
+        }
+        let _ = histogram!(STT_FINAL_LATENCY, "backend" => backend);
+    }
+    for &backend in crate::tts::TtsSettings::NAMES {
+        for &kind in REMOTE_ERROR_KINDS {
+            counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
+        }
     }
 }
 
@@ -333,6 +381,27 @@ pub fn call_record_failed() {
 /// One utterance took `d` to recognise.
 pub fn stt_duration(d: Duration) {
     histogram!(STT_DURATION).record(d.as_secs_f64());
+}
+
+/// A remote STT session of `backend` was opened, failed to open or reconnected (`result`,
+/// one of [`STT_SESSION_RESULTS`]).
+pub fn stt_session(backend: &'static str, result: &'static str) {
+    counter!(STT_SESSIONS, "backend" => backend, "result" => result).increment(1);
+}
+
+/// A remote STT backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).
+pub fn stt_error(backend: &'static str, kind: &'static str) {
+    counter!(STT_ERRORS, "backend" => backend, "kind" => kind).increment(1);
+}
+
+/// A remote TTS backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).
+pub fn tts_error(backend: &'static str, kind: &'static str) {
+    counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).increment(1);
+}
+
+/// `backend`'s final transcript came `d` after the end of speech.
+pub fn stt_final_latency(backend: &'static str, d: Duration) {
+    histogram!(STT_FINAL_LATENCY, "backend" => backend).record(d.as_secs_f64());
 }
 
 /// One utterance waited `d` for a decoder before its recognition started.

@@ -5,8 +5,11 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod deepgram;
 pub mod fake;
 pub mod flite;
+mod http;
+pub mod openai;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -22,6 +25,10 @@ crate::registry! {
         Flite(flite::FliteSettings) = "flite",
         /// A tone (or silence) as long as the text, after a set latency (tests, benchmarks).
         Fake(fake::FakeTtsSettings) = "fake",
+        /// OpenAI-compatible `POST /v1/audio/speech`, streamed per sentence.
+        OpenAi(openai::OpenAiTtsSettings) = "openai",
+        /// Deepgram Aura `POST /v1/speak`, streamed per sentence at the telephone's rate.
+        Deepgram(deepgram::AuraSettings) = "deepgram",
     }
 }
 
@@ -31,7 +38,8 @@ pub trait TtsBackend: Debug + Send + Sync {
     fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError>;
 }
 
-/// Capacity of a synthesis stream, in chunks (a chunk is at most one sentence).
+/// Capacity of a synthesis stream, in chunks (a chunk is at most one sentence; a streaming
+/// backend sends a sentence in several).
 pub const TTS_CHUNK_CAPACITY: usize = 4;
 
 /// Errors of the TTS layer.

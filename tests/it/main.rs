@@ -6,5 +6,6 @@ mod contract;
 mod faults;
 mod operate;
 mod server;
+mod speech_backends;
 mod support;
 mod voice;

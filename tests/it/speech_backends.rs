@@ -1,0 +1,165 @@
+//! Cloud speech backends selected in config, each against its local fake (`voxhook::sim`),
+//! carrying a whole call through the real daemon.
+
+use voxhook::sim::deepgram::{AuraSim, AuraSimOptions, DeepgramSim, DeepgramSimOptions};
+use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
+use voxhook::stt::SttSettings;
+use voxhook::tts::TtsSettings;
+
+use crate::support::{rms, speech, Harness, WAIT};
+
+const SAID: &str = "I would like to check my account balance.";
+
+async fn deepgram_call(extra: &str) -> DeepgramSim {
+    let sim = DeepgramSim::start(DeepgramSimOptions {
+        transcripts: vec![SAID.into()],
+        ..DeepgramSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\n{extra}",
+        sim.base_url()
+    );
+    call_said(&toml).await;
+    sim
+}
+
+/// One call whose caller speaks once, with `[stt]` set to `stt_toml`: the bot hears `SAID`.
+async fn call_said(stt_toml: &str) {
+    let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", stt_toml).unwrap()).await;
+    let user = "+15550003131";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    assert_eq!(got[0].val, SAID);
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+/// Deepgram with voxhook's VAD ending the turn: the call's μ-law goes to Deepgram at 8 kHz
+/// as it is (one byte a sample, no resampling), the VAD's end of speech sends `Finalize`,
+/// and the answer is the caller's turn. The call's end closes the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_deepgram_ended_by_the_vad() {
+    let sim = deepgram_call("").await;
+    let c = sim.connections();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (
+            c[0].query["encoding"].as_str(),
+            c[0].query["sample_rate"].as_str()
+        ),
+        ("mulaw", "8000")
+    );
+    assert!(c[0].audio_bytes > 8_000, "{c:?}");
+    assert!(c[0].finalizes >= 1, "{c:?}");
+    assert_eq!(c[0].empty_frames, 0);
+    assert!(c[0].ended.is_some(), "the stream was closed: {c:?}");
+}
+
+/// Deepgram's own endpointing ends the turn (`speech_final`): no `Finalize` is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_deepgram_ended_by_its_endpointing() {
+    let sim = deepgram_call("end_of_turn = \"deepgram\"\nencoding = \"linear16\"").await;
+    let c = sim.connections();
+    assert_eq!(c[0].query["encoding"], "linear16");
+    assert_eq!(c[0].finalizes, 0, "{c:?}");
+    assert!(
+        c[0].sent
+            .iter()
+            .any(|m| m.contains("\"speech_final\":true")),
+        "{c:?}"
+    );
+}
+
+/// OpenAI-compatible transcription: the VAD's utterance goes out as one 16 kHz WAV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_openai_compatible_transcription() {
+    let sim = OpenAiSim::start(OpenAiSimOptions {
+        transcripts: vec![SAID.into()],
+        ..OpenAiSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    call_said(&toml).await;
+    let r = sim.transcriptions();
+    assert_eq!(r.len(), 1, "{r:?}");
+    let (rate, ms) = r[0].wav.unwrap();
+    assert_eq!(rate, 16_000);
+    assert!(ms > 800, "the whole utterance was sent: {ms} ms");
+}
+
+/// A call whose bot messages are all spoken by the TTS backend `tts_toml`, with the fake
+/// STT: the caller hears the answer to its mark, and the greeting went to the backend.
+async fn call_spoken_by(tts_toml: &str, greeted: impl Fn() -> Vec<String>) {
+    let h = Harness::start_with(|s| {
+        let stt = format!("provider = \"fake\"\ntranscripts = [\"{SAID}\"]");
+        s.stt = SttSettings::from_toml("stt", &stt).unwrap();
+        s.tts = TtsSettings::from_toml("tts", tts_toml).unwrap();
+    })
+    .await;
+    let user = "+15550003232";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() >= 2)
+        .await
+        .expect("the answer played to its mark");
+    assert!(
+        rms(&caller.log().heard) > 300.0,
+        "the fake's tone was heard"
+    );
+    let inputs = greeted();
+    assert!(
+        inputs.iter().any(|i| i.contains("Welcome")),
+        "the greeting was synthesized: {inputs:?}"
+    );
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+/// OpenAI-compatible speech: 24 kHz pcm streamed in pieces, resampled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_openai_compatible_speech() {
+    let sim = OpenAiSim::start(OpenAiSimOptions::default()).await.unwrap();
+    let tts = format!(
+        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    call_spoken_by(&tts, || {
+        sim.speeches()
+            .iter()
+            .map(|r| r["input"].as_str().unwrap_or("").to_string())
+            .collect()
+    })
+    .await;
+}
+
+/// Deepgram Aura: μ-law at 8 kHz, the telephone's own format, nothing resampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_deepgram_aura() {
+    let sim = AuraSim::start(AuraSimOptions::default()).await.unwrap();
+    let tts = format!(
+        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\nencoding = \"mulaw\"",
+        sim.base_url()
+    );
+    call_spoken_by(&tts, || {
+        sim.requests().into_iter().map(|r| r.text).collect()
+    })
+    .await;
+    assert!(sim
+        .requests()
+        .iter()
+        .all(|r| r.query["encoding"] == "mulaw"));
+}
