@@ -5,4 +5,5 @@
 pub mod caller;
 pub mod demo;
 pub mod kore;
+pub mod telnyx_api;
 pub mod twilio_api;
