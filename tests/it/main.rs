@@ -7,4 +7,5 @@ mod faults;
 mod operate;
 mod server;
 mod support;
+mod telnyx;
 mod voice;
