@@ -147,7 +147,7 @@ impl PayloadDecoder {
         match &mut self.state {
             DecoderState::G711(law) => law.decode_into(payload, out),
             DecoderState::L16 => {
-                if payload.len() % 2 != 0 {
+                if !payload.len().is_multiple_of(2) {
                     return Err(ProtocolError::Malformed(format!(
                         "L16 payload of {} bytes (odd)",
                         payload.len()
