@@ -1,8 +1,10 @@
-//! A simulated Twilio caller: speaks Twilio's Media Streams protocol to voxhook like Twilio
-//! does. It streams caller audio in real time (20 ms μ-law frames, silence between
-//! utterances), sends keys, and keeps a playback buffer like Twilio's: bot audio plays at real
-//! time, marks are echoed when playback reaches them, and `clear` flushes the buffer (echoing
-//! the flushed marks). Used by `voxhook demo` and the integration tests.
+//! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
+//! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams;
+//! Telnyx media streaming with its codecs). The engine streams caller audio in real time (20 ms
+//! frames, silence between utterances), sends keys, and keeps a playback buffer like the
+//! provider's: bot audio plays at real time, marks are echoed when playback reaches them, and
+//! `clear` flushes the buffer (echoing the flushed marks). Used by `voxhook demo` and the
+//! integration tests.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,11 +20,17 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::audio::codec::Codec;
 use crate::audio::resample::Resampler;
+use crate::telephony::telnyx::media::{MediaCodec, PayloadDecoder, PayloadEncoder};
 use crate::tts::flite::FliteTts;
 use crate::tts::TextToSpeech;
 
 /// 20 ms at 8 kHz.
 const FRAME: usize = 160;
+
+/// Samples in 20 ms at `rate`.
+fn frame_len(rate: u32) -> usize {
+    rate as usize / 50
+}
 
 /// Caller speech for simulations: `text` spoken by flite's `rms` voice (a male voice, unlike
 /// the bot's default `slt`), as 8 kHz telephony PCM.
@@ -59,6 +67,24 @@ pub struct CallerOptions {
     pub send_start: bool,
     /// `X-Twilio-Signature` header for the upgrade request, if any.
     pub signature: Option<String>,
+    /// The provider protocol spoken.
+    pub wire: Wire,
+}
+
+/// Which provider the caller plays.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// Twilio Media Streams (μ-law 8 kHz).
+    Twilio,
+    /// Telnyx media streaming in RTP bidirectional mode.
+    Telnyx {
+        /// The codec Telnyx streams the caller in (`start.media_format`).
+        inbound: MediaCodec,
+        /// The bidirectional codec it expects back (`stream_bidirectional_codec`).
+        outbound: MediaCodec,
+        /// `stream_auth_token`, sent as `x-telnyx-streaming-auth-token` and in `connected`.
+        auth_token: Option<String>,
+    },
 }
 
 impl CallerOptions {
@@ -75,6 +101,33 @@ impl CallerOptions {
             ]),
             send_start: true,
             signature: None,
+            wire: Wire::Twilio,
+        }
+    }
+
+    /// A Telnyx call from `from` to `to` streaming `inbound` and expecting `outbound` back,
+    /// with Telnyx-shaped ids (`v3:` call control id, upper-case UUID stream id).
+    pub fn telnyx(
+        url: &str,
+        from: &str,
+        to: &str,
+        inbound: MediaCodec,
+        outbound: MediaCodec,
+    ) -> Self {
+        let id = uuid::Uuid::new_v4();
+        Self {
+            call_sid: format!(
+                "v3:{}-{}_x",
+                &id.simple().to_string()[..20],
+                &id.simple().to_string()[20..]
+            ),
+            stream_sid: id.hyphenated().to_string().to_uppercase(),
+            wire: Wire::Telnyx {
+                inbound,
+                outbound,
+                auth_token: None,
+            },
+            ..Self::new(url, from, to)
         }
     }
 }
@@ -89,13 +142,15 @@ enum Queued {
 /// What the caller observed.
 #[derive(Debug, Default, Clone)]
 pub struct CallerLog {
-    /// Everything played to the caller (8 kHz PCM), silence excluded.
+    /// Everything played to the caller (PCM at `heard_rate`), silence excluded.
     pub heard: Vec<i16>,
+    /// Sample rate of `heard` (8 kHz, or the provider's outbound rate).
+    pub heard_rate: u32,
     /// Media messages received.
     pub media_frames: usize,
-    /// Media payloads that were not 160 bytes of μ-law.
+    /// Media payloads that did not hold exactly one 20 ms frame (160 bytes of μ-law for Twilio).
     pub odd_frames: usize,
-    /// Messages with a streamSid other than ours.
+    /// Messages with a stream id other than ours.
     pub wrong_stream_sid: usize,
     /// Marks reached by playback, in order.
     pub marks_played: Vec<String>,
@@ -103,7 +158,7 @@ pub struct CallerLog {
     pub marks_cleared: Vec<String>,
     /// `clear` messages received.
     pub clears: usize,
-    /// Messages that are not valid Twilio outbound JSON.
+    /// Messages that are not valid outbound JSON of the protocol.
     pub invalid_messages: usize,
     /// When bot audio last played.
     pub last_audio_at: Option<Instant>,
@@ -150,13 +205,23 @@ impl SimCaller {
             let value = sig.parse().map_err(|e| fail(&e))?;
             req.headers_mut().insert("x-twilio-signature", value);
         }
+        if let Wire::Telnyx {
+            auth_token: Some(token),
+            ..
+        } = &options.wire
+        {
+            let value = token.parse().map_err(|e| fail(&e))?;
+            req.headers_mut()
+                .insert(crate::telephony::telnyx::AUTH_TOKEN_HEADER, value);
+        }
+        let wire = make_wire(&options).map_err(|e| fail(&e))?;
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| fail(&e))?;
         let (commands, rx) = mpsc::channel(64);
         let log = Arc::new(Mutex::new(CallerLog::default()));
         let speaking = Arc::new(Mutex::new(0));
-        tokio::spawn(run(ws, options.clone(), rx, log.clone(), speaking.clone()));
+        tokio::spawn(run(ws, wire, rx, log.clone(), speaking.clone()));
         Ok(Self {
             commands,
             log,
@@ -165,7 +230,8 @@ impl SimCaller {
         })
     }
 
-    /// Queues speech (8 kHz PCM), streamed in real time after what is queued already.
+    /// Queues speech (8 kHz PCM, resampled to the wire's rate), streamed in real time after
+    /// what is queued already.
     pub async fn say(&self, pcm_8k: Vec<i16>) {
         let _ = self.commands.send(Command::Say(pcm_8k)).await;
     }
@@ -183,7 +249,7 @@ impl SimCaller {
         let _ = self.commands.send(Command::Raw(msg)).await;
     }
 
-    /// Sends `stop` and closes the socket.
+    /// Sends the provider's `stop` and closes the socket.
     pub async fn hang_up(&self) {
         let _ = self.commands.send(Command::Hangup).await;
     }
@@ -235,9 +301,68 @@ impl SimCaller {
     }
 }
 
+/// What voxhook sent, as the wire read it.
+enum Reply {
+    /// Bot audio at the wire's outbound rate; `odd` when it was not one 20 ms frame.
+    Audio {
+        pcm: Vec<i16>,
+        odd: bool,
+    },
+    Mark(String),
+    Clear,
+    Invalid,
+}
+
+/// One provider's wire format, as the engine needs it: the messages a caller sends and how
+/// voxhook's messages read. Every `*_message` returns the JSON text of one frame.
+pub trait CallerWire: Send + 'static {
+    /// Rate of the caller audio sent.
+    fn inbound_rate(&self) -> u32;
+    /// Rate of the bot audio received.
+    fn outbound_rate(&self) -> u32;
+    /// The frames that open the stream (`connected`, `start`).
+    fn opening(&mut self) -> Vec<Value>;
+    /// One 20 ms frame of caller audio.
+    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value;
+    /// A key press.
+    fn dtmf(&mut self, key: char) -> Value;
+    /// A mark echoed back (played or flushed).
+    fn mark(&mut self, name: &str) -> Value;
+    /// The end of the stream.
+    fn stop(&mut self) -> Value;
+    /// Whether `v` names a stream other than ours.
+    fn wrong_stream(&self, v: &Value) -> bool;
+    /// Decodes an outbound media payload (base64) into PCM; `None` when it is not valid.
+    fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)>;
+}
+
+fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
+    Ok(match &o.wire {
+        Wire::Twilio => Box::new(TwilioWire {
+            opts: o.clone(),
+            seq: 0,
+            chunk: 0,
+        }),
+        Wire::Telnyx {
+            inbound,
+            outbound,
+            auth_token,
+        } => Box::new(TelnyxWire {
+            opts: o.clone(),
+            inbound: *inbound,
+            outbound: *outbound,
+            auth_token: auth_token.clone(),
+            encoder: PayloadEncoder::new(*inbound)?,
+            decoder: PayloadDecoder::new(*outbound).map_err(|e| e.to_string())?,
+            seq: 0,
+            chunk: 0,
+        }),
+    })
+}
+
 async fn run<S>(
     ws: S,
-    opts: CallerOptions,
+    mut wire: Box<dyn CallerWire>,
     mut commands: mpsc::Receiver<Command>,
     log: Arc<Mutex<CallerLog>>,
     speaking: Arc<Mutex<usize>>,
@@ -247,102 +372,49 @@ async fn run<S>(
         + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let sid = opts.stream_sid.clone();
-    let mut seq = 0u64;
-    let mut next_seq = || {
-        seq += 1;
-        seq.to_string()
-    };
-    if opts.send_start {
-        let start = json!({"event": "start", "sequenceNumber": next_seq(), "streamSid": sid,
-            "start": {"accountSid": "ACsimulated", "streamSid": sid, "callSid": opts.call_sid,
-                "tracks": ["inbound"], "customParameters": opts.parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
-        let connected = json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
-        for m in [connected, start] {
-            if sink
-                .send(Message::Text(m.to_string().into()))
-                .await
-                .is_err()
-            {
-                return;
-            }
+    let send_frame = |v: Value| Message::Text(v.to_string().into());
+    for m in wire.opening() {
+        if sink.send(send_frame(m)).await.is_err() {
+            return;
         }
     }
+    let in_frame = frame_len(wire.inbound_rate());
+    let out_frame = frame_len(wire.outbound_rate());
+    log.lock().unwrap_or_else(|p| p.into_inner()).heard_rate = wire.outbound_rate();
     let mut outgoing: VecDeque<i16> = VecDeque::new();
     let mut playback: VecDeque<Queued> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut chunk = 0u64;
     let started = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
-                let frame: Vec<i16> = (0..FRAME).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
+                let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
                 *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
-                let mut bytes = Vec::with_capacity(FRAME);
-                Codec::Mulaw.encode_into(&frame, &mut bytes);
-                chunk += 1;
-                let media = json!({"event": "media", "sequenceNumber": next_seq(), "streamSid": sid,
-                    "media": {"track": "inbound", "chunk": chunk.to_string(),
-                        "timestamp": started.elapsed().as_millis().to_string(),
-                        "payload": B64.encode(&bytes)}});
-                if sink.send(Message::Text(media.to_string().into())).await.is_err() {
+                let media = wire.media(&frame, started.elapsed().as_millis());
+                if sink.send(send_frame(media)).await.is_err() {
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
-                let mut need = FRAME;
-                let mut echoes = Vec::new();
-                {
-                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                    while let Some(item) = playback.pop_front() {
-                        match item {
-                            Queued::Mark(name) => {
-                                let at = l.heard.len();
-                                l.mark_offsets.push((name.clone(), at));
-                                l.marks_played.push(name.clone());
-                                echoes.push(name);
-                            }
-                            Queued::Audio(mut a) => {
-                                if need == 0 {
-                                    playback.push_front(Queued::Audio(a));
-                                    break;
-                                }
-                                let take = need.min(a.len());
-                                l.heard.extend(a.drain(..take));
-                                l.last_audio_at = Some(Instant::now());
-                                need -= take;
-                                if !a.is_empty() {
-                                    playback.push_front(Queued::Audio(a));
-                                }
-                            }
-                        }
-                    }
-                    l.queued_samples = queued(&playback);
-                }
+                let echoes = play(&mut playback, out_frame, &log);
                 for name in echoes {
-                    let m = json!({"event": "mark", "sequenceNumber": next_seq(), "streamSid": sid, "mark": {"name": name}});
-                    if sink.send(Message::Text(m.to_string().into())).await.is_err() {
+                    if sink.send(send_frame(wire.mark(&name))).await.is_err() {
                         break;
                     }
                 }
             }
             cmd = commands.recv() => match cmd {
                 Some(Command::Say(pcm)) => {
-                    outgoing.extend(pcm);
+                    outgoing.extend(to_rate(pcm, wire.inbound_rate()));
                     *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
                 }
                 Some(Command::Dtmf(k)) => {
-                    let m = json!({"event": "dtmf", "sequenceNumber": next_seq(), "streamSid": sid,
-                        "dtmf": {"track": "inbound_track", "digit": k.to_string()}});
-                    let _ = sink.send(Message::Text(m.to_string().into())).await;
+                    let _ = sink.send(send_frame(wire.dtmf(k))).await;
                 }
                 Some(Command::Raw(m)) => { let _ = sink.send(m).await; }
                 Some(Command::Hangup) | None => {
-                    let m = json!({"event": "stop", "sequenceNumber": next_seq(), "streamSid": sid,
-                        "stop": {"accountSid": "ACsimulated", "callSid": opts.call_sid}});
-                    let _ = sink.send(Message::Text(m.to_string().into())).await;
+                    let _ = sink.send(send_frame(wire.stop())).await;
                     let _ = sink.close().await;
                     break;
                 }
@@ -357,10 +429,9 @@ async fn run<S>(
                     }
                     continue;
                 };
-                let flushed = on_message(text.as_str(), &sid, &mut playback, &log);
+                let flushed = on_message(text.as_str(), wire.as_mut(), &mut playback, &log);
                 for name in flushed {
-                    let m = json!({"event": "mark", "sequenceNumber": next_seq(), "streamSid": sid, "mark": {"name": name}});
-                    let _ = sink.send(Message::Text(m.to_string().into())).await;
+                    let _ = sink.send(send_frame(wire.mark(&name))).await;
                 }
             }
         }
@@ -368,11 +439,57 @@ async fn run<S>(
     log.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
 }
 
+/// Caller speech at 8 kHz, at the wire's rate.
+fn to_rate(pcm_8k: Vec<i16>, rate: u32) -> Vec<i16> {
+    if rate == 8_000 {
+        return pcm_8k;
+    }
+    let Ok(mut r) = Resampler::new(8_000, rate) else {
+        return pcm_8k;
+    };
+    let mut out = Vec::with_capacity(pcm_8k.len() * rate as usize / 8_000);
+    r.process(&pcm_8k, &mut out);
+    r.flush(&mut out);
+    out
+}
+
+/// Plays `frame` samples of the buffer; returns the marks playback reached.
+fn play(playback: &mut VecDeque<Queued>, frame: usize, log: &Mutex<CallerLog>) -> Vec<String> {
+    let mut need = frame;
+    let mut echoes = Vec::new();
+    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some(item) = playback.pop_front() {
+        match item {
+            Queued::Mark(name) => {
+                let at = l.heard.len();
+                l.mark_offsets.push((name.clone(), at));
+                l.marks_played.push(name.clone());
+                echoes.push(name);
+            }
+            Queued::Audio(mut a) => {
+                if need == 0 {
+                    playback.push_front(Queued::Audio(a));
+                    break;
+                }
+                let take = need.min(a.len());
+                l.heard.extend(a.drain(..take));
+                l.last_audio_at = Some(Instant::now());
+                need -= take;
+                if !a.is_empty() {
+                    playback.push_front(Queued::Audio(a));
+                }
+            }
+        }
+    }
+    l.queued_samples = queued(playback);
+    echoes
+}
+
 /// Applies one message from voxhook to the playback buffer; returns marks flushed by a clear,
-/// which Twilio echoes back.
+/// which the provider echoes back.
 fn on_message(
     text: &str,
-    sid: &str,
+    wire: &mut dyn CallerWire,
     playback: &mut VecDeque<Queued>,
     log: &Mutex<CallerLog>,
 ) -> Vec<String> {
@@ -381,30 +498,33 @@ fn on_message(
         l.invalid_messages += 1;
         return Vec::new();
     };
-    if v["streamSid"].as_str() != Some(sid) {
+    if wire.wrong_stream(&v) {
         l.wrong_stream_sid += 1;
     }
-    let mut flushed = Vec::new();
-    match v["event"].as_str() {
-        Some("media") => {
-            l.media_frames += 1;
-            match v["media"]["payload"].as_str().map(|p| B64.decode(p)) {
-                Some(Ok(bytes)) => {
-                    if bytes.len() != FRAME {
-                        l.odd_frames += 1;
-                    }
-                    let mut pcm = Vec::with_capacity(bytes.len());
-                    Codec::Mulaw.decode_into(&bytes, &mut pcm);
-                    playback.push_back(Queued::Audio(pcm));
-                }
-                _ => l.invalid_messages += 1,
+    let reply = match v["event"].as_str() {
+        Some("media") => match v["media"]["payload"].as_str().and_then(|p| wire.payload(p)) {
+            Some((pcm, odd)) => Reply::Audio { pcm, odd },
+            None => {
+                l.media_frames += 1;
+                Reply::Invalid
             }
-        }
-        Some("mark") => match v["mark"]["name"].as_str() {
-            Some(n) => playback.push_back(Queued::Mark(n.to_string())),
-            None => l.invalid_messages += 1,
         },
-        Some("clear") => {
+        Some("mark") => match v["mark"]["name"].as_str() {
+            Some(n) => Reply::Mark(n.to_string()),
+            None => Reply::Invalid,
+        },
+        Some("clear") => Reply::Clear,
+        _ => Reply::Invalid,
+    };
+    let mut flushed = Vec::new();
+    match reply {
+        Reply::Audio { pcm, odd } => {
+            l.media_frames += 1;
+            l.odd_frames += usize::from(odd);
+            playback.push_back(Queued::Audio(pcm));
+        }
+        Reply::Mark(n) => playback.push_back(Queued::Mark(n)),
+        Reply::Clear => {
             l.clears += 1;
             flushed = playback
                 .drain(..)
@@ -415,11 +535,188 @@ fn on_message(
                 .collect();
             l.marks_cleared.extend(flushed.iter().cloned());
         }
-        _ => l.invalid_messages += 1,
+        Reply::Invalid => l.invalid_messages += 1,
     }
     l.queued_samples = queued(playback);
     l.max_queued_samples = l.max_queued_samples.max(l.queued_samples);
     flushed
+}
+
+/// Twilio Media Streams: camelCase, string sequence numbers, μ-law 8 kHz, `streamSid` on
+/// every message both ways.
+struct TwilioWire {
+    opts: CallerOptions,
+    seq: u64,
+    chunk: u64,
+}
+
+impl TwilioWire {
+    fn next_seq(&mut self) -> String {
+        self.seq += 1;
+        self.seq.to_string()
+    }
+}
+
+impl CallerWire for TwilioWire {
+    fn inbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let o = &self.opts;
+        let sid = o.stream_sid.clone();
+        let start = json!({"event": "start", "sequenceNumber": self.next_seq(), "streamSid": sid,
+            "start": {"accountSid": "ACsimulated", "streamSid": sid, "callSid": self.opts.call_sid,
+                "tracks": ["inbound"], "customParameters": self.opts.parameters,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
+        let connected = json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
+        vec![connected, start]
+    }
+
+    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value {
+        let mut bytes = Vec::with_capacity(FRAME);
+        Codec::Mulaw.encode_into(pcm, &mut bytes);
+        self.chunk += 1;
+        json!({"event": "media", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
+            "media": {"track": "inbound", "chunk": self.chunk.to_string(),
+                "timestamp": elapsed_ms.to_string(),
+                "payload": B64.encode(&bytes)}})
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "dtmf", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
+            "dtmf": {"track": "inbound_track", "digit": key.to_string()}})
+    }
+
+    fn mark(&mut self, name: &str) -> Value {
+        json!({"event": "mark", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid, "mark": {"name": name}})
+    }
+
+    fn stop(&mut self) -> Value {
+        json!({"event": "stop", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
+            "stop": {"accountSid": "ACsimulated", "callSid": self.opts.call_sid}})
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        v["streamSid"].as_str() != Some(self.opts.stream_sid.as_str())
+    }
+
+    fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)> {
+        let bytes = B64.decode(b64).ok()?;
+        let mut pcm = Vec::with_capacity(bytes.len());
+        Codec::Mulaw.decode_into(&bytes, &mut pcm);
+        Some((pcm, bytes.len() != FRAME))
+    }
+}
+
+/// Telnyx media streaming: snake_case, `stream_id` on what Telnyx sends and nothing on what
+/// it receives, the call's numbers and `custom_parameters` in `start`, `occurred_at` on
+/// digits, RTP payloads in the negotiated codec (L16 big-endian, one Opus frame per message).
+struct TelnyxWire {
+    opts: CallerOptions,
+    inbound: MediaCodec,
+    outbound: MediaCodec,
+    auth_token: Option<String>,
+    encoder: PayloadEncoder,
+    decoder: PayloadDecoder,
+    seq: u64,
+    chunk: u64,
+}
+
+impl TelnyxWire {
+    fn next_seq(&mut self) -> String {
+        self.seq += 1;
+        self.seq.to_string()
+    }
+}
+
+impl CallerWire for TelnyxWire {
+    fn inbound_rate(&self) -> u32 {
+        self.inbound.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.outbound.rate
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut connected = json!({"event": "connected", "version": "1.0.0"});
+        if let Some(t) = &self.auth_token {
+            connected[crate::telephony::telnyx::AUTH_TOKEN_HEADER] = json!(t);
+        }
+        let o = &self.opts;
+        let mut custom = o.parameters.clone();
+        let from = custom.remove("from");
+        let to = custom.remove("to");
+        let start = json!({"event": "start", "sequence_number": self.next_seq(),
+            "stream_id": self.opts.stream_sid,
+            "start": {"user_id": "3E6F995F-85F7-4705-9741-53B116D28237",
+                "call_control_id": self.opts.call_sid,
+                "call_session_id": "ff55a038-6f5d-11ef-9692-02420aeffb1f",
+                "from": from, "to": to, "tags": [], "custom_parameters": custom,
+                "media_format": {"encoding": self.inbound.encoding.name(),
+                    "sample_rate": self.inbound.rate, "channels": 1}}});
+        vec![connected, start]
+    }
+
+    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value {
+        let mut payload = Vec::new();
+        self.encoder.encode(pcm, |p| payload.extend_from_slice(p));
+        self.chunk += 1;
+        json!({"event": "media", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
+            "media": {"track": "inbound", "chunk": self.chunk.to_string(),
+                "timestamp": elapsed_ms.to_string(), "payload": B64.encode(&payload)}})
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let seq = self.next_seq();
+        telnyx_dtmf(&self.opts.stream_sid, &seq, key, &now)
+    }
+
+    fn mark(&mut self, name: &str) -> Value {
+        json!({"event": "mark", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
+            "mark": {"name": name}})
+    }
+
+    fn stop(&mut self) -> Value {
+        json!({"event": "stop", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
+            "stop": {"user_id": "3E6F995F-85F7-4705-9741-53B116D28237",
+                "call_control_id": self.opts.call_sid}})
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        // Telnyx needs no stream id on what it receives; one that is there must be ours.
+        v.get("stream_id")
+            .is_some_and(|id| id.as_str() != Some(self.opts.stream_sid.as_str()))
+    }
+
+    fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)> {
+        let bytes = B64.decode(b64).ok()?;
+        let mut pcm = Vec::new();
+        self.decoder.decode(&bytes, &mut pcm).ok()?;
+        let odd = pcm.len() != self.outbound.frame_samples();
+        Some((pcm, odd))
+    }
+}
+
+/// A Telnyx `dtmf` frame for `key` pressed at `occurred_at` (RFC 3339), for tests that send
+/// digits out of order as Telnyx may.
+pub fn telnyx_dtmf(stream_id: &str, seq: &str, key: char, occurred_at: &str) -> Value {
+    json!({"event": "dtmf", "stream_id": stream_id, "occurred_at": occurred_at,
+        "sequence_number": seq, "dtmf": {"digit": key.to_string()}})
 }
 
 fn queued(q: &VecDeque<Queued>) -> usize {

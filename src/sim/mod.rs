@@ -7,4 +7,5 @@ pub mod deepgram;
 pub mod demo;
 pub mod kore;
 pub mod openai;
+pub mod telnyx_api;
 pub mod twilio_api;

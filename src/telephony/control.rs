@@ -1,6 +1,9 @@
 //! Call control outside the media stream: the provider-neutral [`CallControl`] trait (hang up,
-//! transfer), its [`ControlError`] with stable codes, and transfer-target validation shared by
-//! every provider. Providers implement it in their own module (Twilio: `twilio::rest`).
+//! transfer), its [`ControlError`] with stable codes, transfer-target validation and the
+//! one-retry REST request policy shared by every provider. Providers implement it in their own
+//! module (Twilio: `twilio::rest`, Telnyx: `telnyx::rest`).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -106,6 +109,103 @@ pub fn check_call_id(call_id: &str) -> Result<(), ControlError> {
     } else {
         Err(ControlError::InvalidCallId(call_id.to_string()))
     }
+}
+
+/// The longest `Retry-After` the single retry waits for; a longer one fails at once.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The pause before the retry when the provider names none.
+const DEFAULT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// How a provider reads a non-2xx answer to a call-control request.
+pub enum RestAnswer {
+    /// The request's goal holds anyway (Telnyx 422/90018: the call has already ended).
+    Done,
+    /// A refusal, with the provider's code and message for [`ControlError::Rejected`].
+    Rejected(String),
+}
+
+/// Sends a call-control request built by `request` (called again for the retry), retrying once
+/// on a connect failure, 429 or 5xx (after `Retry-After` when it is at most 2 s). A timeout is
+/// not retried: the provider may have acted on it, and a second request could act twice.
+/// `read_error` turns a non-2xx status and body into a [`RestAnswer`].
+pub async fn send_with_one_retry(
+    provider: &'static str,
+    call_id: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    read_error: impl Fn(u16, &[u8]) -> RestAnswer,
+) -> Result<(), ControlError> {
+    match attempt(request(), &read_error).await {
+        Attempt::Done => Ok(()),
+        Attempt::Fail(e) => Err(e),
+        Attempt::Retry { error, pause } => {
+            let pause = pause.unwrap_or(DEFAULT_RETRY_PAUSE);
+            tracing::warn!(
+                provider, call_id, error = %error, pause_ms = pause.as_millis() as u64,
+                "Call-control request failed; retrying once."
+            );
+            tokio::time::sleep(pause).await;
+            match attempt(request(), &read_error).await {
+                Attempt::Done => Ok(()),
+                Attempt::Fail(e) | Attempt::Retry { error: e, .. } => Err(e),
+            }
+        }
+    }
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    Done,
+    Retry {
+        error: ControlError,
+        pause: Option<Duration>,
+    },
+    Fail(ControlError),
+}
+
+async fn attempt(
+    request: reqwest::RequestBuilder,
+    read_error: &impl Fn(u16, &[u8]) -> RestAnswer,
+) -> Attempt {
+    let resp = match request.send().await {
+        Ok(r) => r,
+        // Nothing reached the provider: safe to send again.
+        Err(e) if e.is_connect() => {
+            return Attempt::Retry {
+                error: ControlError::Unavailable(e.to_string()),
+                pause: None,
+            }
+        }
+        Err(e) => return Attempt::Fail(ControlError::Unavailable(e.to_string())),
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Attempt::Done;
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.unwrap_or_default();
+    let error = match read_error(status.as_u16(), &body) {
+        RestAnswer::Done => return Attempt::Done,
+        RestAnswer::Rejected(detail) => ControlError::Rejected {
+            status: status.as_u16(),
+            detail,
+        },
+    };
+    let transient = status.is_server_error() || status.as_u16() == 429;
+    match retry_after {
+        Some(p) if p > MAX_RETRY_AFTER => Attempt::Fail(error),
+        pause if transient => Attempt::Retry { error, pause },
+        _ => Attempt::Fail(error),
+    }
+}
+
+/// A short excerpt of an error body that is not the provider's JSON.
+pub fn body_excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
 }
 
 #[cfg(test)]

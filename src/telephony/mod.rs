@@ -6,6 +6,7 @@
 //! [`ProviderSettings`].
 
 pub mod control;
+pub mod telnyx;
 pub mod twilio;
 pub mod ws;
 
@@ -23,6 +24,8 @@ crate::registry! {
     pub enum ProviderSettings: dyn ProviderBackend, tag "provider", default "twilio" {
         /// Twilio Media Streams (`<Connect><Stream>`), route `/twilio`.
         Twilio(twilio::config::TwilioSettings) = "twilio",
+        /// Telnyx media streaming (Call Control `streaming_start`, TeXML `<Stream>`), route `/telnyx`.
+        Telnyx(telnyx::config::TelnyxSettings) = "telnyx",
     }
 }
 
@@ -186,6 +189,12 @@ pub trait MediaDecoder: Send + 'static {
         data: &[u8],
         replies: &mut Vec<WireFrame>,
     ) -> Result<Option<InboundEvent>, ProtocolError>;
+    /// An event the decoder held back and now releases, taken after each decoded frame until
+    /// `None` (Telnyx: media that came before start, decoded once start names the codec, and
+    /// digits reordered by when they were pressed). Most protocols hold nothing back.
+    fn take_pending(&mut self) -> Option<InboundEvent> {
+        None
+    }
 }
 
 /// The writer half of a connection's codec: commands in, frames out.

@@ -156,27 +156,37 @@ pub fn spawn(
                         return;
                     }
                 }
-                let ev = match decoded {
-                    Ok(None) => continue,
-                    Ok(Some(InboundEvent::Audio(pcm))) if listener.is_some() => {
-                        if let Some(l) = &listener {
-                            send_audio(l, pcm, &reader_dropped);
+                // The frame's own event, then whatever the decoder released with it.
+                let mut decoded = decoded;
+                loop {
+                    let ev = match decoded {
+                        Ok(None) => None,
+                        Ok(Some(InboundEvent::Audio(pcm))) if listener.is_some() => {
+                            if let Some(l) = &listener {
+                                send_audio(l, pcm, &reader_dropped);
+                            }
+                            None
                         }
-                        continue;
+                        Ok(Some(InboundEvent::Start(start))) => {
+                            let _ = internal_tx.send(ToWriter::Started(start.clone())).await;
+                            Some(LinkEvent::Event(InboundEvent::Start(start)))
+                        }
+                        Ok(Some(ev)) => Some(LinkEvent::Event(ev)),
+                        Err(e) => {
+                            let _ = reader_fault.set(e.close_frame());
+                            Some(LinkEvent::Error(e))
+                        }
+                    };
+                    if let Some(ev) = ev {
+                        let stop = matches!(ev, LinkEvent::Error(_));
+                        if event_tx.send(ev).await.is_err() || stop {
+                            return;
+                        }
                     }
-                    Ok(Some(InboundEvent::Start(start))) => {
-                        let _ = internal_tx.send(ToWriter::Started(start.clone())).await;
-                        LinkEvent::Event(InboundEvent::Start(start))
+                    match decoder.take_pending() {
+                        Some(ev) => decoded = Ok(Some(ev)),
+                        None => break,
                     }
-                    Ok(Some(ev)) => LinkEvent::Event(ev),
-                    Err(e) => {
-                        let _ = reader_fault.set(e.close_frame());
-                        LinkEvent::Error(e)
-                    }
-                };
-                let stop = matches!(ev, LinkEvent::Error(_));
-                if event_tx.send(ev).await.is_err() || stop {
-                    return;
                 }
             }
         }

@@ -8,4 +8,5 @@ mod operate;
 mod server;
 mod speech_backends;
 mod support;
+mod telnyx;
 mod voice;

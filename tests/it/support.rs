@@ -18,6 +18,7 @@ use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 use voxhook::stt::whisper::WhisperStt;
 use voxhook::stt::SpeechToText;
+use voxhook::telephony::telnyx::config::TelnyxSettings;
 use voxhook::tts::flite::FliteSettings;
 use voxhook::tts::TextToSpeech;
 
@@ -36,14 +37,25 @@ fn model_path() -> String {
 }
 
 /// The Twilio provider's settings, to adjust in a test.
-#[allow(clippy::unnecessary_find_map)] // a real search once more providers are registered
 pub fn twilio(s: &mut Settings) -> &mut TwilioSettings {
     s.telephony
         .iter_mut()
         .find_map(|p| match p {
             ProviderSettings::Twilio(t) => Some(t),
+            _ => None,
         })
         .expect("twilio is registered")
+}
+
+/// The Telnyx provider's settings, to adjust in a test (served: tests that use it enable it).
+pub fn telnyx(s: &mut Settings) -> &mut TelnyxSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Telnyx(t) => Some(t),
+            _ => None,
+        })
+        .expect("telnyx is registered")
 }
 
 /// STT and TTS, loaded once and shared by every test in the binary.
@@ -120,6 +132,11 @@ impl Harness {
 
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The media route of another provider (`/telnyx`).
+    pub fn route_url(&self, route: &str) -> String {
+        format!("ws://{}{route}", self.addr)
     }
 
     /// Places a call from `from` and waits for the greeting to finish playing.

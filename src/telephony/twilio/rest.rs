@@ -8,12 +8,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::config::SensitiveString;
-use crate::telephony::control::{CallControl, ControlError, TransferTarget};
-
-/// The longest `Retry-After` the single retry waits for; a longer one fails at once.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
-/// The pause before the retry when Twilio names none.
-const DEFAULT_RETRY_PAUSE: Duration = Duration::from_millis(200);
+use crate::telephony::control::{
+    body_excerpt, send_with_one_retry, CallControl, ControlError, RestAnswer, TransferTarget,
+};
 
 /// Twilio's REST client for call updates.
 pub struct TwilioRest {
@@ -30,16 +27,6 @@ struct ErrorBody {
     code: Option<u64>,
     #[serde(default)]
     message: Option<String>,
-}
-
-/// One attempt's outcome.
-enum Attempt {
-    Done,
-    Retry {
-        error: ControlError,
-        pause: Option<Duration>,
-    },
-    Fail(ControlError),
 }
 
 // === impl TwilioRest ===
@@ -89,64 +76,16 @@ impl TwilioRest {
     async fn update(&self, call_id: &str, form: &[(&str, &str)]) -> Result<(), ControlError> {
         CallControl::check_call_id(self, call_id)?;
         let url = format!("{}/{call_id}.json", self.calls_url);
-        match self.attempt(&url, form).await {
-            Attempt::Done => Ok(()),
-            Attempt::Fail(e) => Err(e),
-            Attempt::Retry { error, pause } => {
-                let pause = pause.unwrap_or(DEFAULT_RETRY_PAUSE);
-                tracing::warn!(
-                    call_id, error = %error, pause_ms = pause.as_millis() as u64,
-                    "Twilio call update failed; retrying once."
-                );
-                tokio::time::sleep(pause).await;
-                match self.attempt(&url, form).await {
-                    Attempt::Done => Ok(()),
-                    Attempt::Fail(e) | Attempt::Retry { error: e, .. } => Err(e),
-                }
-            }
-        }
-    }
-
-    async fn attempt(&self, url: &str, form: &[(&str, &str)]) -> Attempt {
-        let sent = self
-            .http
-            .post(url)
-            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
-            .form(form)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            // Nothing reached Twilio: safe to send again.
-            Err(e) if e.is_connect() => {
-                return Attempt::Retry {
-                    error: ControlError::Unavailable(e.to_string()),
-                    pause: None,
-                }
-            }
-            // A timeout may have been processed; a second update could act twice.
-            Err(e) => return Attempt::Fail(ControlError::Unavailable(e.to_string())),
+        let request = || {
+            self.http
+                .post(&url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+                .form(form)
         };
-        let status = resp.status();
-        if status.is_success() {
-            return Attempt::Done;
-        }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let error = ControlError::Rejected {
-            status: status.as_u16(),
-            detail: error_detail(&resp.bytes().await.unwrap_or_default()),
-        };
-        let transient = status.is_server_error() || status.as_u16() == 429;
-        match retry_after {
-            Some(p) if p > MAX_RETRY_AFTER => Attempt::Fail(error),
-            pause if transient => Attempt::Retry { error, pause },
-            _ => Attempt::Fail(error),
-        }
+        send_with_one_retry("twilio", call_id, request, |_, body| {
+            RestAnswer::Rejected(error_detail(body))
+        })
+        .await
     }
 }
 
@@ -207,7 +146,7 @@ fn error_detail(body: &[u8]) -> String {
             Some(c) => format!("{m} (code {c})"),
             None => m,
         },
-        _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        _ => body_excerpt(body),
     }
 }
 
