@@ -1,6 +1,8 @@
 //! Twilio call control over the REST API: [`TwilioRest`] updates a live call with
 //! `POST {base}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (HTTP Basic auth,
 //! form-encoded), `Status=completed` to hang up and `Twiml=<Response><Dial>…` to transfer.
+//! SignalWire's LaML REST API is the same resource under `/api/laml` with UUID ids
+//! ([`RestDialect::SIGNALWIRE`]).
 
 use std::time::Duration;
 
@@ -12,8 +14,44 @@ use crate::telephony::control::{
     body_excerpt, send_with_one_retry, CallControl, ControlError, RestAnswer, TransferTarget,
 };
 
+/// Where a Twilio-compatible API differs from Twilio's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestDialect {
+    /// Provider name for logs.
+    pub name: &'static str,
+    /// Path before `/2010-04-01/Accounts/…` on the base URL.
+    pub path_prefix: &'static str,
+    /// Account and call ids are UUIDs (dashes allowed), not alphanumeric SIDs.
+    pub uuid_ids: bool,
+}
+
+impl RestDialect {
+    /// Twilio: `https://api.twilio.com/2010-04-01/…`, `AC…`/`CA…` SIDs.
+    pub const TWILIO: RestDialect = RestDialect {
+        name: "twilio",
+        path_prefix: "",
+        uuid_ids: false,
+    };
+    /// SignalWire: `https://<space>.signalwire.com/api/laml/2010-04-01/…`, UUID project and
+    /// call ids.
+    pub const SIGNALWIRE: RestDialect = RestDialect {
+        name: "signalwire",
+        path_prefix: "/api/laml",
+        uuid_ids: true,
+    };
+
+    /// Whether `id` is safe in this API's URL paths.
+    fn id_ok(self, id: &str) -> bool {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || (self.uuid_ids && b == b'-'))
+    }
+}
+
 /// Twilio's REST client for call updates.
 pub struct TwilioRest {
+    dialect: RestDialect,
     http: reqwest::Client,
     calls_url: String,
     account_sid: String,
@@ -40,6 +78,23 @@ impl TwilioRest {
         auth_token: SensitiveString,
         timeout: Duration,
     ) -> Result<Self, ControlError> {
+        Self::with_dialect(
+            RestDialect::TWILIO,
+            api_base_url,
+            account_sid,
+            auth_token,
+            timeout,
+        )
+    }
+
+    /// A client for a Twilio-compatible API speaking `dialect`.
+    pub fn with_dialect(
+        dialect: RestDialect,
+        api_base_url: &str,
+        account_sid: &str,
+        auth_token: SensitiveString,
+        timeout: Duration,
+    ) -> Result<Self, ControlError> {
         let base = reqwest::Url::parse(api_base_url)
             .map_err(|e| ControlError::Config(format!("api_base_url {api_base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -47,9 +102,10 @@ impl TwilioRest {
                 "api_base_url {api_base_url:?} is not http(s)"
             )));
         }
-        if account_sid.is_empty() || !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !dialect.id_ok(account_sid) {
             return Err(ControlError::Config(format!(
-                "account SID {account_sid:?} is not alphanumeric"
+                "account id {account_sid:?} is not a {} account id",
+                dialect.name
             )));
         }
         if auth_token.is_empty() {
@@ -62,10 +118,12 @@ impl TwilioRest {
             .build()
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
+            dialect,
             http,
             calls_url: format!(
-                "{}/2010-04-01/Accounts/{account_sid}/Calls",
-                api_base_url.trim_end_matches('/')
+                "{}{}/2010-04-01/Accounts/{account_sid}/Calls",
+                api_base_url.trim_end_matches('/'),
+                dialect.path_prefix
             ),
             account_sid: account_sid.to_string(),
             auth_token,
@@ -82,7 +140,7 @@ impl TwilioRest {
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
                 .form(form)
         };
-        send_with_one_retry("twilio", call_id, request, |_, body| {
+        send_with_one_retry(self.dialect.name, call_id, request, |_, body| {
             RestAnswer::Rejected(error_detail(body))
         })
         .await
@@ -92,12 +150,20 @@ impl TwilioRest {
 #[async_trait]
 impl CallControl for TwilioRest {
     fn name(&self) -> &'static str {
-        "twilio"
+        self.dialect.name
+    }
+
+    fn check_call_id(&self, call_id: &str) -> Result<(), ControlError> {
+        if self.dialect.id_ok(call_id) {
+            Ok(())
+        } else {
+            Err(ControlError::InvalidCallId(call_id.to_string()))
+        }
     }
 
     async fn hang_up(&self, call_id: &str) -> Result<(), ControlError> {
         self.update(call_id, &[("Status", "completed")]).await?;
-        tracing::info!(call_id, "Twilio call hung up.");
+        tracing::info!(provider = self.dialect.name, call_id, "Call hung up.");
         Ok(())
     }
 
@@ -105,7 +171,7 @@ impl CallControl for TwilioRest {
         let target = TransferTarget::parse(target)?;
         self.update(call_id, &[("Twiml", &transfer_twiml(&target))])
             .await?;
-        tracing::info!(call_id, target = ?target, "Twilio call transferred.");
+        tracing::info!(provider = self.dialect.name, call_id, target = ?target, "Call transferred.");
         Ok(())
     }
 }
