@@ -3,14 +3,13 @@
 //! wire is Twilio's), and how the provider is built from it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::component::{Component, Ctx, Errors};
 use crate::config::SensitiveString;
 use crate::telephony::control::{CallControl, ControlError};
-use crate::telephony::twilio::config::{TwilioRestSettings, TwilioSettings};
+use crate::telephony::twilio::config::{check_signing, rest_settings, RestKeys, TwilioSettings};
 use crate::telephony::twilio::rest::{RestDialect, TwilioRest};
 use crate::telephony::ProviderBackend;
 
@@ -86,36 +85,23 @@ impl Component for SignalWireSettings {
             &ctx.key("max_message_bytes"),
             "must be at least 1024",
         );
-        if c.validate_signature {
-            errs.check(
-                !c.signing_key.is_empty(),
-                &ctx.key("signing_key"),
-                "required when validate_signature = true",
-            );
-            errs.check(
-                ctx.public_url.is_some(),
-                "server.public_url",
-                &format!("required when {} = true", ctx.key("validate_signature")),
-            );
-        }
-        let rest = (!c.project_id.is_empty()).then(|| {
-            errs.check(
-                !c.api_token.is_empty(),
-                &ctx.key("api_token"),
-                "required when project_id is set (REST hang-up and transfer)",
-            );
-            errs.check(
-                c.space_url.starts_with("http://") || c.space_url.starts_with("https://"),
-                &ctx.key("space_url"),
-                "must be an http(s) URL like https://example.signalwire.com",
-            );
-            TwilioRestSettings {
-                api_base_url: c.space_url.trim_end_matches('/').to_string(),
-                account_sid: c.project_id.clone(),
-                auth_token: c.api_token.clone(),
-                timeout: Duration::from_millis(c.api_timeout_ms.max(100)),
-            }
-        });
+        check_signing(
+            c.validate_signature,
+            &c.signing_key,
+            "signing_key",
+            ctx,
+            errs,
+        );
+        let rest = rest_settings(
+            RestKeys {
+                account: ("project_id", &c.project_id),
+                token: ("api_token", &c.api_token),
+                base_url: ("space_url", &c.space_url),
+                timeout_ms: c.api_timeout_ms,
+            },
+            ctx,
+            errs,
+        );
         SignalWireSettings {
             stream: TwilioSettings {
                 enabled: c.enabled,

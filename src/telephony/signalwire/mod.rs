@@ -9,7 +9,7 @@ pub mod config;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 
 use super::control::CallControl;
 use super::twilio::{self, signature, TwilioOptions};
@@ -47,25 +47,15 @@ impl Provider for SignalWire {
     }
 
     fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal> {
-        let (Some(key), Some(public)) = (&self.settings.stream.signature_token, &self.public_url)
-        else {
-            return Ok(());
-        };
-        let url = signature::signed_url(public, path_and_query);
-        let sig = [SIGNATURE_HEADER, LEGACY_SIGNATURE_HEADER]
-            .iter()
-            .find_map(|h| headers.get(*h))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if signature::verify(key.expose(), &url, sig) {
-            Ok(())
-        } else {
-            tracing::warn!(url = %url, "SignalWire signature invalid; connection refused.");
-            Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "signature",
-            })
-        }
+        let key = self.settings.stream.signature_token.as_ref();
+        signature::check_upgrade(
+            "signalwire",
+            key.map(|k| k.expose()),
+            self.public_url.as_deref(),
+            &[SIGNATURE_HEADER, LEGACY_SIGNATURE_HEADER],
+            headers,
+            path_and_query,
+        )
     }
 
     fn codec(&self) -> Codec {

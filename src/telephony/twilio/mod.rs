@@ -8,7 +8,7 @@ mod wire;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
@@ -45,23 +45,14 @@ impl Provider for Twilio {
     }
 
     fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal> {
-        let (Some(token), Some(public)) = (&self.settings.signature_token, &self.public_url) else {
-            return Ok(());
-        };
-        let url = signature::signed_url(public, path_and_query);
-        let sig = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if signature::verify(token.expose(), &url, sig) {
-            Ok(())
-        } else {
-            tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
-            Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "signature",
-            })
-        }
+        signature::check_upgrade(
+            "twilio",
+            self.settings.signature_token.as_ref().map(|t| t.expose()),
+            self.public_url.as_deref(),
+            &["x-twilio-signature"],
+            headers,
+            path_and_query,
+        )
     }
 
     fn codec(&self) -> Codec {
