@@ -335,6 +335,69 @@ mod tests {
         assert_eq!(e.code(), "control.unavailable", "{e}");
     }
 
+    const PROJECT: &str = "b5f3a0c4-8a62-4b7e-9f1d-2c3e4d5f6a7b";
+    const SW_CALL: &str = "3e1d2c4b-5a6f-4e7d-8c9b-0a1b2c3d4e5f";
+
+    fn signalwire(sim: &TwilioApiSim, token: &str) -> TwilioRest {
+        TwilioRest::with_dialect(
+            RestDialect::SIGNALWIRE,
+            &sim.base_url(),
+            PROJECT,
+            SensitiveString::new(token),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn signalwire_laml_hang_up_and_transfer_use_uuid_ids_under_api_laml() {
+        let sim = TwilioApiSim::start_signalwire(PROJECT, TOKEN)
+            .await
+            .unwrap();
+        let c = signalwire(&sim, TOKEN);
+        assert_eq!(c.name(), "signalwire");
+        c.hang_up(SW_CALL).await.unwrap();
+        c.transfer(SW_CALL, "+15550002222").await.unwrap();
+        let u = sim.updates();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].call_sid, SW_CALL);
+        assert_eq!(u[0].status.as_deref(), Some("completed"));
+        assert_eq!(
+            u[1].twiml.as_deref(),
+            Some("<Response><Dial>+15550002222</Dial></Response>")
+        );
+        assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+
+        let e = c.hang_up("3e1d/../x").await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_call_id");
+        let e = signalwire(&sim, "wrong")
+            .hang_up(SW_CALL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ControlError::Rejected { status: 401, .. }),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("bad-sw-token-9"));
+
+        // Twilio's own API is not under /api/laml: a Twilio client gets a 404 from this fake.
+        let twilio = TwilioRest::new(
+            &sim.base_url(),
+            "ACb5f3",
+            SensitiveString::new(TOKEN),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = twilio.hang_up("CA1").await.unwrap_err();
+        assert!(
+            matches!(e, ControlError::Rejected { status: 404, .. }),
+            "{e}"
+        );
+        // Nor does Twilio take UUID call ids.
+        let e = client(&sim, TOKEN).hang_up(SW_CALL).await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_call_id");
+    }
+
     #[test]
     fn bad_settings_fail_at_construction() {
         let t = || SensitiveString::new(TOKEN);
