@@ -1,11 +1,10 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
 //! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
 //! SignalWire with its L16 codecs; Telnyx media streaming with its codecs). The engine streams
-//! caller audio in real time (20 ms
-//! frames, silence between utterances), sends keys, and keeps a playback buffer like the
-//! provider's: bot audio plays at real time, marks are echoed when playback reaches them, and
-//! `clear` flushes the buffer (echoing the flushed marks). Used by `voxhook demo` and the
-//! integration tests.
+//! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
+//! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
+//! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
+//! `voxhook demo` and the integration tests.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
