@@ -14,7 +14,7 @@ use voxhook::telephony::twilio::config::TwilioRestSettings;
 use voxhook::telephony::twilio::signature;
 
 use crate::support::{
-    ask_for_balance, barge_in, fake_engines, rms, signalwire, speech, transcribe, Harness, WAIT,
+    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, signalwire, speech, Harness, WAIT,
 };
 
 const PROJECT: &str = "b5f3a0c4-8a62-4b7e-9f1d-2c3e4d5f6a7b";
@@ -58,20 +58,7 @@ async fn a_signalwire_call_talks_to_the_bot_end_to_end() {
     let caller = dial(&h, user, 8_000).await;
 
     // The caller's number comes from `customParameters`.
-    let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
-    assert_eq!(opened[0].user_id, user);
-    assert_eq!(opened[0].custom_data["provider"], "signalwire");
-    assert_eq!(
-        opened[0].custom_data["callId"],
-        caller.options.call_sid.as_str()
-    );
-    let log = caller.log();
-    assert_eq!(
-        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
-        (0, 0, 0)
-    );
-    let greeting = transcribe(&log.heard).await;
-    assert!(greeting.contains("welcome"), "heard {greeting:?}");
+    assert_greeted(&h, &caller, user, "signalwire").await;
 
     // Speech reaches the bot as text.
     ask_for_balance(&h, &caller).await;

@@ -82,6 +82,25 @@ pub fn fake_engines(s: &mut Settings) {
         .unwrap();
 }
 
+/// The call from `user` opened a bot session carrying `provider` and the provider's call id,
+/// and the caller heard the spoken greeting in whole, well-formed frames on its own stream.
+pub async fn assert_greeted(h: &Harness, caller: &SimCaller, user: &str, provider: &str) {
+    let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
+    assert_eq!(opened[0].user_id, user);
+    assert_eq!(opened[0].custom_data["provider"], provider);
+    assert_eq!(
+        opened[0].custom_data["callId"],
+        caller.options.call_sid.as_str()
+    );
+    let log = caller.log();
+    assert_eq!(
+        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
+        (0, 0, 0)
+    );
+    let greeting = transcribe(&log.heard).await;
+    assert!(greeting.contains("welcome"), "heard {greeting:?}");
+}
+
 /// The caller asks for the balance with real speech: it reaches the bot as its first text
 /// turn, and both parts of the answer play to their marks.
 pub async fn ask_for_balance(h: &Harness, caller: &SimCaller) {

@@ -14,7 +14,7 @@ use voxhook::telephony::telnyx::config::TelnyxRestSettings;
 use voxhook::telephony::telnyx::media::{Encoding, MediaCodec};
 
 use crate::support::{
-    ask_for_balance, barge_in, fake_engines, rms, speech, telnyx, transcribe, Harness, WAIT,
+    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, speech, telnyx, Harness, WAIT,
 };
 
 const PCMU: MediaCodec = MediaCodec {
@@ -65,20 +65,7 @@ async fn a_telnyx_call_talks_to_the_bot_end_to_end() {
     let caller = dial(&h, user, PCMU, PCMU).await;
 
     // The caller's number comes from Telnyx's start, not from a custom parameter.
-    let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
-    assert_eq!(opened[0].user_id, user);
-    assert_eq!(opened[0].custom_data["provider"], "telnyx");
-    assert_eq!(
-        opened[0].custom_data["callId"],
-        caller.options.call_sid.as_str()
-    );
-    let log = caller.log();
-    assert_eq!(
-        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
-        (0, 0, 0)
-    );
-    let greeting = transcribe(&log.heard).await;
-    assert!(greeting.contains("welcome"), "heard {greeting:?}");
+    assert_greeted(&h, &caller, user, "telnyx").await;
 
     // Speech reaches the bot as text.
     ask_for_balance(&h, &caller).await;

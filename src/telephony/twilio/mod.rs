@@ -1,5 +1,7 @@
 //! Twilio Media Streams (bidirectional `<Connect><Stream>`): `connected`, `start`, `media`,
 //! `dtmf`, `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is μ-law 8 kHz base64.
+//! The codec also serves Twilio-compatible streams that may negotiate little-endian L16
+//! (SignalWire: [`TwilioOptions::l16_rates`]).
 
 pub mod config;
 pub mod rest;
