@@ -1,10 +1,10 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
-//! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams;
-//! Telnyx media streaming with its codecs). The engine streams caller audio in real time (20 ms
-//! frames, silence between utterances), sends keys, and keeps a playback buffer like the
-//! provider's: bot audio plays at real time, marks are echoed when playback reaches them, and
-//! `clear` flushes the buffer (echoing the flushed marks). Used by `voxhook demo` and the
-//! integration tests.
+//! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
+//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs). The engine streams
+//! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
+//! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
+//! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
+//! `voxhook demo` and the integration tests.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -85,6 +85,13 @@ pub enum Wire {
         /// `stream_auth_token`, sent as `x-telnyx-streaming-auth-token` and in `connected`.
         auth_token: Option<String>,
     },
+    /// SignalWire cXML `<Connect><Stream>`: Twilio's wire with UUID ids, the signature in
+    /// `X-SignalWire-Signature`, and the `<Stream codec>` both ways: PCMU at 8000 Hz or
+    /// little-endian L16 at 16000/24000 Hz (`audio/x-l16` in `start.mediaFormat`).
+    SignalWire {
+        /// The stream's rate (8000: PCMU).
+        rate: u32,
+    },
 }
 
 impl CallerOptions {
@@ -127,6 +134,19 @@ impl CallerOptions {
                 outbound,
                 auth_token: None,
             },
+            ..Self::new(url, from, to)
+        }
+    }
+}
+
+impl CallerOptions {
+    /// A SignalWire call from `from` to `to` whose stream runs at `rate` (8000: PCMU, 16000 or
+    /// 24000: `L16@…h`), with SignalWire-shaped (UUID) call and stream ids.
+    pub fn signalwire(url: &str, from: &str, to: &str, rate: u32) -> Self {
+        Self {
+            call_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::SignalWire { rate },
             ..Self::new(url, from, to)
         }
     }
@@ -203,7 +223,11 @@ impl SimCaller {
             .map_err(|e| fail(&e))?;
         if let Some(sig) = &options.signature {
             let value = sig.parse().map_err(|e| fail(&e))?;
-            req.headers_mut().insert("x-twilio-signature", value);
+            let header = match options.wire {
+                Wire::SignalWire { .. } => crate::telephony::signalwire::SIGNATURE_HEADER,
+                _ => "x-twilio-signature",
+            };
+            req.headers_mut().insert(header, value);
         }
         if let Wire::Telnyx {
             auth_token: Some(token),
@@ -340,9 +364,23 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
     Ok(match &o.wire {
         Wire::Twilio => Box::new(TwilioWire {
             opts: o.clone(),
+            rate: 8_000,
+            account: "ACsimulated".into(),
             seq: 0,
             chunk: 0,
         }),
+        Wire::SignalWire { rate } => {
+            if ![8_000, 16_000, 24_000].contains(rate) {
+                return Err(format!("SignalWire streams no codec at {rate} Hz"));
+            }
+            Box::new(TwilioWire {
+                opts: o.clone(),
+                rate: *rate,
+                account: "b5f3a0c4-8a62-4b7e-9f1d-2c3e4d5f6a7b".into(),
+                seq: 0,
+                chunk: 0,
+            })
+        }
         Wire::Telnyx {
             inbound,
             outbound,
@@ -543,9 +581,14 @@ fn on_message(
 }
 
 /// Twilio Media Streams: camelCase, string sequence numbers, μ-law 8 kHz, `streamSid` on
-/// every message both ways.
+/// every message both ways. SignalWire speaks the same, with L16 (little-endian) at 16 or
+/// 24 kHz when the `<Stream codec>` asked for it.
 struct TwilioWire {
     opts: CallerOptions,
+    /// 8000: μ-law; above: L16.
+    rate: u32,
+    /// `accountSid` (SignalWire: the project ID).
+    account: String,
     seq: u64,
     chunk: u64,
 }
@@ -557,13 +600,19 @@ impl TwilioWire {
     }
 }
 
+impl TwilioWire {
+    fn l16(&self) -> bool {
+        self.rate != 8_000
+    }
+}
+
 impl CallerWire for TwilioWire {
     fn inbound_rate(&self) -> u32 {
-        8_000
+        self.rate
     }
 
     fn outbound_rate(&self) -> u32 {
-        8_000
+        self.rate
     }
 
     fn opening(&mut self) -> Vec<Value> {
@@ -572,17 +621,26 @@ impl CallerWire for TwilioWire {
         }
         let o = &self.opts;
         let sid = o.stream_sid.clone();
+        let encoding = if self.l16() {
+            "audio/x-l16"
+        } else {
+            "audio/x-mulaw"
+        };
         let start = json!({"event": "start", "sequenceNumber": self.next_seq(), "streamSid": sid,
-            "start": {"accountSid": "ACsimulated", "streamSid": sid, "callSid": self.opts.call_sid,
+            "start": {"accountSid": self.account, "streamSid": sid, "callSid": self.opts.call_sid,
                 "tracks": ["inbound"], "customParameters": self.opts.parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}});
+                "mediaFormat": {"encoding": encoding, "sampleRate": self.rate, "channels": 1}}});
         let connected = json!({"event": "connected", "protocol": "Call", "version": "1.0.0"});
         vec![connected, start]
     }
 
     fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value {
-        let mut bytes = Vec::with_capacity(FRAME);
-        Codec::Mulaw.encode_into(pcm, &mut bytes);
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        if self.l16() {
+            bytes.extend(pcm.iter().flat_map(|s| s.to_le_bytes()));
+        } else {
+            Codec::Mulaw.encode_into(pcm, &mut bytes);
+        }
         self.chunk += 1;
         json!({"event": "media", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
             "media": {"track": "inbound", "chunk": self.chunk.to_string(),
@@ -601,7 +659,7 @@ impl CallerWire for TwilioWire {
 
     fn stop(&mut self) -> Value {
         json!({"event": "stop", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
-            "stop": {"accountSid": "ACsimulated", "callSid": self.opts.call_sid}})
+            "stop": {"accountSid": self.account, "callSid": self.opts.call_sid}})
     }
 
     fn wrong_stream(&self, v: &Value) -> bool {
@@ -610,6 +668,17 @@ impl CallerWire for TwilioWire {
 
     fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)> {
         let bytes = B64.decode(b64).ok()?;
+        if self.l16() {
+            if !bytes.len().is_multiple_of(2) {
+                return None;
+            }
+            let pcm: Vec<i16> = bytes
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            let odd = pcm.len() != self.rate as usize / 50;
+            return Some((pcm, odd));
+        }
         let mut pcm = Vec::with_capacity(bytes.len());
         Codec::Mulaw.decode_into(&bytes, &mut pcm);
         Some((pcm, bytes.len() != FRAME))

@@ -2,7 +2,9 @@
 //! (`POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`), the test double for
 //! `telephony::twilio::rest`. It checks HTTP Basic auth, the account, the content type and the
 //! form fields as Twilio would, records every update and violation, answers with a Twilio-like
-//! call resource or error body, and can be told to fail the next requests.
+//! call resource or error body, and can be told to fail the next requests. The same fake
+//! serves SignalWire's LaML REST API (`/api/laml/2010-04-01/…`, project ID and API token),
+//! which is the same resource: [`TwilioApiSim::start_signalwire`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,16 @@ pub struct TwilioApiSim {
 impl TwilioApiSim {
     /// Starts the fake for one account on an ephemeral loopback port.
     pub async fn start(account_sid: &str, auth_token: &str) -> std::io::Result<Self> {
+        Self::start_at("", account_sid, auth_token).await
+    }
+
+    /// Starts a fake of a SignalWire space's LaML REST API for one project (base URL stands
+    /// for `https://<space>.signalwire.com`).
+    pub async fn start_signalwire(project_id: &str, api_token: &str) -> std::io::Result<Self> {
+        Self::start_at("/api/laml", project_id, api_token).await
+    }
+
+    async fn start_at(prefix: &str, account_sid: &str, auth_token: &str) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             account_sid: account_sid.into(),
             auth_token: auth_token.into(),
@@ -80,7 +92,10 @@ impl TwilioApiSim {
             updated: Notify::new(),
         });
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{account}/Calls/{call}", post(update))
+            .route(
+                &format!("{prefix}/2010-04-01/Accounts/{{account}}/Calls/{{call}}"),
+                post(update),
+            )
             .with_state(shared.clone());
         let server = LocalServer::start("127.0.0.1:0", app).await?;
         Ok(Self { server, shared })

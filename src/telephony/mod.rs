@@ -6,6 +6,7 @@
 //! [`ProviderSettings`].
 
 pub mod control;
+pub mod signalwire;
 pub mod telnyx;
 pub mod twilio;
 pub mod ws;
@@ -26,6 +27,8 @@ crate::registry! {
         Twilio(twilio::config::TwilioSettings) = "twilio",
         /// Telnyx media streaming (Call Control `streaming_start`, TeXML `<Stream>`), route `/telnyx`.
         Telnyx(telnyx::config::TelnyxSettings) = "telnyx",
+        /// SignalWire cXML `<Connect><Stream>` (Twilio's wire, L16 too), route `/signalwire`.
+        SignalWire(signalwire::config::SignalWireSettings) = "signalwire",
     }
 }
 

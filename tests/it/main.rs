@@ -6,6 +6,7 @@ mod contract;
 mod faults;
 mod operate;
 mod server;
+mod signalwire;
 mod speech_backends;
 mod support;
 mod telnyx;

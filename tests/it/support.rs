@@ -18,6 +18,7 @@ use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 use voxhook::stt::whisper::WhisperStt;
 use voxhook::stt::SpeechToText;
+use voxhook::telephony::signalwire::config::SignalWireSettings;
 use voxhook::telephony::telnyx::config::TelnyxSettings;
 use voxhook::tts::flite::FliteSettings;
 use voxhook::tts::TextToSpeech;
@@ -56,6 +57,92 @@ pub fn telnyx(s: &mut Settings) -> &mut TelnyxSettings {
             _ => None,
         })
         .expect("telnyx is registered")
+}
+
+/// The SignalWire provider's settings, to adjust in a test (served: tests that use it enable
+/// it).
+pub fn signalwire(s: &mut Settings) -> &mut SignalWireSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::SignalWire(t) => Some(t),
+            _ => None,
+        })
+        .expect("signalwire is registered")
+}
+
+/// The fake STT (one scripted transcript) and fake TTS (a tone), for codec tests.
+pub fn fake_engines(s: &mut Settings) {
+    s.stt = voxhook::stt::SttSettings::from_toml(
+        "stt",
+        "provider = \"fake\"\ntranscripts = [\"I would like to check my account balance.\"]\nlatency_ms = 20",
+    )
+    .unwrap();
+    s.tts = voxhook::tts::TtsSettings::from_toml("tts", "provider = \"fake\"\nms_per_char = 20")
+        .unwrap();
+}
+
+/// The call from `user` opened a bot session carrying `provider` and the provider's call id,
+/// and the caller heard the spoken greeting in whole, well-formed frames on its own stream.
+pub async fn assert_greeted(h: &Harness, caller: &SimCaller, user: &str, provider: &str) {
+    let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
+    assert_eq!(opened[0].user_id, user);
+    assert_eq!(opened[0].custom_data["provider"], provider);
+    assert_eq!(
+        opened[0].custom_data["callId"],
+        caller.options.call_sid.as_str()
+    );
+    let log = caller.log();
+    assert_eq!(
+        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
+        (0, 0, 0)
+    );
+    let greeting = transcribe(&log.heard).await;
+    assert!(greeting.contains("welcome"), "heard {greeting:?}");
+}
+
+/// The caller asks for the balance with real speech: it reaches the bot as its first text
+/// turn, and both parts of the answer play to their marks.
+pub async fn ask_for_balance(h: &Harness, caller: &SimCaller) {
+    caller
+        .say(speech("I would like to check my account balance.").await)
+        .await;
+    let turns = h.wait_received(1, |r| r.kind == "text").await;
+    assert!(
+        turns[0].val.to_lowercase().contains("balance"),
+        "{:?}",
+        turns[0].val
+    );
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 3)
+        .await
+        .expect("both parts of the answer played");
+}
+
+/// While the answer to turn `turn - 1` plays, the caller talks over it: the provider's
+/// playback is cleared and the interruption reaches the bot as text turn `turn`.
+pub async fn barge_in(h: &Harness, caller: &SimCaller, turn: usize) {
+    caller
+        .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 3)
+        .await
+        .expect("the answer starts playing");
+    caller
+        .say(speech("Actually, I want to speak to an agent.").await)
+        .await;
+    caller
+        .wait_for(WAIT, |l| l.clears >= 1)
+        .await
+        .expect("barge-in sends clear");
+    let turns = h.wait_received(turn, |r| r.kind == "text").await;
+    assert!(
+        turns[turn - 1].val.to_lowercase().contains("agent"),
+        "{:?}",
+        turns[turn - 1].val
+    );
+    caller
+        .wait_bot_quiet(Duration::from_millis(500), WAIT)
+        .await
+        .ok();
 }
 
 /// STT and TTS, loaded once and shared by every test in the binary.

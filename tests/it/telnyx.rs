@@ -10,12 +10,12 @@ use voxhook::config::{SensitiveString, Settings};
 use voxhook::sim::caller::{telnyx_dtmf, CallerOptions, SimCaller};
 use voxhook::sim::kore::{Received, Reply};
 use voxhook::sim::telnyx_api::TelnyxApiSim;
-use voxhook::stt::SttSettings;
 use voxhook::telephony::telnyx::config::TelnyxRestSettings;
 use voxhook::telephony::telnyx::media::{Encoding, MediaCodec};
-use voxhook::tts::TtsSettings;
 
-use crate::support::{rms, speech, telnyx, transcribe, Harness, WAIT};
+use crate::support::{
+    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, speech, telnyx, Harness, WAIT,
+};
 
 const PCMU: MediaCodec = MediaCodec {
     encoding: Encoding::Pcmu,
@@ -26,15 +26,6 @@ fn enable(s: &mut Settings, outbound: MediaCodec) {
     let t = telnyx(s);
     t.enabled = true;
     t.outbound = outbound;
-}
-
-fn fake_engines(s: &mut Settings) {
-    s.stt = SttSettings::from_toml(
-        "stt",
-        "provider = \"fake\"\ntranscripts = [\"I would like to check my account balance.\"]\nlatency_ms = 20",
-    )
-    .unwrap();
-    s.tts = TtsSettings::from_toml("tts", "provider = \"fake\"\nms_per_char = 20").unwrap();
 }
 
 async fn dial(h: &Harness, from: &str, inbound: MediaCodec, outbound: MediaCodec) -> SimCaller {
@@ -74,35 +65,10 @@ async fn a_telnyx_call_talks_to_the_bot_end_to_end() {
     let caller = dial(&h, user, PCMU, PCMU).await;
 
     // The caller's number comes from Telnyx's start, not from a custom parameter.
-    let opened = h.wait_received(1, |r| r.val == "ON_CONNECT").await;
-    assert_eq!(opened[0].user_id, user);
-    assert_eq!(opened[0].custom_data["provider"], "telnyx");
-    assert_eq!(
-        opened[0].custom_data["callId"],
-        caller.options.call_sid.as_str()
-    );
-    let log = caller.log();
-    assert_eq!(
-        (log.odd_frames, log.wrong_stream_sid, log.invalid_messages),
-        (0, 0, 0)
-    );
-    let greeting = transcribe(&log.heard).await;
-    assert!(greeting.contains("welcome"), "heard {greeting:?}");
+    assert_greeted(&h, &caller, user, "telnyx").await;
 
     // Speech reaches the bot as text.
-    caller
-        .say(speech("I would like to check my account balance.").await)
-        .await;
-    let turns = h.wait_received(1, |r| r.kind == "text").await;
-    assert!(
-        turns[0].val.to_lowercase().contains("balance"),
-        "{:?}",
-        turns[0].val
-    );
-    caller
-        .wait_for(WAIT, |l| l.marks_played.len() == 3)
-        .await
-        .expect("both parts of the answer played");
+    ask_for_balance(&h, &caller).await;
 
     // Digits arrive out of order, as Telnyx may send them; they are taken in press order.
     let sid = caller.options.stream_sid.clone();
@@ -119,27 +85,7 @@ async fn a_telnyx_call_talks_to_the_bot_end_to_end() {
     assert_eq!(turns[1].custom_data["inputMode"], "dtmf");
 
     // Barge-in clears Telnyx's playback.
-    caller
-        .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 3)
-        .await
-        .expect("the answer starts playing");
-    caller
-        .say(speech("Actually, I want to speak to an agent.").await)
-        .await;
-    caller
-        .wait_for(WAIT, |l| l.clears >= 1)
-        .await
-        .expect("barge-in sends clear");
-    let turns = h.wait_received(3, |r| r.kind == "text").await;
-    assert!(
-        turns[2].val.to_lowercase().contains("agent"),
-        "{:?}",
-        turns[2].val
-    );
-    caller
-        .wait_bot_quiet(Duration::from_millis(500), WAIT)
-        .await
-        .ok();
+    barge_in(&h, &caller, 3).await;
 
     // The bot hangs up: Call Control hang-up for this call, after the goodbye played.
     let bye = json!({"text": "Goodbye!", "action": "hangup"});

@@ -95,42 +95,22 @@ impl Component for TwilioSettings {
     type Raw = TwilioConfig;
 
     fn validate(c: TwilioConfig, ctx: &Ctx<'_>, errs: &mut Errors) -> Self {
-        let has_public_url = ctx.public_url.is_some();
-        if c.validate_signature {
-            errs.check(
-                !c.auth_token.is_empty(),
-                &ctx.key("auth_token"),
-                "required when validate_signature = true",
-            );
-            errs.check(
-                has_public_url,
-                "server.public_url",
-                &format!("required when {} = true", ctx.key("validate_signature")),
-            );
-        }
+        check_signing(c.validate_signature, &c.auth_token, "auth_token", ctx, errs);
         errs.check(
             c.max_message_bytes >= 1024,
             &ctx.key("max_message_bytes"),
             "must be at least 1024",
         );
-        let rest = (!c.account_sid.is_empty()).then(|| {
-            errs.check(
-                !c.auth_token.is_empty(),
-                &ctx.key("auth_token"),
-                "required when account_sid is set (REST hang-up and transfer)",
-            );
-            errs.check(
-                c.api_base_url.starts_with("http://") || c.api_base_url.starts_with("https://"),
-                &ctx.key("api_base_url"),
-                "must be an http(s) URL",
-            );
-            TwilioRestSettings {
-                api_base_url: c.api_base_url.trim_end_matches('/').to_string(),
-                account_sid: c.account_sid.clone(),
-                auth_token: c.auth_token.clone(),
-                timeout: ms(c.api_timeout_ms.max(100)),
-            }
-        });
+        let rest = rest_settings(
+            RestKeys {
+                account: ("account_sid", &c.account_sid),
+                token: ("auth_token", &c.auth_token),
+                base_url: ("api_base_url", &c.api_base_url),
+                timeout_ms: c.api_timeout_ms,
+            },
+            ctx,
+            errs,
+        );
         errs.check(
             c.route.starts_with('/') && c.route.len() > 1,
             &ctx.key("route"),
@@ -149,8 +129,69 @@ impl Component for TwilioSettings {
     }
 }
 
-fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
+/// The configured REST access of a Twilio-compatible API: each entry is its key name and value.
+pub struct RestKeys<'a> {
+    /// Account (Twilio account SID, SignalWire project ID); empty: no REST access.
+    pub account: (&'a str, &'a str),
+    /// Credential paired with the account.
+    pub token: (&'a str, &'a SensitiveString),
+    /// API base URL.
+    pub base_url: (&'a str, &'a str),
+    /// Request timeout in milliseconds (at least 100 is used).
+    pub timeout_ms: u64,
+}
+
+/// Validates REST access: none without an account; with one, the token and an http(s) URL.
+pub fn rest_settings(
+    k: RestKeys<'_>,
+    ctx: &Ctx<'_>,
+    errs: &mut Errors,
+) -> Option<TwilioRestSettings> {
+    let ((account_key, account), (token_key, token), (url_key, url)) =
+        (k.account, k.token, k.base_url);
+    if account.is_empty() {
+        return None;
+    }
+    errs.check(
+        !token.is_empty(),
+        &ctx.key(token_key),
+        &format!("required when {account_key} is set (REST hang-up and transfer)"),
+    );
+    errs.check(
+        url.starts_with("http://") || url.starts_with("https://"),
+        &ctx.key(url_key),
+        "must be an http(s) URL",
+    );
+    Some(TwilioRestSettings {
+        api_base_url: url.trim_end_matches('/').to_string(),
+        account_sid: account.to_string(),
+        auth_token: token.clone(),
+        timeout: Duration::from_millis(k.timeout_ms.max(100)),
+    })
+}
+
+/// Validates signature checking: it needs the signing secret (at `key_name`) and
+/// `server.public_url`.
+pub fn check_signing(
+    enabled: bool,
+    key: &SensitiveString,
+    key_name: &str,
+    ctx: &Ctx<'_>,
+    errs: &mut Errors,
+) {
+    if !enabled {
+        return;
+    }
+    errs.check(
+        !key.is_empty(),
+        &ctx.key(key_name),
+        "required when validate_signature = true",
+    );
+    errs.check(
+        ctx.public_url.is_some(),
+        "server.public_url",
+        &format!("required when {} = true", ctx.key("validate_signature")),
+    );
 }
 
 impl ProviderBackend for TwilioSettings {

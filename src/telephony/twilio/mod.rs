@@ -1,5 +1,7 @@
 //! Twilio Media Streams (bidirectional `<Connect><Stream>`): `connected`, `start`, `media`,
 //! `dtmf`, `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is μ-law 8 kHz base64.
+//! The codec also serves Twilio-compatible streams that may negotiate little-endian L16
+//! (SignalWire: [`TwilioOptions::l16_rates`]).
 
 pub mod config;
 pub mod rest;
@@ -8,7 +10,7 @@ mod wire;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
@@ -45,29 +47,22 @@ impl Provider for Twilio {
     }
 
     fn authenticate(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal> {
-        let (Some(token), Some(public)) = (&self.settings.signature_token, &self.public_url) else {
-            return Ok(());
-        };
-        let url = signature::signed_url(public, path_and_query);
-        let sig = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if signature::verify(token.expose(), &url, sig) {
-            Ok(())
-        } else {
-            tracing::warn!(url = %url, "Twilio signature invalid; connection refused.");
-            Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "signature",
-            })
-        }
+        signature::check_upgrade(
+            "twilio",
+            self.settings.signature_token.as_ref().map(|t| t.expose()),
+            self.public_url.as_deref(),
+            &["x-twilio-signature"],
+            headers,
+            path_and_query,
+        )
     }
 
     fn codec(&self) -> Codec {
         codec(TwilioOptions {
             caller_parameter: self.settings.caller_parameter.clone(),
             called_parameter: self.settings.called_parameter.clone(),
+            provider: "Twilio",
+            l16_rates: &[],
         })
     }
 
@@ -76,13 +71,73 @@ impl Provider for Twilio {
     }
 }
 
-/// Which custom parameters carry the numbers.
+/// Which custom parameters carry the numbers, and which codecs besides μ-law 8 kHz the
+/// stream may negotiate (Twilio: none; SignalWire: L16 at 16 and 24 kHz).
 #[derive(Debug, Clone)]
 pub struct TwilioOptions {
     /// Parameter with the caller's number.
     pub caller_parameter: String,
     /// Parameter with the called number.
     pub called_parameter: String,
+    /// Provider name in logs.
+    pub provider: &'static str,
+    /// Rates at which a little-endian L16 `mediaFormat` is accepted (empty: μ-law only).
+    pub l16_rates: &'static [u32],
+}
+
+/// The stream's audio codec, the same both ways (a Twilio-compatible stream has one codec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamAudio {
+    /// G.711 μ-law, 8 kHz.
+    Mulaw,
+    /// 16-bit linear PCM, little-endian.
+    L16,
+}
+
+impl StreamAudio {
+    /// The codec for a stream at `rate`: μ-law at 8 kHz, L16 above.
+    fn for_rate(rate: u32) -> Self {
+        if rate == 8_000 {
+            StreamAudio::Mulaw
+        } else {
+            StreamAudio::L16
+        }
+    }
+
+    fn decode(self, bytes: &[u8]) -> Result<Vec<i16>, ProtocolError> {
+        match self {
+            StreamAudio::Mulaw => {
+                let mut pcm = Vec::with_capacity(bytes.len());
+                G711::Mulaw.decode_into(bytes, &mut pcm);
+                Ok(pcm)
+            }
+            StreamAudio::L16 => {
+                if !bytes.len().is_multiple_of(2) {
+                    return Err(ProtocolError::Malformed(format!(
+                        "L16 payload of odd length {}",
+                        bytes.len()
+                    )));
+                }
+                Ok(bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect())
+            }
+        }
+    }
+
+    fn encode_into(self, pcm: &[i16], out: &mut Vec<u8>) {
+        match self {
+            StreamAudio::Mulaw => G711::Mulaw.encode_into(pcm, out),
+            StreamAudio::L16 => out.extend(pcm.iter().flat_map(|s| s.to_le_bytes())),
+        }
+    }
+}
+
+/// Whether `encoding` names linear 16-bit PCM (`audio/x-l16`, `audio/l16`, `L16`, any case).
+fn is_l16(encoding: &str) -> bool {
+    let e = encoding.to_ascii_lowercase();
+    matches!(e.as_str(), "audio/x-l16" | "audio/l16" | "l16")
 }
 
 /// A new connection's codec halves.
@@ -90,10 +145,12 @@ pub fn codec(opts: TwilioOptions) -> Codec {
     Codec {
         decoder: Box::new(TwilioDecoder {
             opts,
+            audio: StreamAudio::Mulaw,
             bytes: Vec::with_capacity(FRAME_BYTES),
         }),
         encoder: Box::new(TwilioEncoder {
             stream_sid_json: None,
+            audio: StreamAudio::Mulaw,
             bytes: Vec::with_capacity(FRAME_BYTES),
         }),
     }
@@ -105,6 +162,8 @@ const FRAME_BYTES: usize = 160;
 /// The reader half: JSON in, events out.
 pub struct TwilioDecoder {
     opts: TwilioOptions,
+    /// The codec `start` named.
+    audio: StreamAudio,
     /// Reused for each media payload's decoded bytes.
     bytes: Vec<u8>,
 }
@@ -116,12 +175,22 @@ impl TwilioDecoder {
         start: wire::StartBody,
     ) -> Result<InboundEvent, ProtocolError> {
         let f = &start.media_format;
-        if f.encoding != "audio/x-mulaw" || f.sample_rate != 8_000 || f.channels != 1 {
+        let mulaw = f.encoding.eq_ignore_ascii_case("audio/x-mulaw") && f.sample_rate == 8_000;
+        let l16 = is_l16(&f.encoding) && self.opts.l16_rates.contains(&f.sample_rate);
+        if !(mulaw || l16) || f.channels != 1 {
             return Err(ProtocolError::UnsupportedFormat(format!(
-                "{} {} Hz {} ch (expected audio/x-mulaw 8000 Hz mono)",
-                f.encoding, f.sample_rate, f.channels
+                "{} {} Hz {} ch (expected mono audio/x-mulaw 8000 Hz{})",
+                f.encoding,
+                f.sample_rate,
+                f.channels,
+                if self.opts.l16_rates.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or audio/x-l16 at {:?} Hz", self.opts.l16_rates)
+                }
             )));
         }
+        self.audio = StreamAudio::for_rate(f.sample_rate);
         let stream_id = stream_sid
             .or(start.stream_sid)
             .ok_or_else(|| ProtocolError::Malformed("start without streamSid".into()))?;
@@ -138,8 +207,8 @@ impl TwilioDecoder {
             caller: param(&self.opts.caller_parameter),
             called: param(&self.opts.called_parameter),
             custom: start.custom_parameters,
-            inbound_rate: 8_000,
-            outbound_rate: 8_000,
+            inbound_rate: f.sample_rate,
+            outbound_rate: f.sample_rate,
         })))
     }
 }
@@ -163,9 +232,7 @@ impl MediaDecoder for TwilioDecoder {
                 B64.decode_vec(media.payload.as_bytes(), &mut self.bytes)
                     .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
                 // The one allocation per frame: the PCM travels to the listener.
-                let mut pcm = Vec::with_capacity(self.bytes.len());
-                G711::Mulaw.decode_into(&self.bytes, &mut pcm);
-                Some(InboundEvent::Audio(pcm))
+                Some(InboundEvent::Audio(self.audio.decode(&self.bytes)?))
             }
             Incoming::Dtmf { dtmf } => {
                 let mut keys = dtmf.digit.chars();
@@ -185,8 +252,9 @@ impl MediaDecoder for TwilioDecoder {
             Incoming::Stop {} => Some(InboundEvent::Stop),
             Incoming::Unknown => {
                 tracing::warn!(
+                    provider = self.opts.provider,
                     message_prefix = %text.chars().take(80).collect::<String>(),
-                    "Unknown Twilio event ignored."
+                    "Unknown media-stream event ignored."
                 );
                 None
             }
@@ -206,7 +274,9 @@ impl MediaDecoder for TwilioDecoder {
 pub struct TwilioEncoder {
     /// The stream id, and the same as a JSON string (quoted, escaped), once started.
     stream_sid_json: Option<(String, String)>,
-    /// Reused for each frame's μ-law bytes.
+    /// The stream's codec (set at start).
+    audio: StreamAudio,
+    /// Reused for each frame's encoded bytes.
     bytes: Vec<u8>,
 }
 
@@ -215,6 +285,7 @@ impl MediaEncoder for TwilioEncoder {
         self.stream_sid_json = serde_json::to_string(&start.stream_id)
             .ok()
             .map(|json| (start.stream_id.clone(), json));
+        self.audio = StreamAudio::for_rate(start.outbound_rate);
     }
 
     fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>) {
@@ -224,8 +295,9 @@ impl MediaEncoder for TwilioEncoder {
         let text = match cmd {
             OutboundCommand::Audio(pcm) => {
                 self.bytes.clear();
-                G711::Mulaw.encode_into(pcm, &mut self.bytes);
-                let mut text = String::with_capacity(64 + sid_json.len() + pcm.len() * 4 / 3);
+                self.audio.encode_into(pcm, &mut self.bytes);
+                let mut text =
+                    String::with_capacity(64 + sid_json.len() + self.bytes.len() * 4 / 3 + 4);
                 wire::write_media(&mut text, sid_json, |t| B64.encode_string(&self.bytes, t));
                 Some(text)
             }
@@ -276,6 +348,8 @@ mod tests {
             codec(TwilioOptions {
                 caller_parameter: "from".into(),
                 called_parameter: "to".into(),
+                provider: "Twilio",
+                l16_rates: &[],
             }),
             Vec::new(),
         )

@@ -1,6 +1,8 @@
 //! Twilio call control over the REST API: [`TwilioRest`] updates a live call with
 //! `POST {base}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (HTTP Basic auth,
 //! form-encoded), `Status=completed` to hang up and `Twiml=<Response><Dial>…` to transfer.
+//! SignalWire's LaML REST API is the same resource under `/api/laml` with UUID ids
+//! ([`RestDialect::SIGNALWIRE`]).
 
 use std::time::Duration;
 
@@ -12,8 +14,44 @@ use crate::telephony::control::{
     body_excerpt, send_with_one_retry, CallControl, ControlError, RestAnswer, TransferTarget,
 };
 
+/// Where a Twilio-compatible API differs from Twilio's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestDialect {
+    /// Provider name for logs.
+    pub name: &'static str,
+    /// Path before `/2010-04-01/Accounts/…` on the base URL.
+    pub path_prefix: &'static str,
+    /// Account and call ids are UUIDs (dashes allowed), not alphanumeric SIDs.
+    pub uuid_ids: bool,
+}
+
+impl RestDialect {
+    /// Twilio: `https://api.twilio.com/2010-04-01/…`, `AC…`/`CA…` SIDs.
+    pub const TWILIO: RestDialect = RestDialect {
+        name: "twilio",
+        path_prefix: "",
+        uuid_ids: false,
+    };
+    /// SignalWire: `https://<space>.signalwire.com/api/laml/2010-04-01/…`, UUID project and
+    /// call ids.
+    pub const SIGNALWIRE: RestDialect = RestDialect {
+        name: "signalwire",
+        path_prefix: "/api/laml",
+        uuid_ids: true,
+    };
+
+    /// Whether `id` is safe in this API's URL paths.
+    fn id_ok(self, id: &str) -> bool {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || (self.uuid_ids && b == b'-'))
+    }
+}
+
 /// Twilio's REST client for call updates.
 pub struct TwilioRest {
+    dialect: RestDialect,
     http: reqwest::Client,
     calls_url: String,
     account_sid: String,
@@ -40,6 +78,23 @@ impl TwilioRest {
         auth_token: SensitiveString,
         timeout: Duration,
     ) -> Result<Self, ControlError> {
+        Self::with_dialect(
+            RestDialect::TWILIO,
+            api_base_url,
+            account_sid,
+            auth_token,
+            timeout,
+        )
+    }
+
+    /// A client for a Twilio-compatible API speaking `dialect`.
+    pub fn with_dialect(
+        dialect: RestDialect,
+        api_base_url: &str,
+        account_sid: &str,
+        auth_token: SensitiveString,
+        timeout: Duration,
+    ) -> Result<Self, ControlError> {
         let base = reqwest::Url::parse(api_base_url)
             .map_err(|e| ControlError::Config(format!("api_base_url {api_base_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -47,9 +102,10 @@ impl TwilioRest {
                 "api_base_url {api_base_url:?} is not http(s)"
             )));
         }
-        if account_sid.is_empty() || !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !dialect.id_ok(account_sid) {
             return Err(ControlError::Config(format!(
-                "account SID {account_sid:?} is not alphanumeric"
+                "account id {account_sid:?} is not a {} account id",
+                dialect.name
             )));
         }
         if auth_token.is_empty() {
@@ -62,10 +118,12 @@ impl TwilioRest {
             .build()
             .map_err(|e| ControlError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
+            dialect,
             http,
             calls_url: format!(
-                "{}/2010-04-01/Accounts/{account_sid}/Calls",
-                api_base_url.trim_end_matches('/')
+                "{}{}/2010-04-01/Accounts/{account_sid}/Calls",
+                api_base_url.trim_end_matches('/'),
+                dialect.path_prefix
             ),
             account_sid: account_sid.to_string(),
             auth_token,
@@ -82,7 +140,7 @@ impl TwilioRest {
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
                 .form(form)
         };
-        send_with_one_retry("twilio", call_id, request, |_, body| {
+        send_with_one_retry(self.dialect.name, call_id, request, |_, body| {
             RestAnswer::Rejected(error_detail(body))
         })
         .await
@@ -92,12 +150,20 @@ impl TwilioRest {
 #[async_trait]
 impl CallControl for TwilioRest {
     fn name(&self) -> &'static str {
-        "twilio"
+        self.dialect.name
+    }
+
+    fn check_call_id(&self, call_id: &str) -> Result<(), ControlError> {
+        if self.dialect.id_ok(call_id) {
+            Ok(())
+        } else {
+            Err(ControlError::InvalidCallId(call_id.to_string()))
+        }
     }
 
     async fn hang_up(&self, call_id: &str) -> Result<(), ControlError> {
         self.update(call_id, &[("Status", "completed")]).await?;
-        tracing::info!(call_id, "Twilio call hung up.");
+        tracing::info!(provider = self.dialect.name, call_id, "Call hung up.");
         Ok(())
     }
 
@@ -105,7 +171,7 @@ impl CallControl for TwilioRest {
         let target = TransferTarget::parse(target)?;
         self.update(call_id, &[("Twiml", &transfer_twiml(&target))])
             .await?;
-        tracing::info!(call_id, target = ?target, "Twilio call transferred.");
+        tracing::info!(provider = self.dialect.name, call_id, target = ?target, "Call transferred.");
         Ok(())
     }
 }
@@ -267,6 +333,69 @@ mod tests {
         .unwrap();
         let e = c.hang_up(CALL).await.unwrap_err();
         assert_eq!(e.code(), "control.unavailable", "{e}");
+    }
+
+    const PROJECT: &str = "b5f3a0c4-8a62-4b7e-9f1d-2c3e4d5f6a7b";
+    const SW_CALL: &str = "3e1d2c4b-5a6f-4e7d-8c9b-0a1b2c3d4e5f";
+
+    fn signalwire(sim: &TwilioApiSim, token: &str) -> TwilioRest {
+        TwilioRest::with_dialect(
+            RestDialect::SIGNALWIRE,
+            &sim.base_url(),
+            PROJECT,
+            SensitiveString::new(token),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn signalwire_laml_hang_up_and_transfer_use_uuid_ids_under_api_laml() {
+        let sim = TwilioApiSim::start_signalwire(PROJECT, TOKEN)
+            .await
+            .unwrap();
+        let c = signalwire(&sim, TOKEN);
+        assert_eq!(c.name(), "signalwire");
+        c.hang_up(SW_CALL).await.unwrap();
+        c.transfer(SW_CALL, "+15550002222").await.unwrap();
+        let u = sim.updates();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].call_sid, SW_CALL);
+        assert_eq!(u[0].status.as_deref(), Some("completed"));
+        assert_eq!(
+            u[1].twiml.as_deref(),
+            Some("<Response><Dial>+15550002222</Dial></Response>")
+        );
+        assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+
+        let e = c.hang_up("3e1d/../x").await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_call_id");
+        let e = signalwire(&sim, "wrong")
+            .hang_up(SW_CALL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ControlError::Rejected { status: 401, .. }),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("bad-sw-token-9"));
+
+        // Twilio's own API is not under /api/laml: a Twilio client gets a 404 from this fake.
+        let twilio = TwilioRest::new(
+            &sim.base_url(),
+            "ACb5f3",
+            SensitiveString::new(TOKEN),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = twilio.hang_up("CA1").await.unwrap_err();
+        assert!(
+            matches!(e, ControlError::Rejected { status: 404, .. }),
+            "{e}"
+        );
+        // Nor does Twilio take UUID call ids.
+        let e = client(&sim, TOKEN).hang_up(SW_CALL).await.unwrap_err();
+        assert_eq!(e.code(), "control.invalid_call_id");
     }
 
     #[test]

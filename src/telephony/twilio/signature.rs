@@ -2,6 +2,7 @@
 //! the URL is the `wss://` form Twilio dialed, rebuilt from the configured public URL (never
 //! from Host headers, which proxies rewrite). The upgrade is a GET, so no body parameters.
 
+use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -34,6 +35,37 @@ pub fn signed_url(public_url: &str, path_and_query: &str) -> String {
         .map(|rest| format!("wss://{rest}"))
         .unwrap_or_else(|| public_url.to_string());
     format!("{}{}", base.trim_end_matches('/'), path_and_query)
+}
+
+/// The upgrade check of a Twilio-style signed stream: the first of `headers_checked` present
+/// must hold the signature of the public URL plus `path_and_query` under `key`. Nothing is
+/// checked without a key (signatures off) or a public URL (validation requires one).
+pub fn check_upgrade(
+    provider: &str,
+    key: Option<&str>,
+    public_url: Option<&str>,
+    headers_checked: &[&str],
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> Result<(), crate::telephony::Refusal> {
+    let (Some(key), Some(public)) = (key, public_url) else {
+        return Ok(());
+    };
+    let url = signed_url(public, path_and_query);
+    let sig = headers_checked
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if verify(key, &url, sig) {
+        Ok(())
+    } else {
+        tracing::warn!(provider, url = %url, "Request signature invalid; connection refused.");
+        Err(crate::telephony::Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "signature",
+        })
+    }
 }
 
 #[cfg(test)]
