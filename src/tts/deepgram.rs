@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{next_piece, per_sentence, send, ChunkTx, Failure};
+use super::http::{next_piece, send, speak_request, ChunkTx, Failure};
 use super::{TextToSpeech, TtsBackend, TtsError, TtsRequest, TtsStream};
 use crate::audio::codec::Codec;
 use crate::component::{Component, Ctx, Errors};
@@ -197,20 +197,13 @@ impl TextToSpeech for AuraTts {
         req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError> {
-        // Plain text: the API takes no SSML.
-        let model = req
-            .voice
-            .clone()
-            .unwrap_or_else(|| self.0.cfg.model.clone());
-        let client = self.0.clone();
-        Ok(per_sentence(
+        Ok(speak_request(
             NAME,
-            &req.text,
+            req,
+            &self.0.cfg.model,
             cancel,
-            move |sentence, tx| {
-                let (client, model) = (client.clone(), model.clone());
-                async move { client.speak(&sentence, &model, &tx).await }
-            },
+            self.0.clone(),
+            |client, sentence, model, tx| async move { client.speak(&sentence, &model, &tx).await },
         ))
     }
 }

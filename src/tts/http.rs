@@ -2,12 +2,13 @@
 //! task that ends at the first failure, and the deadlines on a streamed response.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{split_sentences, TtsError, TtsStream, TTS_CHUNK_CAPACITY};
+use super::{split_sentences, TtsError, TtsRequest, TtsStream, TTS_CHUNK_CAPACITY};
 use crate::stt::openai::{refused, transport};
 use crate::telemetry::metrics;
 
@@ -53,6 +54,30 @@ where
     };
     tokio::spawn(tracing::Instrument::in_current_span(task));
     rx
+}
+
+/// A backend's `synthesize`: `req.voice` or `default_voice`, then [`per_sentence`] with
+/// `speak(client, sentence, voice, tx)` for each sentence.
+pub(crate) fn speak_request<C, F>(
+    backend: &'static str,
+    req: &TtsRequest,
+    default_voice: &str,
+    cancel: CancellationToken,
+    client: Arc<C>,
+    speak: fn(Arc<C>, String, String, ChunkTx) -> F,
+) -> TtsStream
+where
+    C: Send + Sync + 'static,
+    F: Future<Output = Result<bool, Failure>> + Send + 'static,
+{
+    // Plain text: neither HTTP API takes SSML.
+    let voice = req
+        .voice
+        .clone()
+        .unwrap_or_else(|| default_voice.to_string());
+    per_sentence(backend, &req.text, cancel, move |sentence, tx| {
+        speak(client.clone(), sentence, voice.clone(), tx)
+    })
 }
 
 /// Sends `req`, allowing `first_byte` for the response to start; a non-2xx status is a

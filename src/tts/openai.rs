@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{next_piece, per_sentence, send, ChunkTx, Failure};
+use super::http::{next_piece, send, speak_request, ChunkTx, Failure};
 use super::{TextToSpeech, TtsBackend, TtsError, TtsRequest, TtsStream};
 use crate::audio::resample::Resampler;
 use crate::component::{Component, Ctx, Errors};
@@ -201,20 +201,13 @@ impl TextToSpeech for OpenAiTts {
         req: &TtsRequest,
         cancel: CancellationToken,
     ) -> Result<TtsStream, TtsError> {
-        // Plain text: the API takes no SSML.
-        let voice = req
-            .voice
-            .clone()
-            .unwrap_or_else(|| self.0.cfg.voice.clone());
-        let client = self.0.clone();
-        Ok(per_sentence(
+        Ok(speak_request(
             NAME,
-            &req.text,
+            req,
+            &self.0.cfg.voice,
             cancel,
-            move |sentence, tx| {
-                let (client, voice) = (client.clone(), voice.clone());
-                async move { client.speak(&sentence, &voice, &tx).await }
-            },
+            self.0.clone(),
+            |client, sentence, voice, tx| async move { client.speak(&sentence, &voice, &tx).await },
         ))
     }
 }
