@@ -7,5 +7,25 @@ pub mod deepgram;
 pub mod demo;
 pub mod kore;
 pub mod openai;
+pub mod plivo_api;
 pub mod telnyx_api;
 pub mod twilio_api;
+
+/// The next recorded item `next` hands out, waiting up to `timeout` for `arrived` to be
+/// notified of a new one: the wait loop of the REST fakes' `wait_for_*`.
+pub(crate) async fn wait_next<T>(
+    arrived: &tokio::sync::Notify,
+    timeout: std::time::Duration,
+    mut next: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(item) = next() {
+            return Some(item);
+        }
+        tokio::time::timeout_at(deadline, notified).await.ok()?;
+    }
+}

@@ -116,20 +116,13 @@ impl TelnyxApiSim {
 
     /// The next accepted command not handed out by an earlier call, waiting up to `timeout`.
     pub async fn wait_for_command(&self, timeout: Duration) -> Option<Command> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = lock(&self.shared);
-                if let Some(c) = inner.commands.get(inner.taken).cloned() {
-                    inner.taken += 1;
-                    return Some(c);
-                }
-            }
-            tokio::time::timeout_at(deadline, notified).await.ok()?;
-        }
+        super::wait_next(&self.shared.arrived, timeout, || {
+            let mut inner = lock(&self.shared);
+            let item = inner.commands.get(inner.taken).cloned()?;
+            inner.taken += 1;
+            Some(item)
+        })
+        .await
     }
 }
 

@@ -129,20 +129,13 @@ impl TwilioApiSim {
 
     /// The next accepted update not handed out by an earlier call, waiting up to `timeout`.
     pub async fn wait_for_update(&self, timeout: Duration) -> Option<CallUpdate> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.updated.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = lock(&self.shared);
-                if let Some(u) = inner.updates.get(inner.taken).cloned() {
-                    inner.taken += 1;
-                    return Some(u);
-                }
-            }
-            tokio::time::timeout_at(deadline, notified).await.ok()?;
-        }
+        super::wait_next(&self.shared.updated, timeout, || {
+            let mut inner = lock(&self.shared);
+            let item = inner.updates.get(inner.taken).cloned()?;
+            inner.taken += 1;
+            Some(item)
+        })
+        .await
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`ProviderSettings`].
 
 pub mod control;
+pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
 pub mod twilio;
@@ -29,6 +30,8 @@ crate::registry! {
         Telnyx(telnyx::config::TelnyxSettings) = "telnyx",
         /// SignalWire cXML `<Connect><Stream>` (Twilio's wire, L16 too), route `/signalwire`.
         SignalWire(signalwire::config::SignalWireSettings) = "signalwire",
+        /// Plivo Audio Streams (`<Stream bidirectional="true">`), route `/plivo`.
+        Plivo(plivo::config::PlivoSettings) = "plivo",
     }
 }
 

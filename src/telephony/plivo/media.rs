@@ -1,0 +1,167 @@
+//! Plivo's stream audio, both directions: `audio/x-mulaw` at 8000 Hz and `audio/x-l16` at
+//! 8000 or 16000 Hz. Plivo's docs do not name the L16 byte order; peers read it as
+//! little-endian, which is the default here, and `l16_byte_order = "big"` turns it around.
+//! Exotel's PCM16 little-endian streams use the same codec.
+
+use crate::audio::codec::Codec as G711;
+use crate::telephony::ProtocolError;
+
+/// A sample format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// G.711 μ-law.
+    Mulaw,
+    /// 16-bit linear PCM.
+    L16 {
+        /// Network byte order instead of little-endian.
+        big_endian: bool,
+    },
+}
+
+/// A sample format at a rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCodec {
+    /// Format.
+    pub encoding: Encoding,
+    /// Hz.
+    pub rate: u32,
+}
+
+impl StreamCodec {
+    /// Plivo's default content type, `audio/x-l16;rate=8000`.
+    pub const DEFAULT: StreamCodec = StreamCodec {
+        encoding: Encoding::L16 { big_endian: false },
+        rate: 8_000,
+    };
+
+    /// From an encoding name (`audio/x-mulaw`, `audio/x-l16`) and rate, when Plivo offers it.
+    pub fn new(encoding: &str, rate: u32, big_endian: bool) -> Option<Self> {
+        let encoding = match encoding.trim().to_ascii_lowercase().as_str() {
+            "audio/x-mulaw" | "audio/mulaw" | "audio/pcmu" => Encoding::Mulaw,
+            "audio/x-l16" | "audio/l16" => Encoding::L16 { big_endian },
+            _ => return None,
+        };
+        let ok = match encoding {
+            Encoding::Mulaw => rate == 8_000,
+            Encoding::L16 { .. } => rate == 8_000 || rate == 16_000,
+        };
+        ok.then_some(Self { encoding, rate })
+    }
+
+    /// From a `<Stream contentType>` value: `audio/x-l16;rate=16000`.
+    pub fn parse_content_type(value: &str, big_endian: bool) -> Option<Self> {
+        let (encoding, params) = value.split_once(';').unwrap_or((value, ""));
+        let rate = params
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("rate="))
+            .map_or(Some(8_000), |r| r.trim().parse().ok())?;
+        Self::new(encoding, rate, big_endian)
+    }
+
+    /// The `contentType` of `playAudio` (`audio/x-l16`, `audio/x-mulaw`).
+    pub fn content_type(self) -> &'static str {
+        match self.encoding {
+            Encoding::Mulaw => "audio/x-mulaw",
+            Encoding::L16 { .. } => "audio/x-l16",
+        }
+    }
+
+    /// Bytes in one 20 ms frame.
+    pub fn frame_bytes(self) -> usize {
+        let samples = self.rate as usize / 50;
+        match self.encoding {
+            Encoding::Mulaw => samples,
+            Encoding::L16 { .. } => samples * 2,
+        }
+    }
+
+    /// Decodes `bytes`, appending PCM to `out`.
+    pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) -> Result<(), ProtocolError> {
+        match self.encoding {
+            Encoding::Mulaw => G711::Mulaw.decode_into(bytes, out),
+            Encoding::L16 { big_endian } => {
+                if !bytes.len().is_multiple_of(2) {
+                    return Err(ProtocolError::Malformed(format!(
+                        "L16 payload of odd length {}",
+                        bytes.len()
+                    )));
+                }
+                let sample = if big_endian {
+                    i16::from_be_bytes
+                } else {
+                    i16::from_le_bytes
+                };
+                out.extend(bytes.chunks_exact(2).map(|b| sample([b[0], b[1]])));
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes `pcm`, appending bytes to `out`.
+    pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
+        match self.encoding {
+            Encoding::Mulaw => G711::Mulaw.encode_into(pcm, out),
+            Encoding::L16 { big_endian: true } => {
+                out.extend(pcm.iter().flat_map(|s| s.to_be_bytes()))
+            }
+            Encoding::L16 { big_endian: false } => {
+                out.extend(pcm.iter().flat_map(|s| s.to_le_bytes()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_parse_as_plivo_documents_them() {
+        let le = |rate| StreamCodec {
+            encoding: Encoding::L16 { big_endian: false },
+            rate,
+        };
+        assert_eq!(
+            StreamCodec::parse_content_type("audio/x-l16;rate=8000", false),
+            Some(le(8_000))
+        );
+        assert_eq!(
+            StreamCodec::parse_content_type("audio/x-l16; rate=16000", false),
+            Some(le(16_000))
+        );
+        assert_eq!(
+            StreamCodec::parse_content_type("audio/x-mulaw;rate=8000", true),
+            Some(StreamCodec {
+                encoding: Encoding::Mulaw,
+                rate: 8_000
+            })
+        );
+        for bad in [
+            "audio/x-mulaw;rate=16000",
+            "audio/x-l16;rate=24000",
+            "audio/wav",
+            "audio/x-l16;rate=x",
+        ] {
+            assert_eq!(StreamCodec::parse_content_type(bad, false), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn l16_round_trips_in_either_byte_order() {
+        let pcm = [0x0102_i16, -2, i16::MAX, i16::MIN];
+        for big_endian in [false, true] {
+            let c = StreamCodec {
+                encoding: Encoding::L16 { big_endian },
+                rate: 16_000,
+            };
+            let mut bytes = Vec::new();
+            c.encode(&pcm, &mut bytes);
+            assert_eq!(bytes[..2], if big_endian { [1, 2] } else { [2, 1] });
+            let mut back = Vec::new();
+            c.decode(&bytes, &mut back).unwrap();
+            assert_eq!(back, pcm);
+            assert!(c.decode(&bytes[..3], &mut back).is_err());
+        }
+        assert_eq!(StreamCodec::DEFAULT.frame_bytes(), 320);
+    }
+}
