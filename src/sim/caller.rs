@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::audio::codec::Codec;
 use crate::audio::resample::Resampler;
+use crate::telephony::plivo::media::StreamCodec as PlivoCodec;
 use crate::telephony::telnyx::media::{MediaCodec, PayloadDecoder, PayloadEncoder};
 use crate::tts::flite::FliteTts;
 use crate::tts::TextToSpeech;
@@ -92,6 +93,15 @@ pub enum Wire {
         /// The stream's rate (8000: PCMU).
         rate: u32,
     },
+    /// Plivo Audio Streams: no `connected`, numbers in `extra_headers`, `playAudio` /
+    /// `checkpoint` / `clearAudio` read, `playedStream` / `clearedAudio` answered, the first
+    /// checkpoint of the call never acknowledged, no `stop` (the socket just closes).
+    Plivo {
+        /// The `<Stream contentType>`, both ways.
+        codec: PlivoCodec,
+        /// Shared stream token, sent as `?token=` on the stream URL.
+        stream_token: Option<String>,
+    },
 }
 
 impl CallerOptions {
@@ -140,6 +150,20 @@ impl CallerOptions {
 }
 
 impl CallerOptions {
+    /// A Plivo call from `from` to `to` (digits only: `extraHeaders` take alphanumerics) in
+    /// `codec`, with Plivo-shaped (UUID) call and stream ids.
+    pub fn plivo(url: &str, from: &str, to: &str, codec: PlivoCodec) -> Self {
+        Self {
+            call_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::Plivo {
+                codec,
+                stream_token: None,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
     /// A SignalWire call from `from` to `to` whose stream runs at `rate` (8000: PCMU, 16000 or
     /// 24000: `L16@…h`), with SignalWire-shaped (UUID) call and stream ids.
     pub fn signalwire(url: &str, from: &str, to: &str, rate: u32) -> Self {
@@ -216,11 +240,18 @@ impl SimCaller {
     pub async fn connect(options: CallerOptions) -> Result<Self, String> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let fail = |e: &dyn std::fmt::Display| format!("connect {}: {e}", options.url);
-        let mut req = options
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| fail(&e))?;
+        let url = match &options.wire {
+            Wire::Plivo {
+                stream_token: Some(t),
+                ..
+            } => format!(
+                "{}?{}={t}",
+                options.url,
+                crate::telephony::plivo::TOKEN_PARAMETER
+            ),
+            _ => options.url.clone(),
+        };
+        let mut req = url.as_str().into_client_request().map_err(|e| fail(&e))?;
         if let Some(sig) = &options.signature {
             let value = sig.parse().map_err(|e| fail(&e))?;
             let header = match options.wire {
@@ -326,14 +357,19 @@ impl SimCaller {
 }
 
 /// What voxhook sent, as the wire read it.
-enum Reply {
+pub enum Heard {
     /// Bot audio at the wire's outbound rate; `odd` when it was not one 20 ms frame.
     Audio {
+        /// The PCM.
         pcm: Vec<i16>,
+        /// Not one 20 ms frame.
         odd: bool,
     },
+    /// A mark (Plivo: checkpoint) to echo once playback reaches it.
     Mark(String),
+    /// Flush playback.
     Clear,
+    /// Not a valid outbound message of the protocol.
     Invalid,
 }
 
@@ -350,14 +386,34 @@ pub trait CallerWire: Send + 'static {
     fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value;
     /// A key press.
     fn dtmf(&mut self, key: char) -> Value;
-    /// A mark echoed back (played or flushed).
-    fn mark(&mut self, name: &str) -> Value;
-    /// The end of the stream.
-    fn stop(&mut self) -> Value;
+    /// A mark echoed back (played or flushed); `None` when the provider does not
+    /// acknowledge this one (Plivo drops a call's first checkpoint).
+    fn mark(&mut self, name: &str) -> Option<Value>;
+    /// The end of the stream (`None`: the provider only closes the socket).
+    fn stop(&mut self) -> Option<Value>;
     /// Whether `v` names a stream other than ours.
     fn wrong_stream(&self, v: &Value) -> bool;
     /// Decodes an outbound media payload (base64) into PCM; `None` when it is not valid.
     fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)>;
+    /// Reads one message from voxhook (Twilio-style `media`/`mark`/`clear` by default).
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["event"].as_str() {
+            Some("media") => match v["media"]["payload"].as_str().and_then(|p| self.payload(p)) {
+                Some((pcm, odd)) => Heard::Audio { pcm, odd },
+                None => Heard::Invalid,
+            },
+            Some("mark") => match v["mark"]["name"].as_str() {
+                Some(n) => Heard::Mark(n.to_string()),
+                None => Heard::Invalid,
+            },
+            Some("clear") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+    /// What the provider answers a clear with: by default it echoes the flushed marks.
+    fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
+        flushed.iter().filter_map(|n| self.mark(n)).collect()
+    }
 }
 
 fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
@@ -381,6 +437,12 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 chunk: 0,
             })
         }
+        Wire::Plivo { codec, .. } => Box::new(PlivoWire {
+            opts: o.clone(),
+            codec: *codec,
+            acked_first: false,
+            seq: 0,
+        }),
         Wire::Telnyx {
             inbound,
             outbound,
@@ -435,9 +497,9 @@ async fn run<S>(
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
-                let echoes = play(&mut playback, out_frame, &log);
-                for name in echoes {
-                    if sink.send(send_frame(wire.mark(&name))).await.is_err() {
+                let echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
+                for echo in echoes {
+                    if sink.send(send_frame(echo)).await.is_err() {
                         break;
                     }
                 }
@@ -452,7 +514,9 @@ async fn run<S>(
                 }
                 Some(Command::Raw(m)) => { let _ = sink.send(m).await; }
                 Some(Command::Hangup) | None => {
-                    let _ = sink.send(send_frame(wire.stop())).await;
+                    if let Some(stop) = wire.stop() {
+                        let _ = sink.send(send_frame(stop)).await;
+                    }
                     let _ = sink.close().await;
                     break;
                 }
@@ -467,9 +531,8 @@ async fn run<S>(
                     }
                     continue;
                 };
-                let flushed = on_message(text.as_str(), wire.as_mut(), &mut playback, &log);
-                for name in flushed {
-                    let _ = sink.send(send_frame(wire.mark(&name))).await;
+                for answer in on_message(text.as_str(), wire.as_mut(), &mut playback, &log) {
+                    let _ = sink.send(send_frame(answer)).await;
                 }
             }
         }
@@ -491,18 +554,27 @@ fn to_rate(pcm_8k: Vec<i16>, rate: u32) -> Vec<i16> {
     out
 }
 
-/// Plays `frame` samples of the buffer; returns the marks playback reached.
-fn play(playback: &mut VecDeque<Queued>, frame: usize, log: &Mutex<CallerLog>) -> Vec<String> {
+/// Plays `frame` samples of the buffer; returns the echoes of the marks playback reached
+/// (a mark the provider does not acknowledge is not counted as played).
+fn play(
+    playback: &mut VecDeque<Queued>,
+    frame: usize,
+    wire: &mut dyn CallerWire,
+    log: &Mutex<CallerLog>,
+) -> Vec<Value> {
     let mut need = frame;
     let mut echoes = Vec::new();
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     while let Some(item) = playback.pop_front() {
         match item {
             Queued::Mark(name) => {
+                let Some(echo) = wire.mark(&name) else {
+                    continue;
+                };
                 let at = l.heard.len();
                 l.mark_offsets.push((name.clone(), at));
-                l.marks_played.push(name.clone());
-                echoes.push(name);
+                l.marks_played.push(name);
+                echoes.push(echo);
             }
             Queued::Audio(mut a) => {
                 if need == 0 {
@@ -523,14 +595,14 @@ fn play(playback: &mut VecDeque<Queued>, frame: usize, log: &Mutex<CallerLog>) -
     echoes
 }
 
-/// Applies one message from voxhook to the playback buffer; returns marks flushed by a clear,
-/// which the provider echoes back.
+/// Applies one message from voxhook to the playback buffer; returns the provider's answer to a
+/// clear (the flushed marks echoed, or Plivo's `clearedAudio`).
 fn on_message(
     text: &str,
     wire: &mut dyn CallerWire,
     playback: &mut VecDeque<Queued>,
     log: &Mutex<CallerLog>,
-) -> Vec<String> {
+) -> Vec<Value> {
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         l.invalid_messages += 1;
@@ -539,32 +611,17 @@ fn on_message(
     if wire.wrong_stream(&v) {
         l.wrong_stream_sid += 1;
     }
-    let reply = match v["event"].as_str() {
-        Some("media") => match v["media"]["payload"].as_str().and_then(|p| wire.payload(p)) {
-            Some((pcm, odd)) => Reply::Audio { pcm, odd },
-            None => {
-                l.media_frames += 1;
-                Reply::Invalid
-            }
-        },
-        Some("mark") => match v["mark"]["name"].as_str() {
-            Some(n) => Reply::Mark(n.to_string()),
-            None => Reply::Invalid,
-        },
-        Some("clear") => Reply::Clear,
-        _ => Reply::Invalid,
-    };
-    let mut flushed = Vec::new();
-    match reply {
-        Reply::Audio { pcm, odd } => {
+    let mut answers = Vec::new();
+    match wire.read(&v) {
+        Heard::Audio { pcm, odd } => {
             l.media_frames += 1;
             l.odd_frames += usize::from(odd);
             playback.push_back(Queued::Audio(pcm));
         }
-        Reply::Mark(n) => playback.push_back(Queued::Mark(n)),
-        Reply::Clear => {
+        Heard::Mark(n) => playback.push_back(Queued::Mark(n)),
+        Heard::Clear => {
             l.clears += 1;
-            flushed = playback
+            let flushed: Vec<String> = playback
                 .drain(..)
                 .filter_map(|q| match q {
                     Queued::Mark(n) => Some(n),
@@ -572,12 +629,13 @@ fn on_message(
                 })
                 .collect();
             l.marks_cleared.extend(flushed.iter().cloned());
+            answers = wire.cleared(&flushed);
         }
-        Reply::Invalid => l.invalid_messages += 1,
+        Heard::Invalid => l.invalid_messages += 1,
     }
     l.queued_samples = queued(playback);
     l.max_queued_samples = l.max_queued_samples.max(l.queued_samples);
-    flushed
+    answers
 }
 
 /// Twilio Media Streams: camelCase, string sequence numbers, μ-law 8 kHz, `streamSid` on
@@ -653,13 +711,17 @@ impl CallerWire for TwilioWire {
             "dtmf": {"track": "inbound_track", "digit": key.to_string()}})
     }
 
-    fn mark(&mut self, name: &str) -> Value {
-        json!({"event": "mark", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid, "mark": {"name": name}})
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(
+            json!({"event": "mark", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid, "mark": {"name": name}}),
+        )
     }
 
-    fn stop(&mut self) -> Value {
-        json!({"event": "stop", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
-            "stop": {"accountSid": self.account, "callSid": self.opts.call_sid}})
+    fn stop(&mut self) -> Option<Value> {
+        Some(
+            json!({"event": "stop", "sequenceNumber": self.next_seq(), "streamSid": self.opts.stream_sid,
+            "stop": {"accountSid": self.account, "callSid": self.opts.call_sid}}),
+        )
     }
 
     fn wrong_stream(&self, v: &Value) -> bool {
@@ -755,15 +817,19 @@ impl CallerWire for TelnyxWire {
         telnyx_dtmf(&self.opts.stream_sid, &seq, key, &now)
     }
 
-    fn mark(&mut self, name: &str) -> Value {
-        json!({"event": "mark", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
-            "mark": {"name": name}})
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(
+            json!({"event": "mark", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
+            "mark": {"name": name}}),
+        )
     }
 
-    fn stop(&mut self) -> Value {
-        json!({"event": "stop", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
+    fn stop(&mut self) -> Option<Value> {
+        Some(
+            json!({"event": "stop", "sequence_number": self.next_seq(), "stream_id": self.opts.stream_sid,
             "stop": {"user_id": "3E6F995F-85F7-4705-9741-53B116D28237",
-                "call_control_id": self.opts.call_sid}})
+                "call_control_id": self.opts.call_sid}}),
+        )
     }
 
     fn wrong_stream(&self, v: &Value) -> bool {
@@ -778,6 +844,117 @@ impl CallerWire for TelnyxWire {
         self.decoder.decode(&bytes, &mut pcm).ok()?;
         let odd = pcm.len() != self.outbound.frame_samples();
         Some((pcm, odd))
+    }
+}
+
+/// Plivo Audio Streams, as Plivo speaks it (see [`Wire::Plivo`]).
+struct PlivoWire {
+    opts: CallerOptions,
+    codec: PlivoCodec,
+    /// The call's first checkpoint has gone (unacknowledged, as Plivo does).
+    acked_first: bool,
+    seq: u64,
+}
+
+impl PlivoWire {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+impl CallerWire for PlivoWire {
+    fn inbound_rate(&self) -> u32 {
+        self.codec.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.codec.rate
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let extra = self
+            .opts
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        vec![json!({"event": "start", "sequenceNumber": self.next_seq(),
+            "start": {"callId": self.opts.call_sid, "streamId": self.opts.stream_sid,
+                "accountId": "MAXXXXXXXXXXXXXXXXXX", "tracks": ["inbound"],
+                "mediaFormat": {"encoding": self.codec.content_type(), "sampleRate": self.codec.rate}},
+            "extra_headers": extra})]
+    }
+
+    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value {
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        self.codec.encode(pcm, &mut bytes);
+        let seq = self.next_seq();
+        json!({"event": "media", "sequenceNumber": seq, "streamId": self.opts.stream_sid,
+            "media": {"track": "inbound", "timestamp": elapsed_ms.to_string(), "chunk": seq,
+                "payload": B64.encode(&bytes)}})
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "dtmf", "sequenceNumber": self.next_seq(), "streamId": self.opts.stream_sid,
+            "dtmf": {"track": "inbound", "digit": key.to_string()}})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        if !std::mem::replace(&mut self.acked_first, true) {
+            return None;
+        }
+        Some(
+            json!({"event": "playedStream", "sequenceNumber": self.next_seq(),
+            "streamId": self.opts.stream_sid, "name": name}),
+        )
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        v["streamId"].as_str() != Some(self.opts.stream_sid.as_str())
+    }
+
+    fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)> {
+        let bytes = B64.decode(b64).ok()?;
+        let mut pcm = Vec::new();
+        self.codec.decode(&bytes, &mut pcm).ok()?;
+        Some((pcm, bytes.len() != self.codec.frame_bytes()))
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["event"].as_str() {
+            Some("playAudio") => {
+                let m = &v["media"];
+                let declared = m["contentType"].as_str() == Some(self.codec.content_type())
+                    && m["sampleRate"].as_u64() == Some(u64::from(self.codec.rate));
+                match m["payload"].as_str().and_then(|p| self.payload(p)) {
+                    Some((pcm, odd)) if declared => Heard::Audio { pcm, odd },
+                    _ => Heard::Invalid,
+                }
+            }
+            Some("checkpoint") => match v["name"].as_str() {
+                Some(n) => Heard::Mark(n.to_string()),
+                None => Heard::Invalid,
+            },
+            Some("clearAudio") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    fn cleared(&mut self, _flushed: &[String]) -> Vec<Value> {
+        // Flushed checkpoints are never acknowledged; the clear itself is.
+        vec![
+            json!({"event": "clearedAudio", "sequenceNumber": self.next_seq(),
+            "streamId": self.opts.stream_sid}),
+        ]
     }
 }
 

@@ -5,6 +5,7 @@ mod call_flow;
 mod contract;
 mod faults;
 mod operate;
+mod plivo;
 mod server;
 mod signalwire;
 mod speech_backends;
