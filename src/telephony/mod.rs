@@ -6,6 +6,7 @@
 //! [`ProviderSettings`].
 
 pub mod control;
+pub mod exotel;
 pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
@@ -32,6 +33,8 @@ crate::registry! {
         SignalWire(signalwire::config::SignalWireSettings) = "signalwire",
         /// Plivo Audio Streams (`<Stream bidirectional="true">`), route `/plivo`.
         Plivo(plivo::config::PlivoSettings) = "plivo",
+        /// Exotel Voicebot applet streams (PCM16 LE), route `/exotel`.
+        Exotel(exotel::config::ExotelSettings) = "exotel",
     }
 }
 

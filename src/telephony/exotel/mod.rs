@@ -1,0 +1,283 @@
+//! Exotel Voicebot applet streams (bidirectional): `connected`, `start`, `media`, `dtmf`,
+//! `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is raw PCM16 little-endian mono
+//! (`audio/x-raw`) at the rate of `start.media_format.sample_rate` (8000 by default; 16000 or
+//! 24000 with the applet URL's `?sample-rate=`), the same both ways; outbound payloads are
+//! 20 ms frames, multiples of 320 bytes as Exotel requires. The caller's and called number
+//! come from `start.from`/`start.to`. Media before `start` is kept. Exotel's API cannot end
+//! or redirect a Voicebot leg mid-stream, so a bot hang-up closes the stream.
+
+pub mod config;
+mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use super::control::CallControl;
+use super::plivo::media::{Encoding, StreamCodec};
+use super::{
+    CallStart, Codec, InboundEvent, LinkLimits, MediaDecoder, MediaEncoder, OutboundCommand,
+    ProtocolError, Provider, Refusal, WireFrame,
+};
+use wire::{Incoming, MarkBody, Outgoing};
+
+/// PCM16 little-endian at `rate`.
+fn pcm16(rate: u32) -> StreamCodec {
+    StreamCodec {
+        encoding: Encoding::L16 { big_endian: false },
+        rate,
+    }
+}
+
+/// The Exotel provider: `/exotel` (configurable), Basic auth checked when configured, no
+/// call control.
+pub struct Exotel {
+    settings: config::ExotelSettings,
+}
+
+impl Provider for Exotel {
+    fn name(&self) -> &'static str {
+        "exotel"
+    }
+
+    fn route(&self) -> &str {
+        &self.settings.route
+    }
+
+    fn limits(&self) -> LinkLimits {
+        LinkLimits {
+            max_message_bytes: self.settings.max_message_bytes,
+            max_early_events: self.settings.max_early_media_frames,
+        }
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, _path_and_query: &str) -> Result<(), Refusal> {
+        let Some((user, password)) = &self.settings.basic_auth else {
+            return Ok(());
+        };
+        let want = B64.encode(format!("{user}:{}", password.expose()));
+        let got = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .unwrap_or("");
+        if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+            Ok(())
+        } else {
+            tracing::warn!(
+                header_present = !got.is_empty(),
+                "Exotel Basic auth missing or wrong; connection refused."
+            );
+            Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                reason: "signature",
+            })
+        }
+    }
+
+    fn codec(&self) -> Codec {
+        Codec {
+            decoder: Box::new(ExotelDecoder {
+                rate: None,
+                bytes: Vec::with_capacity(3_200),
+                early: Vec::new(),
+                max_early: self.settings.max_early_media_frames,
+                pending: VecDeque::new(),
+            }),
+            encoder: Box::new(ExotelEncoder {
+                stream_sid_json: None,
+                codec: pcm16(8_000),
+                bytes: Vec::with_capacity(640),
+            }),
+        }
+    }
+
+    fn control(&self) -> Option<Arc<dyn CallControl>> {
+        None
+    }
+}
+
+/// The reader half: JSON in, events out.
+pub struct ExotelDecoder {
+    /// The stream's rate, once `start` named it.
+    rate: Option<u32>,
+    bytes: Vec<u8>,
+    early: Vec<Vec<u8>>,
+    max_early: usize,
+    pending: VecDeque<InboundEvent>,
+}
+
+impl ExotelDecoder {
+    fn on_start(
+        &mut self,
+        stream_sid: Option<String>,
+        start: wire::StartBody,
+    ) -> Result<(), ProtocolError> {
+        let f = &start.media_format;
+        let rate = match &f.sample_rate {
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        };
+        let raw = f.encoding.eq_ignore_ascii_case("audio/x-raw");
+        let rate = rate
+            .filter(|r| raw && [8_000, 16_000, 24_000].contains(r))
+            .ok_or_else(|| {
+                ProtocolError::UnsupportedFormat(format!(
+                    "{} {} (voxhook takes audio/x-raw at 8000, 16000 or 24000 Hz)",
+                    f.encoding, f.sample_rate
+                ))
+            })?;
+        let stream_id = stream_sid
+            .or(start.stream_sid)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ProtocolError::Malformed("start without stream_sid".into()))?;
+        let custom: BTreeMap<String, String> = start
+            .custom_parameters
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect();
+        let nonempty = |n: Option<String>| n.filter(|n| !n.is_empty());
+        tracing::info!(rate, "Exotel stream started.");
+        self.pending
+            .push_back(InboundEvent::Start(Box::new(CallStart {
+                call_id: start.call_sid,
+                stream_id,
+                caller: nonempty(start.from),
+                called: nonempty(start.to),
+                custom,
+                inbound_rate: rate,
+                outbound_rate: rate,
+            })));
+        for payload in std::mem::take(&mut self.early) {
+            let mut pcm = Vec::new();
+            pcm16(rate).decode(&payload, &mut pcm)?;
+            self.pending.push_back(InboundEvent::Audio(pcm));
+        }
+        self.rate = Some(rate);
+        Ok(())
+    }
+
+    fn on_media(&mut self, payload: &str) -> Result<(), ProtocolError> {
+        self.bytes.clear();
+        B64.decode_vec(payload.as_bytes(), &mut self.bytes)
+            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
+        let Some(rate) = self.rate else {
+            if self.early.len() >= self.max_early {
+                return Err(ProtocolError::NoStart(self.max_early));
+            }
+            self.early.push(self.bytes.clone());
+            return Ok(());
+        };
+        // The one allocation per frame: the PCM travels to the listener.
+        let mut pcm = Vec::with_capacity(self.bytes.len() / 2);
+        pcm16(rate).decode(&self.bytes, &mut pcm)?;
+        self.pending.push_back(InboundEvent::Audio(pcm));
+        Ok(())
+    }
+}
+
+impl MediaDecoder for ExotelDecoder {
+    fn decode_text(
+        &mut self,
+        text: &str,
+        _replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError> {
+        let msg: Incoming =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        match msg {
+            Incoming::Connected {} => {}
+            Incoming::Start { stream_sid, start } => self.on_start(stream_sid, start)?,
+            Incoming::Media { media } => self.on_media(&media.payload)?,
+            Incoming::Dtmf { dtmf } => {
+                let mut keys = dtmf.digit.chars();
+                match (keys.next(), keys.next()) {
+                    (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#') => {
+                        self.pending.push_back(InboundEvent::Dtmf(k))
+                    }
+                    _ => {
+                        return Err(ProtocolError::Malformed(format!(
+                            "dtmf digit {:?}",
+                            dtmf.digit
+                        )))
+                    }
+                }
+            }
+            Incoming::Mark { mark } => self
+                .pending
+                .push_back(InboundEvent::Mark(mark.name.into_owned())),
+            Incoming::Stop { stop } => {
+                let reason = stop.and_then(|s| s.reason).unwrap_or_default();
+                tracing::info!(reason = %reason, "Exotel stream stopped.");
+                self.pending.push_back(InboundEvent::Stop);
+            }
+            Incoming::Unknown => {
+                tracing::warn!(
+                    message_prefix = %text.chars().take(80).collect::<String>(),
+                    "Unknown Exotel event ignored."
+                );
+            }
+        }
+        Ok(self.pending.pop_front())
+    }
+
+    fn decode_binary(
+        &mut self,
+        data: &[u8],
+        _replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError> {
+        Err(ProtocolError::UnexpectedBinary(data.len()))
+    }
+
+    fn take_pending(&mut self) -> Option<InboundEvent> {
+        self.pending.pop_front()
+    }
+}
+
+/// The writer half: commands in, JSON out.
+pub struct ExotelEncoder {
+    stream_sid_json: Option<(String, String)>,
+    codec: StreamCodec,
+    bytes: Vec<u8>,
+}
+
+impl MediaEncoder for ExotelEncoder {
+    fn started(&mut self, start: &CallStart) {
+        self.stream_sid_json = serde_json::to_string(&start.stream_id)
+            .ok()
+            .map(|json| (start.stream_id.clone(), json));
+        self.codec = pcm16(start.outbound_rate);
+    }
+
+    fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>) {
+        let Some((stream_sid, sid_json)) = &self.stream_sid_json else {
+            return;
+        };
+        let text = match cmd {
+            OutboundCommand::Audio(pcm) => {
+                self.bytes.clear();
+                self.codec.encode(pcm, &mut self.bytes);
+                let mut text =
+                    String::with_capacity(64 + sid_json.len() + self.bytes.len() * 4 / 3);
+                wire::write_media(&mut text, sid_json, |t| B64.encode_string(&self.bytes, t));
+                Some(text)
+            }
+            OutboundCommand::Mark(name) => serde_json::to_string(&Outgoing::Mark {
+                stream_sid,
+                mark: MarkBody { name },
+            })
+            .ok(),
+            OutboundCommand::Clear => serde_json::to_string(&Outgoing::Clear { stream_sid }).ok(),
+        };
+        out.extend(text.map(WireFrame::Text));
+    }
+}
+
+#[cfg(test)]
+mod tests;
