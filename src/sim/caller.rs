@@ -93,6 +93,15 @@ pub enum Wire {
         /// The stream's rate (8000: PCMU).
         rate: u32,
     },
+    /// Exotel Voicebot applet streams: snake_case, every value a string, PCM16 little-endian
+    /// at the applet's `sample-rate` both ways, numbers and `custom_parameters` in `start`,
+    /// `stop` with a reason; Basic auth from the applet URL's `user:password@`.
+    Exotel {
+        /// 8000, 16000 or 24000.
+        rate: u32,
+        /// `(user, password)` sent as `Authorization: Basic …`.
+        basic_auth: Option<(String, String)>,
+    },
     /// Plivo Audio Streams: no `connected`, numbers in `extra_headers`, `playAudio` /
     /// `checkpoint` / `clearAudio` read, `playedStream` / `clearedAudio` answered, the first
     /// checkpoint of the call never acknowledged, no `stop` (the socket just closes).
@@ -159,6 +168,17 @@ impl CallerOptions {
             wire: Wire::Plivo {
                 codec,
                 stream_token: None,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
+    /// An Exotel call from `from` to `to` at `rate`, with Exotel-shaped ids.
+    pub fn exotel(url: &str, from: &str, to: &str, rate: u32) -> Self {
+        Self {
+            wire: Wire::Exotel {
+                rate,
+                basic_auth: None,
             },
             ..Self::new(url, from, to)
         }
@@ -259,6 +279,15 @@ impl SimCaller {
                 _ => "x-twilio-signature",
             };
             req.headers_mut().insert(header, value);
+        }
+        if let Wire::Exotel {
+            basic_auth: Some((user, password)),
+            ..
+        } = &options.wire
+        {
+            let value = format!("Basic {}", B64.encode(format!("{user}:{password}")));
+            let value = value.parse().map_err(|e| fail(&e))?;
+            req.headers_mut().insert("authorization", value);
         }
         if let Wire::Telnyx {
             auth_token: Some(token),
@@ -435,6 +464,16 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 account: "b5f3a0c4-8a62-4b7e-9f1d-2c3e4d5f6a7b".into(),
                 seq: 0,
                 chunk: 0,
+            })
+        }
+        Wire::Exotel { rate, .. } => {
+            if ![8_000, 16_000, 24_000].contains(rate) {
+                return Err(format!("Exotel streams no PCM at {rate} Hz"));
+            }
+            Box::new(ExotelWire {
+                opts: o.clone(),
+                rate: *rate,
+                seq: 0,
             })
         }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
@@ -843,6 +882,88 @@ impl CallerWire for TelnyxWire {
         let mut pcm = Vec::new();
         self.decoder.decode(&bytes, &mut pcm).ok()?;
         let odd = pcm.len() != self.outbound.frame_samples();
+        Some((pcm, odd))
+    }
+}
+
+/// Exotel Voicebot streams, as Exotel speaks them (see [`Wire::Exotel`]).
+struct ExotelWire {
+    opts: CallerOptions,
+    rate: u32,
+    seq: u64,
+}
+
+impl ExotelWire {
+    fn next_seq(&mut self) -> String {
+        self.seq += 1;
+        self.seq.to_string()
+    }
+}
+
+impl CallerWire for ExotelWire {
+    fn inbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut custom = self.opts.parameters.clone();
+        let from = custom.remove("from");
+        let to = custom.remove("to");
+        let sid = self.opts.stream_sid.clone();
+        let start = json!({"event": "start", "sequence_number": self.next_seq(), "stream_sid": sid,
+            "start": {"stream_sid": sid, "call_sid": self.opts.call_sid, "account_sid": "exotel-sim",
+                "from": from, "to": to, "custom_parameters": custom,
+                "media_format": {"encoding": "audio/x-raw", "sample_rate": self.rate.to_string(),
+                    "bit_rate": "16"}}});
+        vec![json!({"event": "connected"}), start]
+    }
+
+    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value {
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let seq = self.next_seq();
+        json!({"event": "media", "sequence_number": seq, "stream_sid": self.opts.stream_sid,
+            "media": {"chunk": seq, "timestamp": elapsed_ms.to_string(), "payload": B64.encode(&bytes)}})
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "dtmf", "sequence_number": self.next_seq(), "stream_sid": self.opts.stream_sid,
+            "dtmf": {"digit": key.to_string(), "duration": "100"}})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(json!({"event": "mark", "sequence_number": self.next_seq(),
+            "stream_sid": self.opts.stream_sid, "mark": {"name": name}}))
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        Some(
+            json!({"event": "stop", "sequence_number": self.next_seq(), "stream_sid": self.opts.stream_sid,
+            "stop": {"call_sid": self.opts.call_sid, "account_sid": "exotel-sim", "reason": "callended"}}),
+        )
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        v["stream_sid"].as_str() != Some(self.opts.stream_sid.as_str())
+    }
+
+    fn payload(&mut self, b64: &str) -> Option<(Vec<i16>, bool)> {
+        let bytes = B64.decode(b64).ok()?;
+        // Exotel takes payloads in multiples of 320 bytes.
+        if !bytes.len().is_multiple_of(320) {
+            return None;
+        }
+        let pcm: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let odd = pcm.len() != frame_len(self.rate);
         Some((pcm, odd))
     }
 }

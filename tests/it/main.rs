@@ -3,6 +3,7 @@
 
 mod call_flow;
 mod contract;
+mod exotel;
 mod faults;
 mod operate;
 mod plivo;

@@ -1,0 +1,136 @@
+//! Exotel through the real daemon: a simulated Exotel Voicebot caller speaking Exotel's wire
+//! (snake_case, string values, PCM16 little-endian, numbers in `start`), Basic auth on the
+//! upgrade, and a bot hang-up that closes the stream (Exotel has no API for it).
+
+use serde_json::json;
+use voxhook::config::{SensitiveString, Settings};
+use voxhook::sim::caller::{CallerOptions, SimCaller, Wire};
+use voxhook::sim::kore::{Received, Reply};
+use voxhook::telephony::exotel::config::ExotelSettings;
+use voxhook::telephony::ProviderSettings;
+
+use crate::support::{
+    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, speech, Harness, WAIT,
+};
+
+fn exotel(s: &mut Settings) -> &mut ExotelSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Exotel(t) => Some(t),
+            _ => None,
+        })
+        .expect("exotel is registered")
+}
+
+async fn dial(h: &Harness, from: &str, rate: u32) -> SimCaller {
+    let opts = CallerOptions::exotel(&h.route_url("/exotel"), from, "+918012345678", rate);
+    let caller = SimCaller::connect(opts).await.unwrap();
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played to its mark");
+    caller
+}
+
+fn is_text(v: &'static str) -> impl Fn(&Received) -> bool + Send + Sync {
+    move |r: &Received| r.kind == "text" && r.val == v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exotel_call_talks_to_the_bot_end_to_end() {
+    let h = Harness::start_with(|s| exotel(s).enabled = true).await;
+    let user = "+919876500001";
+    let caller = dial(&h, user, 8_000).await;
+    assert_greeted(&h, &caller, user, "exotel").await;
+    ask_for_balance(&h, &caller).await;
+
+    caller.press("12#").await;
+    let turns = h.wait_received(2, |r| r.kind == "text").await;
+    assert_eq!(turns[1].val, "12");
+    assert_eq!(turns[1].custom_data["inputMode"], "dtmf");
+
+    barge_in(&h, &caller, 3).await;
+
+    // The bot hangs up: with no call API, voxhook closes the stream after the goodbye.
+    let bye = json!({"text": "Goodbye!", "action": "hangup"});
+    h.bot
+        .push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
+    caller.press("8#").await;
+    caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("stream closed by voxhook");
+    h.assert_closed_once(user).await;
+
+    // The caller hangs up: Exotel's stop ends the call, one closure.
+    let user = "+919876500002";
+    let caller = dial(&h, user, 8_000).await;
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exotel_16k_both_ways() {
+    let h = Harness::start_with(|s| {
+        exotel(s).enabled = true;
+        fake_engines(s);
+    })
+    .await;
+    let user = "+919876500101";
+    let caller = dial(&h, user, 16_000).await;
+    let log = caller.log();
+    assert_eq!(log.heard_rate, 16_000);
+    assert!(log.media_frames > 20, "{log:?}");
+    assert_eq!(
+        (log.odd_frames, log.invalid_messages, log.wrong_stream_sid),
+        (0, 0, 0)
+    );
+    assert!(rms(&log.heard) > 300.0, "the fake TTS tone was heard");
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    assert_eq!(got[0].val, "I would like to check my account balance.");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_is_checked_on_the_upgrade() {
+    let h = Harness::start_with(|s| {
+        let e = exotel(s);
+        e.enabled = true;
+        e.basic_auth = Some(("KEY".into(), SensitiveString::new("TOKEN")));
+        fake_engines(s);
+    })
+    .await;
+    let url = h.route_url("/exotel");
+    let with = |from: &str, auth: Option<(&str, &str)>| {
+        let mut opts = CallerOptions::exotel(&url, from, "+918012345678", 8_000);
+        if let Wire::Exotel { basic_auth, .. } = &mut opts.wire {
+            *basic_auth = auth.map(|(u, p)| (u.to_string(), p.to_string()));
+        }
+        opts
+    };
+    for auth in [None, Some(("KEY", "WRONG"))] {
+        let err = SimCaller::connect(with("+919876500201", auth))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.contains("401"), "{auth:?}: {err}");
+    }
+    let caller = SimCaller::connect(with("+919876500202", Some(("KEY", "TOKEN"))))
+        .await
+        .unwrap();
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("accepted with Basic auth");
+    caller.hang_up().await;
+    h.assert_closed_once("+919876500202").await;
+    h.finish().await;
+}
