@@ -1,8 +1,10 @@
 //! Exotel Voicebot applet streams (bidirectional): `connected`, `start`, `media`, `dtmf`,
 //! `mark`, `stop` in; `media`, `mark`, `clear` out. Audio is raw PCM16 little-endian mono
 //! (`audio/x-raw`) at the rate of `start.media_format.sample_rate` (8000 by default; 16000 or
-//! 24000 with the applet URL's `?sample-rate=`), the same both ways; outbound payloads are
-//! 20 ms frames, multiples of 320 bytes as Exotel requires. The caller's and called number
+//! 24000 with the applet URL's `?sample-rate=`), the same both ways. Exotel wants outbound
+//! payloads of at least 3.2 KB ("100 ms"), at most 100 KB, in multiples of 320 bytes: the
+//! encoder sends chunks of whole 20 ms frames of at least 3.2 KB and 100 ms (200 ms at 8 kHz),
+//! and what is left before a mark. The caller's and called number
 //! come from `start.from`/`start.to`. Media before `start` is kept. Exotel's API cannot end
 //! or redirect a Voicebot leg mid-stream, so a bot hang-up closes the stream.
 
@@ -23,6 +25,17 @@ use super::{
     ProtocolError, Provider, Refusal, WireFrame,
 };
 use wire::{Incoming, MarkBody, Outgoing};
+
+/// Exotel's smallest outbound chunk in bytes ("3.2 KB (100ms of data)": 100 ms at 16 kHz,
+/// 200 ms at 8 kHz).
+pub const MIN_CHUNK_BYTES: usize = 3_200;
+
+/// Bytes in one outbound `media` message at `rate`: whole 20 ms frames, at least 100 ms and
+/// at least [`MIN_CHUNK_BYTES`].
+pub fn chunk_bytes(rate: u32) -> usize {
+    let frame = pcm16(rate).frame_bytes().max(1);
+    (frame * 5).max(MIN_CHUNK_BYTES.div_ceil(frame) * frame)
+}
 
 /// PCM16 little-endian at `rate`.
 fn pcm16(rate: u32) -> StreamCodec {
@@ -90,7 +103,7 @@ impl Provider for Exotel {
             encoder: Box::new(ExotelEncoder {
                 stream_sid_json: None,
                 codec: pcm16(8_000),
-                bytes: Vec::with_capacity(640),
+                bytes: Vec::with_capacity(chunk_bytes(24_000)),
             }),
         }
     }
@@ -244,7 +257,24 @@ impl MediaDecoder for ExotelDecoder {
 pub struct ExotelEncoder {
     stream_sid_json: Option<(String, String)>,
     codec: StreamCodec,
+    /// Audio not sent yet (less than one chunk).
     bytes: Vec<u8>,
+}
+
+impl ExotelEncoder {
+    /// Sends the audio held, if any.
+    fn flush(&mut self, out: &mut Vec<WireFrame>) {
+        let Some((_, sid_json)) = &self.stream_sid_json else {
+            return;
+        };
+        if self.bytes.is_empty() {
+            return;
+        }
+        let mut text = String::with_capacity(64 + sid_json.len() + self.bytes.len() * 4 / 3);
+        wire::write_media(&mut text, sid_json, |t| B64.encode_string(&self.bytes, t));
+        self.bytes.clear();
+        out.push(WireFrame::Text(text));
+    }
 }
 
 impl MediaEncoder for ExotelEncoder {
@@ -256,26 +286,43 @@ impl MediaEncoder for ExotelEncoder {
     }
 
     fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>) {
-        let Some((stream_sid, sid_json)) = &self.stream_sid_json else {
+        if self.stream_sid_json.is_none() {
             return;
-        };
-        let text = match cmd {
+        }
+        match cmd {
             OutboundCommand::Audio(pcm) => {
-                self.bytes.clear();
                 self.codec.encode(pcm, &mut self.bytes);
-                let mut text =
-                    String::with_capacity(64 + sid_json.len() + self.bytes.len() * 4 / 3);
-                wire::write_media(&mut text, sid_json, |t| B64.encode_string(&self.bytes, t));
-                Some(text)
+                if self.bytes.len() >= chunk_bytes(self.codec.rate) {
+                    self.flush(out);
+                }
             }
-            OutboundCommand::Mark(name) => serde_json::to_string(&Outgoing::Mark {
-                stream_sid,
-                mark: MarkBody { name },
-            })
-            .ok(),
-            OutboundCommand::Clear => serde_json::to_string(&Outgoing::Clear { stream_sid }).ok(),
-        };
-        out.extend(text.map(WireFrame::Text));
+            OutboundCommand::Mark(name) => {
+                // The mark follows the audio before it, so that audio goes first.
+                self.flush(out);
+                let Some((stream_sid, _)) = &self.stream_sid_json else {
+                    return;
+                };
+                out.extend(
+                    serde_json::to_string(&Outgoing::Mark {
+                        stream_sid,
+                        mark: MarkBody { name },
+                    })
+                    .ok()
+                    .map(WireFrame::Text),
+                );
+            }
+            OutboundCommand::Clear => {
+                self.bytes.clear();
+                let Some((stream_sid, _)) = &self.stream_sid_json else {
+                    return;
+                };
+                out.extend(
+                    serde_json::to_string(&Outgoing::Clear { stream_sid })
+                        .ok()
+                        .map(WireFrame::Text),
+                );
+            }
+        }
     }
 }
 

@@ -134,26 +134,36 @@ fn outbound_messages_match_the_documented_shapes() {
         "nothing before start"
     );
     p.decode(fixture!("start.json")).unwrap();
-    assert_eq!(
-        p.encode(&OutboundCommand::Audio(vec![1, -1])),
-        [json(fixture!("outbound_media.json"))]
-    );
+    // Audio is held until a mark (or a full chunk): the mark follows the audio before it.
+    assert!(p.encode(&OutboundCommand::Audio(vec![1, -1])).is_empty());
     assert_eq!(
         p.encode(&OutboundCommand::Mark("vx-1".into())),
-        [json(fixture!("outbound_mark.json"))]
+        [
+            json(fixture!("outbound_media.json")),
+            json(fixture!("outbound_mark.json"))
+        ]
     );
+    // A clear drops what is held.
+    assert!(p.encode(&OutboundCommand::Audio(vec![0; 160])).is_empty());
     assert_eq!(
         p.encode(&OutboundCommand::Clear),
         [json(fixture!("outbound_clear.json"))]
     );
-    // A 20 ms frame is 320 bytes, the multiple Exotel asks for.
-    let v = &p.encode(&OutboundCommand::Audio(vec![0; 160]))[0];
+    assert_eq!(p.encode(&OutboundCommand::Mark("vx-2".into())).len(), 1);
+    // Ten 20 ms frames at 8 kHz make one chunk: 3200 bytes, Exotel's minimum.
     assert_eq!(
-        B64.decode(v["media"]["payload"].as_str().unwrap())
-            .unwrap()
-            .len(),
-        320
+        (chunk_bytes(8_000), chunk_bytes(16_000), chunk_bytes(24_000)),
+        (3_200, 3_200, 4_800)
     );
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        sent.extend(p.encode(&OutboundCommand::Audio(vec![0; 160])));
+    }
+    assert_eq!(sent.len(), 1);
+    let bytes = B64
+        .decode(sent[0]["media"]["payload"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes.len(), 3_200);
 }
 
 #[test]
