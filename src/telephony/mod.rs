@@ -172,6 +172,15 @@ impl ProtocolError {
     }
 }
 
+/// The keypad key a provider's DTMF `digit` names: one of `0`–`9`, `*`, `#`, `A`–`D`.
+pub fn dtmf_key(digit: &str) -> Result<char, ProtocolError> {
+    let mut keys = digit.chars();
+    match (keys.next(), keys.next()) {
+        (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#' | 'A'..='D') => Ok(k),
+        _ => Err(ProtocolError::Malformed(format!("dtmf digit {digit:?}"))),
+    }
+}
+
 /// One frame on the media socket, either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireFrame {

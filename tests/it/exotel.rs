@@ -2,26 +2,13 @@
 //! (snake_case, string values, PCM16 little-endian, numbers in `start`), Basic auth on the
 //! upgrade, and a bot hang-up that closes the stream (Exotel has no API for it).
 
-use serde_json::json;
-use voxhook::config::{SensitiveString, Settings};
+use voxhook::config::SensitiveString;
 use voxhook::sim::caller::{CallerOptions, SimCaller, Wire};
-use voxhook::sim::kore::{Received, Reply};
-use voxhook::telephony::exotel::config::ExotelSettings;
-use voxhook::telephony::ProviderSettings;
 
 use crate::support::{
-    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, speech, Harness, WAIT,
+    ask_for_balance, assert_greeted, barge_in, bot_says_goodbye_and_hangs_up, exotel, fake_engines,
+    fake_tone_heard_and_speech_reaches_the_bot, keys_are_a_turn, Harness, WAIT,
 };
-
-fn exotel(s: &mut Settings) -> &mut ExotelSettings {
-    s.telephony
-        .iter_mut()
-        .find_map(|p| match p {
-            ProviderSettings::Exotel(t) => Some(t),
-            _ => None,
-        })
-        .expect("exotel is registered")
-}
 
 async fn dial(h: &Harness, from: &str, rate: u32) -> SimCaller {
     let opts = CallerOptions::exotel(&h.route_url("/exotel"), from, "+918012345678", rate);
@@ -33,10 +20,6 @@ async fn dial(h: &Harness, from: &str, rate: u32) -> SimCaller {
     caller
 }
 
-fn is_text(v: &'static str) -> impl Fn(&Received) -> bool + Send + Sync {
-    move |r: &Received| r.kind == "text" && r.val == v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exotel_call_talks_to_the_bot_end_to_end() {
     let h = Harness::start_with(|s| exotel(s).enabled = true).await;
@@ -45,18 +28,12 @@ async fn an_exotel_call_talks_to_the_bot_end_to_end() {
     assert_greeted(&h, &caller, user, "exotel").await;
     ask_for_balance(&h, &caller).await;
 
-    caller.press("12#").await;
-    let turns = h.wait_received(2, |r| r.kind == "text").await;
-    assert_eq!(turns[1].val, "12");
-    assert_eq!(turns[1].custom_data["inputMode"], "dtmf");
+    keys_are_a_turn(&h, &caller).await;
 
     barge_in(&h, &caller, 3).await;
 
     // The bot hangs up: with no call API, voxhook closes the stream after the goodbye.
-    let bye = json!({"text": "Goodbye!", "action": "hangup"});
-    h.bot
-        .push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
-    caller.press("8#").await;
+    bot_says_goodbye_and_hangs_up(&h, &caller).await;
     caller
         .wait_for(WAIT, |l| l.closed)
         .await
@@ -96,15 +73,7 @@ async fn exotel_16k_both_ways() {
         (log.odd_frames, log.invalid_messages, log.wrong_stream_sid),
         (0, 0, 0)
     );
-    assert!(rms(&log.heard) > 300.0, "the fake TTS tone was heard");
-    caller.say(speech("Hello, can you hear me?").await).await;
-    caller.finish_speaking().await;
-    let got = h
-        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
-        .await;
-    assert_eq!(got[0].val, "I would like to check my account balance.");
-    caller.hang_up().await;
-    h.assert_closed_once(user).await;
+    fake_tone_heard_and_speech_reaches_the_bot(&h, &caller, user).await;
     h.finish().await;
 }
 

@@ -5,31 +5,19 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use voxhook::config::{SensitiveString, Settings};
 use voxhook::sim::caller::{CallerOptions, SimCaller, Wire};
-use voxhook::sim::kore::{Received, Reply};
 use voxhook::sim::plivo_api::PlivoApiSim;
-use voxhook::telephony::plivo::config::{PlivoRestSettings, PlivoSettings};
+use voxhook::telephony::plivo::config::PlivoRestSettings;
 use voxhook::telephony::plivo::media::{Encoding, StreamCodec};
-use voxhook::telephony::ProviderSettings;
 
 use crate::support::{
-    ask_for_balance, assert_greeted, barge_in, fake_engines, rms, speech, Harness, WAIT,
+    ask_for_balance, assert_greeted, barge_in, bot_says_goodbye_and_hangs_up, fake_engines,
+    fake_tone_heard_and_speech_reaches_the_bot, keys_are_a_turn, plivo, Harness, WAIT,
 };
 
 const AUTH_ID: &str = "MAXXXXXXXXXXXXXXXXXX";
 const AUTH_TOKEN: &str = "plivo-auth-token-0123";
-
-fn plivo(s: &mut Settings) -> &mut PlivoSettings {
-    s.telephony
-        .iter_mut()
-        .find_map(|p| match p {
-            ProviderSettings::Plivo(t) => Some(t),
-            _ => None,
-        })
-        .expect("plivo is registered")
-}
 
 fn enable(s: &mut Settings, codec: StreamCodec) {
     let p = plivo(s);
@@ -46,10 +34,6 @@ async fn dial(h: &Harness, from: &str, codec: StreamCodec) -> SimCaller {
         .await
         .expect("greeting played to its checkpoint");
     caller
-}
-
-fn is_text(v: &'static str) -> impl Fn(&Received) -> bool + Send + Sync {
-    move |r: &Received| r.kind == "text" && r.val == v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,19 +61,13 @@ async fn a_plivo_call_talks_to_the_bot_end_to_end() {
     ask_for_balance(&h, &caller).await;
 
     // Keys.
-    caller.press("12#").await;
-    let turns = h.wait_received(2, |r| r.kind == "text").await;
-    assert_eq!(turns[1].val, "12");
-    assert_eq!(turns[1].custom_data["inputMode"], "dtmf");
+    keys_are_a_turn(&h, &caller).await;
 
     // Barge-in sends clearAudio (answered by clearedAudio).
     barge_in(&h, &caller, 3).await;
 
     // The bot hangs up: REST DELETE of this call, after the goodbye played.
-    let bye = json!({"text": "Goodbye!", "action": "hangup"});
-    h.bot
-        .push_override(is_text("8"), Reply::say(&[&bye.to_string()]));
-    caller.press("8#").await;
+    bot_says_goodbye_and_hangs_up(&h, &caller).await;
     let cmd = api.wait_for_command(WAIT).await.expect("hang-up request");
     assert_eq!(cmd.call_uuid, caller.options.call_sid);
     assert_eq!(cmd.action, "hangup");
@@ -125,15 +103,7 @@ async fn codec_call(codec: StreamCodec, user: &str) {
         (0, 0, 0),
         "{codec:?}"
     );
-    assert!(rms(&log.heard) > 300.0, "the fake TTS tone was heard");
-    caller.say(speech("Hello, can you hear me?").await).await;
-    caller.finish_speaking().await;
-    let got = h
-        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
-        .await;
-    assert_eq!(got[0].val, "I would like to check my account balance.");
-    caller.hang_up().await;
-    h.assert_closed_once(user).await;
+    fake_tone_heard_and_speech_reaches_the_bot(&h, &caller, user).await;
     h.finish().await;
 }
 

@@ -71,6 +71,67 @@ pub fn signalwire(s: &mut Settings) -> &mut SignalWireSettings {
         .expect("signalwire is registered")
 }
 
+/// The Plivo provider's settings, to adjust in a test.
+pub fn plivo(s: &mut Settings) -> &mut voxhook::telephony::plivo::config::PlivoSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Plivo(t) => Some(t),
+            _ => None,
+        })
+        .expect("plivo is registered")
+}
+
+/// The Exotel provider's settings, to adjust in a test.
+pub fn exotel(s: &mut Settings) -> &mut voxhook::telephony::exotel::config::ExotelSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Exotel(t) => Some(t),
+            _ => None,
+        })
+        .expect("exotel is registered")
+}
+
+/// Keys `12#` reach the bot as text turn 2, in DTMF mode.
+pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
+    caller.press("12#").await;
+    let turns = h.wait_received(2, |r| r.kind == "text").await;
+    assert_eq!(turns[1].val, "12");
+    assert_eq!(turns[1].custom_data["inputMode"], "dtmf");
+}
+
+/// The bot answers key `8` with a goodbye and a hang-up, and the caller presses it.
+pub async fn bot_says_goodbye_and_hangs_up(h: &Harness, caller: &SimCaller) {
+    let bye = serde_json::json!({"text": "Goodbye!", "action": "hangup"});
+    h.bot.push_override(
+        |r: &voxhook::sim::kore::Received| r.kind == "text" && r.val == "8",
+        voxhook::sim::kore::Reply::say(&[&bye.to_string()]),
+    );
+    caller.press("8#").await;
+}
+
+/// With the fake engines: the caller heard the fake TTS tone, its speech reaches the bot as
+/// the scripted transcript, and its hang-up closes the bot session once.
+pub async fn fake_tone_heard_and_speech_reaches_the_bot(
+    h: &Harness,
+    caller: &SimCaller,
+    user: &str,
+) {
+    assert!(
+        rms(&caller.log().heard) > 300.0,
+        "the fake TTS tone was heard"
+    );
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    assert_eq!(got[0].val, "I would like to check my account balance.");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+}
+
 /// The fake STT (one scripted transcript) and fake TTS (a tone), for codec tests.
 pub fn fake_engines(s: &mut Settings) {
     s.stt = voxhook::stt::SttSettings::from_toml(

@@ -208,20 +208,9 @@ impl MediaDecoder for ExotelDecoder {
             Incoming::Connected {} => {}
             Incoming::Start { stream_sid, start } => self.on_start(stream_sid, start)?,
             Incoming::Media { media } => self.on_media(&media.payload)?,
-            Incoming::Dtmf { dtmf } => {
-                let mut keys = dtmf.digit.chars();
-                match (keys.next(), keys.next()) {
-                    (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#') => {
-                        self.pending.push_back(InboundEvent::Dtmf(k))
-                    }
-                    _ => {
-                        return Err(ProtocolError::Malformed(format!(
-                            "dtmf digit {:?}",
-                            dtmf.digit
-                        )))
-                    }
-                }
-            }
+            Incoming::Dtmf { dtmf } => self
+                .pending
+                .push_back(InboundEvent::Dtmf(super::dtmf_key(&dtmf.digit)?)),
             Incoming::Mark { mark } => self
                 .pending
                 .push_back(InboundEvent::Mark(mark.name.into_owned())),

@@ -237,20 +237,9 @@ impl MediaDecoder for PlivoDecoder {
                     self.on_media(&media.payload)?;
                 }
             }
-            Incoming::Dtmf { dtmf } => {
-                let mut keys = dtmf.digit.chars();
-                match (keys.next(), keys.next()) {
-                    (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#' | 'A'..='D') => {
-                        self.pending.push_back(InboundEvent::Dtmf(k))
-                    }
-                    _ => {
-                        return Err(ProtocolError::Malformed(format!(
-                            "dtmf digit {:?}",
-                            dtmf.digit
-                        )))
-                    }
-                }
-            }
+            Incoming::Dtmf { dtmf } => self
+                .pending
+                .push_back(InboundEvent::Dtmf(super::dtmf_key(&dtmf.digit)?)),
             Incoming::PlayedStream { name } if name == PRIMER_CHECKPOINT => {
                 tracing::debug!("Plivo acknowledged the primer checkpoint.");
             }

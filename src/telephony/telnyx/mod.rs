@@ -211,11 +211,7 @@ impl TelnyxDecoder {
         occurred_at: Option<&str>,
         now: Instant,
     ) -> Result<(), ProtocolError> {
-        let mut keys = digit.chars();
-        let key = match (keys.next(), keys.next()) {
-            (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#' | 'A'..='D') => k,
-            _ => return Err(ProtocolError::Malformed(format!("dtmf digit {digit:?}"))),
-        };
+        let key = super::dtmf_key(digit)?;
         let pressed = occurred_at.and_then(|t| {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .ok()

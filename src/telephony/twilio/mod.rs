@@ -234,20 +234,7 @@ impl MediaDecoder for TwilioDecoder {
                 // The one allocation per frame: the PCM travels to the listener.
                 Some(InboundEvent::Audio(self.audio.decode(&self.bytes)?))
             }
-            Incoming::Dtmf { dtmf } => {
-                let mut keys = dtmf.digit.chars();
-                match (keys.next(), keys.next()) {
-                    (Some(k), None) if k.is_ascii_digit() || matches!(k, '*' | '#' | 'A'..='D') => {
-                        Some(InboundEvent::Dtmf(k))
-                    }
-                    _ => {
-                        return Err(ProtocolError::Malformed(format!(
-                            "dtmf digit {:?}",
-                            dtmf.digit
-                        )))
-                    }
-                }
-            }
+            Incoming::Dtmf { dtmf } => Some(InboundEvent::Dtmf(super::dtmf_key(&dtmf.digit)?)),
             Incoming::Mark { mark } => Some(InboundEvent::Mark(mark.name.into_owned())),
             Incoming::Stop {} => Some(InboundEvent::Stop),
             Incoming::Unknown => {
