@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::control::CallControl;
-use super::plivo::media::{Encoding, StreamCodec};
+use super::plivo::media::{Encoding, Inbound, StreamCodec};
 use super::{
     CallStart, Codec, InboundEvent, LinkLimits, MediaDecoder, MediaEncoder, OutboundCommand,
     ProtocolError, Provider, Refusal, WireFrame,
@@ -94,10 +94,7 @@ impl Provider for Exotel {
     fn codec(&self) -> Codec {
         Codec {
             decoder: Box::new(ExotelDecoder {
-                rate: None,
-                bytes: Vec::with_capacity(3_200),
-                early: Vec::new(),
-                max_early: self.settings.max_early_media_frames,
+                media: Inbound::new(self.settings.max_early_media_frames),
                 pending: VecDeque::new(),
             }),
             encoder: Box::new(ExotelEncoder {
@@ -115,11 +112,8 @@ impl Provider for Exotel {
 
 /// The reader half: JSON in, events out.
 pub struct ExotelDecoder {
-    /// The stream's rate, once `start` named it.
-    rate: Option<u32>,
-    bytes: Vec<u8>,
-    early: Vec<Vec<u8>>,
-    max_early: usize,
+    /// Inbound audio (held until `start` names its rate).
+    media: Inbound,
     pending: VecDeque<InboundEvent>,
 }
 
@@ -168,31 +162,7 @@ impl ExotelDecoder {
                 inbound_rate: rate,
                 outbound_rate: rate,
             })));
-        for payload in std::mem::take(&mut self.early) {
-            let mut pcm = Vec::new();
-            pcm16(rate).decode(&payload, &mut pcm)?;
-            self.pending.push_back(InboundEvent::Audio(pcm));
-        }
-        self.rate = Some(rate);
-        Ok(())
-    }
-
-    fn on_media(&mut self, payload: &str) -> Result<(), ProtocolError> {
-        self.bytes.clear();
-        B64.decode_vec(payload.as_bytes(), &mut self.bytes)
-            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
-        let Some(rate) = self.rate else {
-            if self.early.len() >= self.max_early {
-                return Err(ProtocolError::NoStart(self.max_early));
-            }
-            self.early.push(self.bytes.clone());
-            return Ok(());
-        };
-        // The one allocation per frame: the PCM travels to the listener.
-        let mut pcm = Vec::with_capacity(self.bytes.len() / 2);
-        pcm16(rate).decode(&self.bytes, &mut pcm)?;
-        self.pending.push_back(InboundEvent::Audio(pcm));
-        Ok(())
+        self.media.start(pcm16(rate), &mut self.pending)
     }
 }
 
@@ -207,7 +177,7 @@ impl MediaDecoder for ExotelDecoder {
         match msg {
             Incoming::Connected {} => {}
             Incoming::Start { stream_sid, start } => self.on_start(stream_sid, start)?,
-            Incoming::Media { media } => self.on_media(&media.payload)?,
+            Incoming::Media { media } => self.media.payload(&media.payload, &mut self.pending)?,
             Incoming::Dtmf { dtmf } => self
                 .pending
                 .push_back(InboundEvent::Dtmf(super::dtmf_key(&dtmf.digit)?)),

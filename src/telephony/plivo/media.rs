@@ -3,8 +3,13 @@
 //! little-endian, which is the default here, and `l16_byte_order = "big"` turns it around.
 //! Exotel's PCM16 little-endian streams use the same codec.
 
+use std::collections::VecDeque;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
 use crate::audio::codec::Codec as G711;
-use crate::telephony::ProtocolError;
+use crate::telephony::{InboundEvent, ProtocolError};
 
 /// A sample format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +113,67 @@ impl StreamCodec {
                 out.extend(pcm.iter().flat_map(|s| s.to_le_bytes()))
             }
         }
+    }
+}
+
+/// The inbound side of a stream whose codec `start` names (Plivo, Exotel): base64 payloads
+/// decoded into PCM events, and payloads that come before `start` kept (at most `max_early`)
+/// and decoded once it has.
+pub struct Inbound {
+    codec: Option<StreamCodec>,
+    /// Reused for each payload's decoded bytes.
+    bytes: Vec<u8>,
+    early: Vec<Vec<u8>>,
+    max_early: usize,
+}
+
+impl Inbound {
+    /// Nothing started yet; `max_early` payloads may wait for `start`.
+    pub fn new(max_early: usize) -> Self {
+        Self {
+            codec: None,
+            bytes: Vec::with_capacity(640),
+            early: Vec::new(),
+            max_early,
+        }
+    }
+
+    /// `start` named `codec`: the payloads held are decoded into `pending`.
+    pub fn start(
+        &mut self,
+        codec: StreamCodec,
+        pending: &mut VecDeque<InboundEvent>,
+    ) -> Result<(), ProtocolError> {
+        for payload in std::mem::take(&mut self.early) {
+            let mut pcm = Vec::new();
+            codec.decode(&payload, &mut pcm)?;
+            pending.push_back(InboundEvent::Audio(pcm));
+        }
+        self.codec = Some(codec);
+        Ok(())
+    }
+
+    /// One base64 payload: decoded into `pending`, or held until `start`.
+    pub fn payload(
+        &mut self,
+        b64: &str,
+        pending: &mut VecDeque<InboundEvent>,
+    ) -> Result<(), ProtocolError> {
+        self.bytes.clear();
+        B64.decode_vec(b64.as_bytes(), &mut self.bytes)
+            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
+        let Some(codec) = self.codec else {
+            if self.early.len() >= self.max_early {
+                return Err(ProtocolError::NoStart(self.max_early));
+            }
+            self.early.push(self.bytes.clone());
+            return Ok(());
+        };
+        // The one allocation per frame: the PCM travels to the listener.
+        let mut pcm = Vec::with_capacity(self.bytes.len());
+        codec.decode(&self.bytes, &mut pcm)?;
+        pending.push_back(InboundEvent::Audio(pcm));
+        Ok(())
     }
 }
 

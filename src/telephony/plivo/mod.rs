@@ -95,14 +95,11 @@ impl Provider for Plivo {
 pub fn codec(s: &config::PlivoSettings) -> Codec {
     Codec {
         decoder: Box::new(PlivoDecoder {
-            media: None,
+            media: media::Inbound::new(s.max_early_media_frames),
             big_endian: s.l16_big_endian,
             outbound_rate: s.outbound.rate,
             caller_header: s.caller_header.clone(),
             called_header: s.called_header.clone(),
-            bytes: Vec::with_capacity(640),
-            early: Vec::new(),
-            max_early: s.max_early_media_frames,
             pending: VecDeque::new(),
         }),
         encoder: Box::new(PlivoEncoder {
@@ -127,17 +124,12 @@ pub fn parse_extra_headers(s: &str) -> BTreeMap<String, String> {
 
 /// The reader half: JSON in, events out.
 pub struct PlivoDecoder {
-    /// The inbound codec, once `start` named it.
-    media: Option<StreamCodec>,
+    /// Inbound audio (held until `start` names its codec).
+    media: media::Inbound,
     big_endian: bool,
     outbound_rate: u32,
     caller_header: String,
     called_header: String,
-    /// Reused for each media payload's decoded bytes.
-    bytes: Vec<u8>,
-    /// Payloads that came before `start`.
-    early: Vec<Vec<u8>>,
-    max_early: usize,
     /// Events released, in order, for `take_pending`.
     pending: VecDeque<InboundEvent>,
 }
@@ -190,31 +182,7 @@ impl PlivoDecoder {
                 inbound_rate: inbound.rate,
                 outbound_rate: self.outbound_rate,
             })));
-        for payload in std::mem::take(&mut self.early) {
-            let mut pcm = Vec::new();
-            inbound.decode(&payload, &mut pcm)?;
-            self.pending.push_back(InboundEvent::Audio(pcm));
-        }
-        self.media = Some(inbound);
-        Ok(())
-    }
-
-    fn on_media(&mut self, payload: &str) -> Result<(), ProtocolError> {
-        self.bytes.clear();
-        B64.decode_vec(payload.as_bytes(), &mut self.bytes)
-            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
-        let Some(codec) = self.media else {
-            if self.early.len() >= self.max_early {
-                return Err(ProtocolError::NoStart(self.max_early));
-            }
-            self.early.push(self.bytes.clone());
-            return Ok(());
-        };
-        // The one allocation per frame: the PCM travels to the listener.
-        let mut pcm = Vec::with_capacity(self.bytes.len());
-        codec.decode(&self.bytes, &mut pcm)?;
-        self.pending.push_back(InboundEvent::Audio(pcm));
-        Ok(())
+        self.media.start(inbound, &mut self.pending)
     }
 }
 
@@ -234,7 +202,7 @@ impl MediaDecoder for PlivoDecoder {
             } => self.on_start(start, extra_headers, stream_id)?,
             Incoming::Media { media } => {
                 if media.track.as_deref().is_none_or(|t| t == "inbound") {
-                    self.on_media(&media.payload)?;
+                    self.media.payload(&media.payload, &mut self.pending)?;
                 }
             }
             Incoming::Dtmf { dtmf } => self
