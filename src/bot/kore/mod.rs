@@ -475,7 +475,12 @@ impl BotChannel for KoreClient {
         }
     }
 
-    fn conversation(self: Arc<Self>, session: BotSession) -> Arc<dyn Conversation> {
+    fn conversation(
+        self: Arc<Self>,
+        session: BotSession,
+        _routes: Arc<dyn super::RouteKeys>,
+    ) -> Arc<dyn Conversation> {
+        // Callbacks name the call by its bot user id or call id, registered by the call.
         Arc::new(KoreConversation {
             client: self,
             session,
