@@ -607,7 +607,16 @@ async fn send_one(sh: &Arc<Shared>, chat: &str, item: Outgoing) -> bool {
             c.handed_over = true;
         }
     }
-    let at = Instant::now();
+    // Recorded before sending: in queued mode the ack may come before our POST returns.
+    sh.lock().pushed.push(Pushed {
+        conversation: chat.to_string(),
+        id: id.clone(),
+        kind,
+        text,
+        at: Instant::now(),
+        acked_at: None,
+        status: 0,
+    });
     let mut req = sh.http.post(&url).json(&body);
     if let Some(b) = &bearer {
         req = req.bearer_auth(b);
@@ -615,15 +624,9 @@ async fn send_one(sh: &Arc<Shared>, chat: &str, item: Outgoing) -> bool {
     let status = req.send().await.map_or(0, |r| r.status().as_u16());
     {
         let mut i = sh.lock();
-        i.pushed.push(Pushed {
-            conversation: chat.to_string(),
-            id: id.clone(),
-            kind,
-            text,
-            at,
-            acked_at: None,
-            status,
-        });
+        if let Some(p) = i.pushed.iter_mut().rev().find(|p| p.id == id) {
+            p.status = status;
+        }
         if status != 200 {
             i.violations
                 .push(format!("webhook answered {status} to {kind} {id}"));

@@ -4,6 +4,7 @@
 mod call_flow;
 mod contract;
 mod faults;
+mod ingenious;
 mod operate;
 mod server;
 mod signalwire;

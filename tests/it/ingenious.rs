@@ -1,0 +1,143 @@
+//! The inGenious AI platform through the real daemon: a Twilio caller, the daemon with
+//! `[bot] platform = "ingenious"`, and the inGenious simulator pushing bot messages to the
+//! daemon's webhook route and waiting for each acknowledgement.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use voxhook::app::{self, Engines};
+use voxhook::bot::BotSettings;
+use voxhook::sim::caller::{CallerOptions, SimCaller};
+use voxhook::sim::ingenious::{IngeniousSim, Received};
+use voxhook::sim::kore::KoreSim;
+
+use crate::support::{fake_engines, speech, WAIT};
+
+const TOKEN: &str = "ing-access-token";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// A daemon wired to a fresh inGenious simulator (fake STT and TTS).
+struct Rig {
+    bot: IngeniousSim,
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    daemon: tokio::task::JoinHandle<Result<(), app::AppError>>,
+}
+
+impl Rig {
+    async fn start(extra: &str) -> Self {
+        let bot = IngeniousSim::start(TOKEN).await.unwrap();
+        // The Kore simulator only lends its daemon defaults; the bot is replaced.
+        let kore = KoreSim::start("st-x", "cs-x", "unused").await.unwrap();
+        let mut s = kore.daemon_settings("models/ggml-tiny.en.bin");
+        s.bot = BotSettings::from_toml("bot", &bot.bot_section(SECRET, extra)).unwrap();
+        s.call.no_input = None;
+        fake_engines(&mut s);
+        let engines = Engines::load(&s).unwrap();
+        let listener = TcpListener::bind(s.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        bot.set_target(format!("http://{addr}/ingenious/webhook/{SECRET}"), None);
+        let stop = CancellationToken::new();
+        let daemon = tokio::spawn(app::serve(s, engines, listener, stop.clone()));
+        Self {
+            bot,
+            addr,
+            stop,
+            daemon,
+        }
+    }
+
+    async fn call(&self, from: &str) -> SimCaller {
+        let url = format!("ws://{}/twilio", self.addr);
+        SimCaller::connect(CallerOptions::new(&url, from, "+15550009999"))
+            .await
+            .unwrap()
+    }
+
+    async fn received(&self, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        self.bot
+            .wait_received(WAIT, pred)
+            .await
+            .unwrap_or_else(|| panic!("bot received only {:?}", self.bot.received()))
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.daemon)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(self.bot.violations(), Vec::<String>::new());
+    }
+}
+
+fn count(r: &[Received], kind: &str) -> usize {
+    r.iter().filter(|x| x.kind == kind).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingenious_chat_greets_answers_speech_and_digits_with_every_message_acknowledged() {
+    let rig = Rig::start("").await;
+    let caller = rig.call("+15550007001").await;
+    // Chat created with the call's metadata, then the default entry point's postback.
+    let got = rig.received(|r| count(r, "postback") == 1).await;
+    assert_eq!(got[0].kind, "create");
+    assert_eq!(
+        got[0].body["metadata"]["callId"],
+        caller.options.call_sid.as_str()
+    );
+    assert_eq!(got[0].body["metadata"]["provider"], "twilio");
+    assert_eq!(got[0].body["displayName"], "Phone call from +15550007001");
+    assert_eq!(
+        got[1].body["content"]["payload"],
+        serde_json::json!({"restart": true})
+    );
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played");
+    rig.received(|r| count(r, "ack") == 1).await;
+
+    // A spoken turn: two bot messages, the second sent only after the first was acknowledged.
+    caller
+        .say(speech("I would like to check my account balance.").await)
+        .await;
+    let got = rig.received(|r| count(r, "text") == 1).await;
+    let turn = got.iter().find(|r| r.kind == "text").unwrap();
+    assert!(turn.val.contains("balance"), "{:?}", turn.val);
+    assert_eq!(turn.body["metadata"]["inputMode"], "speech");
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 3)
+        .await
+        .expect("both messages played");
+    let pushed = rig
+        .bot
+        .wait_pushed(WAIT, |p| {
+            p.iter().filter(|m| m.acked_at.is_some()).count() == 3
+        })
+        .await
+        .expect("three messages acknowledged");
+    let msgs: Vec<_> = pushed
+        .iter()
+        .filter(|p| p.kind == "conversation:message")
+        .collect();
+    assert!(msgs[2].at >= msgs[1].acked_at.unwrap(), "paced by acks");
+    assert!(pushed.iter().all(|p| p.status == 200));
+
+    // Digits, marked as DTMF.
+    caller.press("1234#").await;
+    let got = rig.received(|r| count(r, "text") == 2).await;
+    let digits = got.iter().filter(|r| r.kind == "text").nth(1).unwrap();
+    assert_eq!(digits.val, "1234");
+    assert_eq!(digits.body["metadata"]["inputMode"], "dtmf");
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 4)
+        .await
+        .expect("balance played");
+    rig.received(|r| count(r, "ack") == 4).await;
+    caller.hang_up().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.finish().await;
+}
