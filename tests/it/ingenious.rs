@@ -141,3 +141,48 @@ async fn an_ingenious_chat_greets_answers_speech_and_digits_with_every_message_a
     tokio::time::sleep(Duration::from_millis(300)).await;
     rig.finish().await;
 }
+
+/// `ack = "played"` paces the bot to the caller: the greeting is acknowledged only once its
+/// audio (about 1 s of fake TTS) has played; `queued` acknowledges it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn played_acks_wait_for_the_audio_and_queued_ones_do_not() {
+    for (mode, played) in [("queued", false), ("played", true)] {
+        let rig = Rig::start(&format!("ack = \"{mode}\"")).await;
+        let caller = rig.call("+15550007002").await;
+        let pushed = rig
+            .bot
+            .wait_pushed(WAIT, |p| p.iter().any(|m| m.acked_at.is_some()))
+            .await
+            .expect("greeting acknowledged");
+        let greeting = pushed.iter().find(|m| m.acked_at.is_some()).unwrap();
+        let latency = greeting.acked_at.unwrap() - greeting.at;
+        // WELCOME is 51 characters at 20 ms each.
+        if played {
+            assert!(latency >= Duration::from_millis(900), "{mode}: {latency:?}");
+            assert_eq!(caller.log().marks_played.len(), 1, "acked after its mark");
+        } else {
+            assert!(latency < Duration::from_millis(700), "{mode}: {latency:?}");
+        }
+        caller.hang_up().await;
+        rig.finish().await;
+    }
+}
+
+/// A rejected token: `/ready` fails and the caller hears the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_fails_readiness_and_speaks_the_fallback() {
+    let rig = Rig::start("").await;
+    rig.bot.fail_next("conversations", 401, None);
+    let caller = rig.call("+15550007003").await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("fallback played");
+    let ready = reqwest::get(format!("http://{}/ready", rig.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(count(&rig.bot.received(), "create"), 0);
+    caller.hang_up().await;
+    rig.finish().await;
+}
