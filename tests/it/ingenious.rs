@@ -27,6 +27,10 @@ struct Rig {
 
 impl Rig {
     async fn start(extra: &str) -> Self {
+        Self::start_with(extra, |_| {}).await
+    }
+
+    async fn start_with(extra: &str, tweak: impl FnOnce(&mut voxhook::config::Settings)) -> Self {
         let bot = IngeniousSim::start(TOKEN).await.unwrap();
         // The Kore simulator only lends its daemon defaults; the bot is replaced.
         let kore = KoreSim::start("st-x", "cs-x", "unused").await.unwrap();
@@ -34,6 +38,7 @@ impl Rig {
         s.bot = BotSettings::from_toml("bot", &bot.bot_section(SECRET, extra)).unwrap();
         s.call.no_input = None;
         fake_engines(&mut s);
+        tweak(&mut s);
         let engines = Engines::load(&s).unwrap();
         let listener = TcpListener::bind(s.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -184,5 +189,66 @@ async fn a_401_fails_readiness_and_speaks_the_fallback() {
     assert_eq!(ready.status().as_u16(), 503);
     assert_eq!(count(&rig.bot.received(), "create"), 0);
     caller.hang_up().await;
+    rig.finish().await;
+}
+
+/// A quick reply answered by a key goes back as its postback; a handover then transfers the
+/// call through Twilio's REST API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_reply_by_key_then_a_handover_transfers_through_twilio_rest() {
+    use voxhook::config::{SensitiveString, TwilioRestSettings};
+    use voxhook::sim::ingenious::{Reply, SimMessage};
+    use voxhook::sim::twilio_api::TwilioApiSim;
+    let twilio = TwilioApiSim::start("AC0123456789abcdef", "twilio-token")
+        .await
+        .unwrap();
+    let rig = Rig::start_with("handover_target = \"+15550004444\"", |s| {
+        crate::support::twilio(s).rest = Some(TwilioRestSettings {
+            api_base_url: twilio.base_url(),
+            account_sid: "AC0123456789abcdef".into(),
+            auth_token: SensitiveString::new("twilio-token"),
+            timeout: Duration::from_secs(5),
+        });
+    })
+    .await;
+    let caller = rig.call("+15550007004").await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played");
+    rig.bot.push_override(
+        |r: &Received| r.val == "5",
+        Reply::Say(vec![SimMessage {
+            text: "What would you like to do?".into(),
+            quick_replies: vec![
+                serde_json::json!({"title": "Account balance", "payload": {"nextPassage": {"passageId": "balance"}}}),
+                serde_json::json!({"title": "Speak to an agent", "payload": {"nextPassage": {"passageId": "agent"}}}),
+            ],
+        }]),
+    );
+    caller.press("5#").await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 2)
+        .await
+        .expect("menu played");
+    caller.press("2").await;
+    let got = rig.received(|r| count(r, "postback") == 2).await;
+    let pick = got.iter().filter(|r| r.kind == "postback").nth(1).unwrap();
+    assert_eq!(
+        pick.body["content"]["payload"],
+        serde_json::json!({"nextPassage": {"passageId": "agent"}})
+    );
+    let update = twilio
+        .wait_for_update(WAIT)
+        .await
+        .expect("transfer request");
+    assert_eq!(update.call_sid, caller.options.call_sid);
+    let twiml = update.twiml.unwrap_or_default();
+    assert!(twiml.contains("<Dial>+15550004444</Dial>"), "{twiml}");
+    caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("stream ends");
+    assert_eq!(twilio.violations(), Vec::<String>::new());
     rig.finish().await;
 }
