@@ -252,3 +252,29 @@ async fn a_quick_reply_by_key_then_a_handover_transfers_through_twilio_rest() {
     assert_eq!(twilio.violations(), Vec::<String>::new());
     rig.finish().await;
 }
+
+/// A 429 with `Retry-After` on a turn: resent after the pause, answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_turn_is_resent_after_retry_after() {
+    let rig = Rig::start("").await;
+    let caller = rig.call("+15550007005").await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played");
+    rig.bot.fail_next("messages", 429, Some(1));
+    let sent = tokio::time::Instant::now();
+    caller.press("1234#").await;
+    let got = rig.received(|r| count(r, "text") == 1).await;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "waited Retry-After"
+    );
+    assert_eq!(got.iter().filter(|r| r.kind == "text").count(), 1);
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 2)
+        .await
+        .expect("the answer played");
+    caller.hang_up().await;
+    rig.finish().await;
+}
