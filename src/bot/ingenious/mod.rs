@@ -591,3 +591,98 @@ impl Conversation for IngeniousConversation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::{BotSettings, MenuOption};
+
+    fn client(extra: &str) -> IngeniousClient {
+        let toml = format!(
+            "platform = \"ingenious\"\nbase_url = \"http://127.0.0.1:9/v1/t/b\"\n\
+             access_token = \"tok\"\ncallback_secret = \"0123456789abcdef0123456789abcdef\"\n{extra}"
+        );
+        let BotSettings::Ingenious(s) = BotSettings::from_toml("bot", &toml).unwrap() else {
+            panic!("not ingenious");
+        };
+        IngeniousClient::new(s).unwrap()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/ingenious/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn quick_replies_become_a_numbered_menu_and_typing_is_ignored() {
+        let cb = client("")
+            .parse_callback(&fixture("message_quick_replies.json"))
+            .unwrap();
+        assert_eq!(cb.keys, ["conv-1"]);
+        assert_eq!(cb.replies.len(), 1, "typing yields nothing");
+        let r = &cb.replies[0];
+        assert_eq!(
+            r.text.as_deref(),
+            Some(
+                "What would you like to do? Press 1 or say Account balance. \
+                 Press 2 or say Opening hours. Press 3 or say Agent."
+            )
+        );
+        assert_eq!(
+            r.options[0],
+            MenuOption {
+                title: "Account balance".into(),
+                payload: format!("{POSTBACK_MARK}{{\"nextPassage\":{{\"passageId\":\"p-bal\"}}}}"),
+            }
+        );
+        assert_eq!(r.options[1].payload, "hours");
+        assert_eq!(r.options[2].payload, "Agent");
+        let echoed: Value = serde_json::from_str(r.delivery.as_deref().unwrap()).unwrap();
+        assert_eq!(echoed["id"], "msg-1");
+        assert_eq!(echoed["content"]["quickReplies"][1]["payload"], "hours");
+    }
+
+    #[test]
+    fn a_handover_follows_the_policy() {
+        let body = fixture("handover.json");
+        let r = &client("").parse_callback(&body).unwrap().replies[0];
+        assert_eq!(r.action, Some(BotAction::Hangup));
+        let r = &client("handover_target = \"+1555\"")
+            .parse_callback(&body)
+            .unwrap()
+            .replies[0];
+        assert_eq!(
+            r.action,
+            Some(BotAction::Transfer {
+                target: "+1555".into()
+            })
+        );
+        let r = &client("handover = \"stay\"\nhandover_text = \"\"")
+            .parse_callback(&body)
+            .unwrap()
+            .replies[0];
+        assert_eq!((r.action.clone(), r.text.clone()), (None, None));
+        assert_eq!(r.delivery.as_deref(), Some(HANDOVER_TOKEN));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let c = client("");
+        for body in [
+            &b"nope"[..],
+            b"{}",
+            br#"{"events": []}"#,
+            br#"{"events": [{"type": "conversation:message", "payload": {}}]}"#,
+            br#"{"events": "x"}"#,
+        ] {
+            assert!(
+                c.parse_callback(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
