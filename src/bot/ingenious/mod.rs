@@ -137,29 +137,16 @@ impl IngeniousClient {
                     );
                     let text: String = resp.text().await.unwrap_or_default();
                     let detail: String = text.chars().take(200).collect();
-                    let err = match status {
-                        400 | 404 | 422 => BotError::Rejected(format!("{status} {detail}")),
-                        401 | 403 => {
-                            self.auth_failed_at.store(unix_ms(), Ordering::Relaxed);
-                            BotError::Unauthorized(format!("{status} {detail}"))
-                        }
-                        429 => BotError::RateLimited,
-                        504 => BotError::Timeout(format!("504 {detail}")),
-                        _ => BotError::Unavailable(format!("{status} {detail}")),
-                    };
+                    if matches!(status, 401 | 403) {
+                        self.auth_failed_at.store(unix_ms(), Ordering::Relaxed);
+                    }
+                    let err = retry::status_error(status, format!("{status} {detail}"));
                     (Attempt::Status(status), retry_after, err)
                 }
-                Err(e) if e.is_connect() => (
-                    Attempt::ConnectFailed,
-                    None,
-                    BotError::Unavailable(format!("connect: {e}")),
-                ),
-                Err(e) if e.is_timeout() => (
-                    Attempt::TimedOut,
-                    None,
-                    BotError::Timeout(format!("no response in {:?}", self.s.request_timeout)),
-                ),
-                Err(e) => (Attempt::Broken, None, BotError::Unavailable(e.to_string())),
+                Err(e) => {
+                    let (attempt, err) = retry::transport_failure(&e, self.s.request_timeout);
+                    (attempt, None, err)
+                }
             };
             let wait = retry::backoff(n - 1, retry_after);
             let max = self.s.max_attempts;
