@@ -67,6 +67,9 @@ enum Command {
         /// Where to save what the caller heard.
         #[arg(long, default_value = "demo-call.wav")]
         out: PathBuf,
+        /// Bot platform of the development bot: Kore.ai XO (`kore`) or inGenious AI.
+        #[arg(long, default_value = "kore", value_parser = voxhook::sim::demo::PLATFORM_CHOICES)]
+        platform: String,
         /// Kore webhook API of the development bot: v2, or the legacy v1.
         #[arg(long, default_value = "v2", value_parser = ["v1", "v2"])]
         api: String,
@@ -206,7 +209,10 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let config::BotSettings::Kore(kore) = &settings.bot;
+            let config::BotSettings::Kore(kore) = &settings.bot else {
+                eprintln!("error: `token` mints Kore JWTs; this [bot] platform uses none");
+                return ExitCode::from(EX_USAGE);
+            };
             let minted = TokenMinter::from_settings(kore).and_then(|m| m.mint(&user));
             match minted {
                 Ok(token) => {
@@ -262,6 +268,7 @@ fn main() -> ExitCode {
             last_wav,
             keys,
             out,
+            platform,
             api,
             mode,
             transcribe,
@@ -275,6 +282,7 @@ fn main() -> ExitCode {
                 last_wav,
                 keys,
                 out_wav: out,
+                platform,
                 api: if api == "v1" {
                     voxhook::config::KoreApi::V1
                 } else {

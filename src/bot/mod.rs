@@ -1,7 +1,9 @@
 //! Bot channels: the [`BotChannel`] trait (open a session, send turns, close it), the
 //! protocol-neutral session, turn and reply types, and [`build`]. Kore.ai XO Webhook v2 is
-//! the first implementation (`kore/`); a platform is one module plus one line in [`build`].
+//! the first implementation (`kore/`), the inGenious AI webhook API the second
+//! (`ingenious/`); a platform is one module plus one line in [`BotSettings`].
 
+pub mod ingenious;
 pub mod kore;
 pub mod retry;
 pub mod template;
@@ -21,6 +23,8 @@ crate::registry! {
         /// Kore.ai XO Webhook channel, API v2 (events, polling, async callbacks) or the
         /// legacy v1 (no events, no polling).
         Kore(kore::config::KoreSettings) = "kore_v2" | "kore_v1",
+        /// inGenious AI webhook API (push-only, acknowledged deliveries, handover).
+        Ingenious(ingenious::config::IngeniousSettings) = "ingenious",
     }
 }
 
@@ -239,8 +243,14 @@ pub type ReplySink = mpsc::Sender<BotReply>;
 pub trait BotChannel: Send + Sync {
     /// Platform name for logs.
     fn name(&self) -> &'static str;
-    /// A new call's conversation with the platform; nothing is sent until `open`.
-    fn conversation(self: Arc<Self>, session: BotSession) -> Arc<dyn Conversation>;
+    /// A new call's conversation with the platform; nothing is sent until `open`. `routes`
+    /// takes route keys the conversation learns once open (a push-only platform's
+    /// conversation id); they route callbacks to this call until it ends.
+    fn conversation(
+        self: Arc<Self>,
+        session: BotSession,
+        routes: Arc<dyn RouteKeys>,
+    ) -> Arc<dyn Conversation>;
     /// False once the platform rejected our credentials (feeds `/ready`).
     fn auth_ok(&self) -> bool;
     /// The bot speaks first when the session opens (so the call waits for a greeting).
@@ -282,14 +292,39 @@ pub trait Conversation: Send + Sync {
     async fn open(&self, replies: &ReplySink) -> Result<(), BotError>;
     /// Sends one caller turn; returns when every reply of the turn was delivered.
     async fn send_turn(&self, turn: &TurnInput, replies: &ReplySink) -> Result<(), BotError>;
-    /// The message with this [`BotReply::delivery`] id was heard by the caller (its mark
-    /// came back). Platforms that pace delivery acknowledge it here.
-    async fn played(&self, delivery: &str) -> Result<(), BotError> {
-        let _ = delivery;
+    /// What became of the message with this [`BotReply::delivery`] id. Platforms that pace
+    /// delivery acknowledge it here, at the stage their configuration names.
+    async fn playback(&self, delivery: &str, stage: Playback) -> Result<(), BotError> {
+        let _ = (delivery, stage);
         Ok(())
+    }
+    /// The platform's id of this conversation once open, for the call record (`None`: the
+    /// bot user id names it).
+    fn conversation_id(&self) -> Option<String> {
+        None
     }
     /// Ends the conversation (Kore: `SESSION_CLOSURE`), retrying until its deadline.
     async fn close(&self) -> Result<(), BotError>;
+}
+
+/// Where a bot message carrying a delivery id got to (see [`Conversation::playback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Playback {
+    /// Handed to the speaker (queued for playback).
+    Queued,
+    /// Played to the end (its mark came back).
+    Played,
+    /// Cleared by a barge-in (or the time limit) before it finished.
+    Interrupted,
+    /// Never spoken: nothing speakable, or the call was ending or interrupted.
+    Skipped,
+}
+
+/// Route keys a conversation adds once it knows them (see [`BotChannel::conversation`]).
+#[async_trait]
+pub trait RouteKeys: Send + Sync {
+    /// Routes callbacks carrying `key` to this call until it ends.
+    async fn add(&self, key: String);
 }
 
 /// Compares secrets without leaking their length of common prefix through timing.

@@ -39,6 +39,37 @@ pub fn classify(attempt: Attempt, idempotent: bool) -> RetryAction {
     }
 }
 
+/// The error a non-2xx status stands for (`detail`: the platform's own words, shortened).
+/// 401 and 403 are both credential failures.
+pub fn status_error(status: u16, detail: String) -> crate::bot::BotError {
+    use crate::bot::BotError;
+    match status {
+        400 => BotError::Rejected(detail),
+        401 | 403 => BotError::Unauthorized(detail),
+        429 => BotError::RateLimited,
+        504 => BotError::Timeout(format!("504 {detail}")),
+        _ => BotError::Unavailable(format!("{status} {detail}")),
+    }
+}
+
+/// The attempt and error of a request that got no response (`timeout`: the client's).
+pub fn transport_failure(e: &reqwest::Error, timeout: Duration) -> (Attempt, crate::bot::BotError) {
+    use crate::bot::BotError;
+    if e.is_connect() {
+        (
+            Attempt::ConnectFailed,
+            BotError::Unavailable(format!("connect: {e}")),
+        )
+    } else if e.is_timeout() {
+        (
+            Attempt::TimedOut,
+            BotError::Timeout(format!("no response in {timeout:?}")),
+        )
+    } else {
+        (Attempt::Broken, BotError::Unavailable(e.to_string()))
+    }
+}
+
 /// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^n)]`, or
 /// exactly `retry_after` when the server asked for it.
 pub fn backoff(n: u32, retry_after: Option<Duration>) -> Duration {

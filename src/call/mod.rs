@@ -196,6 +196,30 @@ fn start_recording(start: &CallStart, deps: &CallDeps) -> Option<recording::Reco
         .ok()
 }
 
+/// Route keys a conversation learns once open, held until the call's actor ends.
+struct CallRoutes {
+    directory: Arc<dyn directory::CallDirectory>,
+    sink: crate::bot::ReplySink,
+    held: std::sync::Mutex<Vec<directory::Registration>>,
+}
+
+impl CallRoutes {
+    fn release(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::bot::RouteKeys for CallRoutes {
+    async fn add(&self, key: String) {
+        let reg = self.directory.register(vec![key], self.sink.clone()).await;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(reg);
+    }
+}
+
 /// Opens the bot session, runs the actor and closes the session, exactly once, on every
 /// path: hang-up, errors, shutdown and even a panic inside the actor.
 async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink, deps: &CallDeps) {
@@ -229,7 +253,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
             deps.directory
                 .register(
                     vec![session.user_id.clone(), session.call_id.clone()],
-                    callback_tx,
+                    callback_tx.clone(),
                 )
                 .await,
         ),
@@ -240,10 +264,20 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         language = session.language.as_deref().unwrap_or("-"), "Call started.");
     let started = Instant::now();
     let cancel = init.cancel.clone();
-    let conversation = deps.bot.clone().conversation(session.clone());
+    let routes = Arc::new(CallRoutes {
+        directory: deps.directory.clone(),
+        sink: callback_tx,
+        held: std::sync::Mutex::new(Vec::new()),
+    });
+    let conversation = deps
+        .bot
+        .clone()
+        .conversation(session.clone(), routes.clone());
     let outcome = AssertUnwindSafe(session::run(init, conversation.clone(), deps))
         .catch_unwind()
         .await;
+    // Messages that come after the call's end are the directory's unroutable ones.
+    routes.release();
     let summary = outcome.unwrap_or_else(|_| {
         tracing::error!("Call actor panicked; ending the call.");
         session::CallSummary::internal()
@@ -264,6 +298,8 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
     crate::telemetry::metrics::call_ended(summary.reason.code());
     if let Some(sink) = &deps.records {
         let outcome = record::CallOutcome {
+            bot_platform: deps.bot.name(),
+            bot_conversation: conversation.conversation_id(),
             reason: summary.reason.code(),
             session_closure: closure,
             dropped_frames: summary.dropped_frames,

@@ -35,6 +35,10 @@ pub struct CallRecord {
     pub provider: &'static str,
     /// The bot user id (`from.id`).
     pub user_id: String,
+    /// The bot platform (`kore_v2`, `ingenious`).
+    pub bot_platform: &'static str,
+    /// The platform's conversation id (inGenious), `null` where the user id names it.
+    pub bot_conversation: Option<String>,
     /// Caller's number, when known.
     pub caller: Option<String>,
     /// Called number, when known.
@@ -125,8 +129,12 @@ impl TurnRecord {
 }
 
 /// How the call ended, for [`CallTrace::finish`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CallOutcome {
+    /// The bot platform (`kore_v2`, `ingenious`).
+    pub bot_platform: &'static str,
+    /// The platform's conversation id, where it has one of its own.
+    pub bot_conversation: Option<String>,
     /// `CallEndReason` code.
     pub reason: &'static str,
     /// `ok` or the closure's `BotError` code.
@@ -320,6 +328,8 @@ impl CallTrace {
             stream_id: start.stream_id.clone(),
             provider,
             user_id: user_id.to_string(),
+            bot_platform: outcome.bot_platform,
+            bot_conversation: outcome.bot_conversation,
             caller: start.caller.clone(),
             called: start.called.clone(),
             started_at: rfc3339(self.started_wall),
@@ -437,6 +447,8 @@ mod tests {
 
     fn outcome() -> CallOutcome {
         CallOutcome {
+            bot_platform: "kore_v2",
+            bot_conversation: None,
             reason: "caller.hangup",
             session_closure: "ok",
             dropped_frames: 0,

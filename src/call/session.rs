@@ -21,7 +21,7 @@ use super::speaker::{
 use super::state::{CallAction, CallInput, LanguageChoice, Prompt, TurnConfig, TurnState};
 use super::{CallDeps, LanguageEngines};
 use crate::audio::vad::EndpointerConfig;
-use crate::bot::{BotError, BotReply, Conversation, TurnInput, BOT_REPLY_CAPACITY};
+use crate::bot::{BotError, BotReply, Conversation, Playback, TurnInput, BOT_REPLY_CAPACITY};
 use crate::stt::SttParams;
 use crate::telephony::control::CallControl;
 use crate::telephony::ws::{AudioRoute, LinkEvent, MediaLink};
@@ -262,7 +262,14 @@ pub async fn run(
             }
         };
         if let Some(input) = input {
+            let offered = match &input {
+                CallInput::BotReply(r) => r.delivery.clone(),
+                _ => None,
+            };
             let actions = ctx.turns.on(input, Instant::now());
+            if let Some(d) = offered {
+                ctx.skipped_unless_spoken(d, &actions);
+            }
             if ctx.act(actions, deps).await.is_err() {
                 break CallEndReason::Internal;
             }
@@ -399,7 +406,7 @@ struct Actor {
     new_listener: Option<ListenerEnds>,
     /// Set when the call must end now.
     ended: Option<CallEndReason>,
-    /// Messages the platform wants to hear were played: (message id, its delivery id).
+    /// Messages queued or playing whose platform tracks delivery: (message id, delivery id).
     deliveries: Vec<(u64, String)>,
     /// The call's bot conversation (told when such messages have played).
     conversation: Arc<dyn Conversation>,
@@ -445,11 +452,28 @@ impl Actor {
             return;
         };
         let (_, delivery) = self.deliveries.swap_remove(at);
+        self.notify(delivery, Playback::Played);
+    }
+
+    /// A bot message with a delivery id that the turn logic did not speak (nothing
+    /// speakable, or the call was ending or interrupted) is reported as skipped.
+    fn skipped_unless_spoken(&mut self, delivery: String, actions: &[CallAction]) {
+        let spoken = actions
+            .iter()
+            .any(|a| matches!(a, CallAction::Speak { delivery: Some(d), .. } if *d == delivery));
+        if !spoken {
+            self.notify(delivery, Playback::Skipped);
+        }
+    }
+
+    /// Tells the conversation, off the actor, where a delivery-tracked message got to.
+    fn notify(&self, delivery: String, stage: Playback) {
         let conversation = self.conversation.clone();
         self.tracker.spawn(
             async move {
-                if let Err(e) = conversation.played(&delivery).await {
-                    tracing::warn!(error = %e, code = e.code(), "Delivery acknowledgement failed.");
+                if let Err(e) = conversation.playback(&delivery, stage).await {
+                    tracing::warn!(error = %e, code = e.code(), stage = ?stage,
+                        "Delivery acknowledgement failed.");
                 }
             }
             .in_current_span(),
@@ -572,6 +596,7 @@ impl Actor {
                 } => {
                     self.trace.speak(id);
                     if let Some(d) = delivery {
+                        self.notify(d.clone(), Playback::Queued);
                         self.deliveries.push((id, d));
                     }
                     let received = self.reply_received.unwrap_or_else(Instant::now);
@@ -600,6 +625,9 @@ impl Actor {
                 CallAction::StopPlayback => {
                     self.trace.barge_in();
                     tracing::info!("Barge-in: playback cleared.");
+                    for (_, d) in std::mem::take(&mut self.deliveries) {
+                        self.notify(d, Playback::Interrupted);
+                    }
                     self.spk_tx
                         .send(SpeakerCommand::Clear)
                         .await

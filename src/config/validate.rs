@@ -600,7 +600,9 @@ mod tests {
     #[test]
     fn minimal_config_is_valid_and_derives_poll_url() {
         let s = validate(load_str(MINIMAL, HashMap::new()).unwrap()).unwrap();
-        let BotSettings::Kore(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot else {
+            panic!("a Kore [bot]");
+        };
         assert_eq!(k.bot_id, "st-123");
         assert_eq!(
             k.poll_base_url,
@@ -628,7 +630,9 @@ mod tests {
             ),
         ]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
-        let BotSettings::Kore(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot else {
+            panic!("a Kore [bot]");
+        };
         assert_eq!(k.signing_key.expose(), "from-env");
         assert_eq!(s.server.max_concurrent_calls, 7);
         assert!(!s.audio.barge_in);
@@ -642,7 +646,9 @@ mod tests {
             "12345".to_string(),
         )]);
         let s = validate(load_str(MINIMAL, env).unwrap()).unwrap();
-        let BotSettings::Kore(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot else {
+            panic!("a Kore [bot]");
+        };
         assert_eq!(k.signing_key.expose(), "12345");
     }
 
@@ -696,7 +702,9 @@ mod tests {
             dtmf = "*2"
         "#;
         let s = validate(load_str(toml, HashMap::new()).unwrap()).unwrap();
-        let BotSettings::Kore(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot else {
+            panic!("a Kore [bot]");
+        };
         assert_eq!((k.api, k.bot_id.as_str()), (KoreApi::V1, "st-9"));
         assert!(k.callback.is_some());
         assert_eq!(s.languages[0].stt_language, "es");
@@ -771,7 +779,9 @@ mod tests {
             panic!("{:?}", s.tts)
         };
         assert_eq!(f.voice, "rms");
-        let BotSettings::Kore(k) = &s.bot;
+        let BotSettings::Kore(k) = &s.bot else {
+            panic!("a Kore [bot]");
+        };
         assert_eq!(k.api, KoreApi::V2);
     }
 

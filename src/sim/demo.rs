@@ -29,6 +29,8 @@ pub struct DemoOptions {
     pub keys: String,
     /// Where to write what the caller heard.
     pub out_wav: PathBuf,
+    /// Bot platform, one of [`PLATFORM_CHOICES`].
+    pub platform: String,
     /// Kore webhook API the development bot and the daemon speak.
     pub api: KoreApi,
     /// Replies as async callbacks to the daemon's callback route instead of in responses.
@@ -41,6 +43,9 @@ pub struct DemoOptions {
     /// TTS backend, one of [`TTS_CHOICES`].
     pub tts: String,
 }
+
+/// The demo's bot platforms (each against its local simulator).
+pub const PLATFORM_CHOICES: [&str; 2] = ["kore", "ingenious"];
 
 /// The demo's STT backends.
 pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
@@ -160,49 +165,89 @@ pub fn load_caller_audio(path: &Path) -> Result<Vec<i16>, DemoError> {
     Ok(out)
 }
 
-/// Runs the demo call and prints the conversation to stdout.
-pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
-    let first = load_caller_audio(&opts.first_wav)?;
-    let last = load_caller_audio(&opts.last_wav)?;
+/// The development bot the demo talks to.
+enum DemoBot {
+    Kore(KoreSim),
+    Ingenious(super::ingenious::IngeniousSim),
+}
+
+/// Starts the chosen development bot and daemon settings pointing at it.
+async fn start_bot(
+    opts: &DemoOptions,
+    callback_secret: &str,
+) -> Result<(DemoBot, crate::config::Settings), DemoError> {
+    let model = opts.model_path.display().to_string();
+    if opts.platform == "ingenious" {
+        let bot = super::ingenious::IngeniousSim::start("demo-access-token")
+            .await
+            .map_err(err)?;
+        let mut settings = KoreSim::start("st-demo-bot", "cs-demo-app", "unused")
+            .await
+            .map_err(err)?
+            .daemon_settings(&model);
+        settings.bot = BotSettings::from_toml("bot", &bot.bot_section(callback_secret, ""))
+            .map_err(|e| err(format!("{e:?}")))?;
+        return Ok((DemoBot::Ingenious(bot), settings));
+    }
     let secret = uuid::Uuid::new_v4().simple().to_string();
     let bot = KoreSim::start("st-demo-bot", "cs-demo-app", &secret)
         .await
         .map_err(err)?;
-    let mut settings = bot.daemon_settings(&opts.model_path.display().to_string());
+    let mut settings = bot.daemon_settings(&model);
+    if let BotSettings::Kore(k) = &mut settings.bot {
+        if opts.api == KoreApi::V1 {
+            k.api = KoreApi::V1;
+            k.webhook_url = bot.v1_webhook_url();
+            k.greeting_text = Some("hello".into());
+        }
+        if opts.async_mode {
+            k.callback = Some(CallbackSettings {
+                secret: SensitiveString::new(callback_secret),
+                bearer_token: None,
+            });
+        }
+    }
+    Ok((DemoBot::Kore(bot), settings))
+}
+
+/// Runs the demo call and prints the conversation to stdout.
+pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
+    let first = load_caller_audio(&opts.first_wav)?;
+    let last = load_caller_audio(&opts.last_wav)?;
     let callback_secret = uuid::Uuid::new_v4().simple().to_string();
-    let BotSettings::Kore(k) = &mut settings.bot;
-    if opts.api == KoreApi::V1 {
-        k.api = KoreApi::V1;
-        k.webhook_url = bot.v1_webhook_url();
-        k.greeting_text = Some("hello".into());
-    }
-    if opts.async_mode {
-        k.callback = Some(CallbackSettings {
-            secret: SensitiveString::new(&callback_secret),
-            bearer_token: None,
-        });
-    }
+    let (bot, mut settings) = start_bot(&opts, &callback_secret).await?;
     let _fakes = speech_backends(&opts, &mut settings).await?;
     let engines = Engines::load(&settings).map_err(err)?;
     let listener = TcpListener::bind(settings.server.listen)
         .await
         .map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
-    if opts.async_mode {
-        bot.set_async(
-            format!("http://{addr}/kore/callback/{callback_secret}"),
-            None,
-        );
-    }
+    let about = match &bot {
+        DemoBot::Kore(k) => {
+            if opts.async_mode {
+                k.set_async(
+                    format!("http://{addr}/kore/callback/{callback_secret}"),
+                    None,
+                );
+            }
+            let webhook = match opts.api {
+                KoreApi::V1 => k.v1_webhook_url(),
+                KoreApi::V2 => k.webhook_url(),
+            };
+            let mode = if opts.async_mode { "async" } else { "sync" };
+            format!("development bot ({mode}) at {webhook}")
+        }
+        DemoBot::Ingenious(i) => {
+            i.set_target(
+                format!("http://{addr}/ingenious/webhook/{callback_secret}"),
+                None,
+            );
+            format!("inGenious development bot at {}", i.base_url())
+        }
+    };
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(app::serve(settings, engines, listener, stop.clone()));
-
-    let webhook = match opts.api {
-        KoreApi::V1 => bot.v1_webhook_url(),
-        KoreApi::V2 => bot.webhook_url(),
-    };
-    let mode = if opts.async_mode { "async" } else { "sync" };
-    println!("voxhook demo: daemon on ws://{addr}/twilio, development bot ({mode}) at {webhook}");
+    println!("voxhook demo: daemon on ws://{addr}/twilio, {about}");
     let caller = SimCaller::connect(CallerOptions::new(
         &format!("ws://{addr}/twilio"),
         "+15550001111",
@@ -242,9 +287,13 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     step("hangs up");
     caller.hang_up().await;
 
-    // The daemon closes the bot session (v2; v1 has no events); wait for it before stopping.
+    // The daemon closes the bot session (Kore v2; v1 and inGenious have no closure event);
+    // wait for it before stopping.
     let closed = async {
-        while opts.api == KoreApi::V2 && bot.count_event("+15550001111", "SESSION_CLOSURE") == 0 {
+        while let DemoBot::Kore(k) = &bot {
+            if opts.api == KoreApi::V1 || k.count_event("+15550001111", "SESSION_CLOSURE") > 0 {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -253,14 +302,25 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
     let _ = daemon.await;
 
     println!("\nConversation (as the bot saw it):");
-    for (who, text) in bot.conversation() {
-        let label = if who == "caller" {
-            "voxhook heard"
-        } else {
-            "bot said     "
-        };
-        println!("  {label}: {text}");
-    }
+    let summary = match &bot {
+        DemoBot::Kore(k) => {
+            for (who, text) in k.conversation() {
+                let label = if who == "caller" {
+                    "voxhook heard"
+                } else {
+                    "bot said     "
+                };
+                println!("  {label}: {text}");
+            }
+            format!(
+                "Session events: ON_CONNECT x{}, SESSION_CLOSURE x{}; protocol violations: {}",
+                k.count_event("+15550001111", "ON_CONNECT"),
+                k.count_event("+15550001111", "SESSION_CLOSURE"),
+                k.violations().len()
+            )
+        }
+        DemoBot::Ingenious(i) => ingenious_conversation(i),
+    };
     let log = caller.log();
     if opts.transcribe {
         println!("\nWhat the caller heard (transcribed with whisper, message by message):");
@@ -280,12 +340,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             from = *to;
         }
     }
-    println!(
-        "\nSession events: ON_CONNECT x{}, SESSION_CLOSURE x{}; protocol violations: {}",
-        bot.count_event("+15550001111", "ON_CONNECT"),
-        bot.count_event("+15550001111", "SESSION_CLOSURE"),
-        bot.violations().len()
-    );
+    println!("\n{summary}");
     wav::write(
         &opts.out_wav,
         &AudioFrame {
@@ -302,4 +357,23 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         opts.out_wav.display()
     );
     Ok(())
+}
+
+/// Prints the inGenious chat in order (user messages and bot messages) and sums it up.
+fn ingenious_conversation(bot: &super::ingenious::IngeniousSim) -> String {
+    for (who, text) in bot.conversation() {
+        let label = match who.as_str() {
+            "caller" => "voxhook heard",
+            "postback" => "postback     ",
+            _ => "bot said     ",
+        };
+        println!("  {label}: {text}");
+    }
+    let received = bot.received();
+    format!(
+        "Chats created: {}; bot messages acknowledged: {}; protocol violations: {}",
+        received.iter().filter(|r| r.kind == "create").count(),
+        received.iter().filter(|r| r.kind == "ack").count(),
+        bot.violations().len()
+    )
 }

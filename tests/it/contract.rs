@@ -20,7 +20,9 @@ const CALLBACK_TOKEN: &str = "kore-callback-token";
 /// A daemon in async mode, the simulator POSTing to its callback route.
 async fn async_harness(tweak: impl FnOnce(&mut KoreSettings, &KoreSim)) -> Harness {
     let h = Harness::start_for_bot(|s, sim| {
-        let BotSettings::Kore(k) = &mut s.bot;
+        let BotSettings::Kore(k) = &mut s.bot else {
+            panic!("a Kore [bot]");
+        };
         k.callback = Some(CallbackSettings {
             secret: SensitiveString::new(CALLBACK_SECRET),
             bearer_token: Some(SensitiveString::new(CALLBACK_TOKEN)),
@@ -277,7 +279,9 @@ async fn v1_conversation(h: &Harness, user: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_sync_speaks_the_text_reply() {
     let h = Harness::start_for_bot(|s, sim| {
-        let BotSettings::Kore(k) = &mut s.bot;
+        let BotSettings::Kore(k) = &mut s.bot else {
+            panic!("a Kore [bot]");
+        };
         use_v1(k, sim);
     })
     .await;

@@ -5,6 +5,7 @@ mod call_flow;
 mod contract;
 mod exotel;
 mod faults;
+mod ingenious;
 mod operate;
 mod plivo;
 mod server;

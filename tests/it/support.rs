@@ -249,7 +249,9 @@ impl Harness {
     pub async fn start_for_bot(tweak: impl FnOnce(&mut Settings, &KoreSim)) -> Self {
         let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
         let mut settings = bot.daemon_settings(&model_path());
-        let BotSettings::Kore(k) = &mut settings.bot;
+        let BotSettings::Kore(k) = &mut settings.bot else {
+            panic!("a Kore [bot]");
+        };
         k.poll_interval = Duration::from_millis(100);
         // Tests idle for long stretches on slow machines: reprompts only where a test asks.
         settings.call.no_input = None;

@@ -121,7 +121,9 @@ async fn no_input_can_be_left_to_the_bot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_bot_gets_filler_then_the_fallback() {
     let h = Harness::start_with(|s| {
-        let BotSettings::Kore(k) = &mut s.bot;
+        let BotSettings::Kore(k) = &mut s.bot else {
+            panic!("a Kore [bot]");
+        };
         k.turn_deadline = Duration::from_secs(3);
         s.call.filler = Some(FillerSettings {
             delay: Duration::from_millis(500),

@@ -241,29 +241,16 @@ impl KoreClient {
                     let detail = serde_json::from_str::<wire::Response>(&text)
                         .map(|r| r.error_text())
                         .unwrap_or_else(|_| text.chars().take(200).collect());
-                    let err = match status {
-                        400 => BotError::Rejected(detail),
-                        401 | 403 => {
-                            self.auth_failed_at.store(unix_ms(), Ordering::Relaxed);
-                            BotError::Unauthorized(detail)
-                        }
-                        429 => BotError::RateLimited,
-                        504 => BotError::Timeout(format!("504 {detail}")),
-                        _ => BotError::Unavailable(format!("{status} {detail}")),
-                    };
+                    if matches!(status, 401 | 403) {
+                        self.auth_failed_at.store(unix_ms(), Ordering::Relaxed);
+                    }
+                    let err = retry::status_error(status, detail);
                     (Attempt::Status(status), retry_after, err)
                 }
-                Err(e) if e.is_connect() => (
-                    Attempt::ConnectFailed,
-                    None,
-                    BotError::Unavailable(format!("connect: {e}")),
-                ),
-                Err(e) if e.is_timeout() => (
-                    Attempt::TimedOut,
-                    None,
-                    BotError::Timeout(format!("no response in {:?}", self.s.request_timeout)),
-                ),
-                Err(e) => (Attempt::Broken, None, BotError::Unavailable(e.to_string())),
+                Err(e) => {
+                    let (attempt, err) = retry::transport_failure(&e, self.s.request_timeout);
+                    (attempt, None, err)
+                }
             };
             let wait = retry::backoff(n - 1, retry_after);
             let max = self.s.max_attempts;
@@ -475,7 +462,12 @@ impl BotChannel for KoreClient {
         }
     }
 
-    fn conversation(self: Arc<Self>, session: BotSession) -> Arc<dyn Conversation> {
+    fn conversation(
+        self: Arc<Self>,
+        session: BotSession,
+        _routes: Arc<dyn super::RouteKeys>,
+    ) -> Arc<dyn Conversation> {
+        // Callbacks name the call by its bot user id or call id, registered by the call.
         Arc::new(KoreConversation {
             client: self,
             session,
