@@ -17,7 +17,7 @@ use crate::support::{fake_engines, speech, WAIT};
 const TOKEN: &str = "ing-access-token";
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-/// A daemon wired to a fresh inGenious simulator (fake STT and TTS).
+/// A daemon wired to a fresh inGenious simulator (fake STT and TTS unless `real_speech`).
 struct Rig {
     bot: IngeniousSim,
     addr: std::net::SocketAddr,
@@ -27,17 +27,23 @@ struct Rig {
 
 impl Rig {
     async fn start(extra: &str) -> Self {
-        Self::start_with(extra, |_| {}).await
+        Self::start_with(extra, false, |_| {}).await
     }
 
-    async fn start_with(extra: &str, tweak: impl FnOnce(&mut voxhook::config::Settings)) -> Self {
+    async fn start_with(
+        extra: &str,
+        real_speech: bool,
+        tweak: impl FnOnce(&mut voxhook::config::Settings),
+    ) -> Self {
         let bot = IngeniousSim::start(TOKEN).await.unwrap();
         // The Kore simulator only lends its daemon defaults; the bot is replaced.
         let kore = KoreSim::start("st-x", "cs-x", "unused").await.unwrap();
         let mut s = kore.daemon_settings("models/ggml-tiny.en.bin");
         s.bot = BotSettings::from_toml("bot", &bot.bot_section(SECRET, extra)).unwrap();
         s.call.no_input = None;
-        fake_engines(&mut s);
+        if !real_speech {
+            fake_engines(&mut s);
+        }
         tweak(&mut s);
         let engines = Engines::load(&s).unwrap();
         let listener = TcpListener::bind(s.server.listen).await.unwrap();
@@ -84,7 +90,8 @@ fn count(r: &[Received], kind: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingenious_chat_greets_answers_speech_and_digits_with_every_message_acknowledged() {
-    let rig = Rig::start("").await;
+    // Real speech both ways: flite greets, whisper recognises the caller.
+    let rig = Rig::start_with("", true, |_| {}).await;
     let caller = rig.call("+15550007001").await;
     // Chat created with the call's metadata, then the default entry point's postback.
     let got = rig.received(|r| count(r, "postback") == 1).await;
@@ -202,7 +209,7 @@ async fn a_quick_reply_by_key_then_a_handover_transfers_through_twilio_rest() {
     let twilio = TwilioApiSim::start("AC0123456789abcdef", "twilio-token")
         .await
         .unwrap();
-    let rig = Rig::start_with("handover_target = \"+15550004444\"", |s| {
+    let rig = Rig::start_with("handover_target = \"+15550004444\"", false, |s| {
         crate::support::twilio(s).rest = Some(TwilioRestSettings {
             api_base_url: twilio.base_url(),
             account_sid: "AC0123456789abcdef".into(),
