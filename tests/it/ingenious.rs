@@ -285,3 +285,56 @@ async fn a_rate_limited_turn_is_resent_after_retry_after() {
     caller.hang_up().await;
     rig.finish().await;
 }
+
+/// A bot message for a chat whose call has ended is answered 200 and counted as unroutable;
+/// a request to the route with the wrong secret gets 404 and is counted as rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_messages_are_answered_and_forged_ones_refused() {
+    let rig = Rig::start("").await;
+    let caller = rig.call("+15550007006").await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played");
+    caller.hang_up().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let chat = rig
+        .bot
+        .pushed()
+        .first()
+        .map(|p| p.conversation.clone())
+        .expect("the greeting was pushed");
+    let late = serde_json::json!({"events": [{"id": "ev-late", "timestamp": 1,
+        "type": "conversation:message",
+        "payload": {"conversation": {"id": chat},
+                    "message": {"id": "msg-late", "author": {"type": "chatbot"},
+                                "content": {"type": "text", "text": "Still there?"}}}}]});
+    let http = reqwest::Client::new();
+    let url = |secret: &str| format!("http://{}/ingenious/webhook/{secret}", rig.addr);
+    let res = http.post(url(SECRET)).json(&late).send().await.unwrap();
+    assert_eq!(res.status(), 200, "late message answered");
+    let res = http
+        .post(url("not-the-secret"))
+        .json(&late)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "wrong secret refused");
+    let metrics = reqwest::get(format!("http://{}/metrics", rig.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |result: &str| -> f64 {
+        let key = format!("voxhook_bot_callbacks_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(counted("unroutable") >= 1.0, "{metrics}");
+    assert!(counted("rejected") >= 1.0, "{metrics}");
+    rig.finish().await;
+}
