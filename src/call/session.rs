@@ -59,8 +59,10 @@ enum BotRequest {
     Turn(TurnInput),
 }
 
+/// Boxed reply: each channel holds its first 32 slots from creation, and an unboxed
+/// `BotReply` (144 B) would cost every idle call 4.6 KiB here.
 enum BotEvent {
-    Reply(BotReply),
+    Reply(Box<BotReply>),
     Done(Result<(), BotError>),
 }
 
@@ -241,7 +243,7 @@ pub async fn run(
                     None
                 }
             },
-            Some(r) = callbacks.recv() => ctx.on_bot(BotEvent::Reply(r)),
+            Some(r) = callbacks.recv() => ctx.on_bot(BotEvent::Reply(Box::new(r))),
             ev = bot_events.recv() => match ev {
                 Some(ev) => ctx.on_bot(ev),
                 None => {
@@ -521,7 +523,7 @@ impl Actor {
                 tracing::info!(text = self.trace.shown(r.text.as_deref().unwrap_or("")),
                     options = r.options.len(), action = ?r.action, "Bot said.");
                 self.reply_received = Some(Instant::now());
-                Some(CallInput::BotReply(r))
+                Some(CallInput::BotReply(*r))
             }
             BotEvent::Done(Ok(())) => {
                 self.trace.bot_done(None);
@@ -735,7 +737,7 @@ async fn bot_worker(
                 res = &mut call => break res,
                 Some(r) = reply_rx.recv() => {
                     replied = true;
-                    if events.send(BotEvent::Reply(r)).await.is_err() { return; }
+                    if events.send(BotEvent::Reply(Box::new(r))).await.is_err() { return; }
                 }
                 _ = tokio::time::sleep_until(first_reply_by), if !replied => {
                     break Err(BotError::Timeout(format!(
@@ -745,7 +747,7 @@ async fn bot_worker(
             }
         };
         while let Ok(r) = reply_rx.try_recv() {
-            if events.send(BotEvent::Reply(r)).await.is_err() {
+            if events.send(BotEvent::Reply(Box::new(r))).await.is_err() {
                 return;
             }
         }
