@@ -201,18 +201,42 @@ pub trait MediaDecoder: Send + 'static {
         text: &str,
         replies: &mut Vec<WireFrame>,
     ) -> Result<Option<InboundEvent>, ProtocolError>;
-    /// Decodes one binary frame.
+    /// Decodes one binary frame. Text-only protocols (the JSON family) keep this default,
+    /// which refuses the frame.
     fn decode_binary(
         &mut self,
         data: &[u8],
-        replies: &mut Vec<WireFrame>,
-    ) -> Result<Option<InboundEvent>, ProtocolError>;
+        _replies: &mut Vec<WireFrame>,
+    ) -> Result<Option<InboundEvent>, ProtocolError> {
+        Err(ProtocolError::UnexpectedBinary(data.len()))
+    }
     /// An event the decoder held back and now releases, taken after each decoded frame until
     /// `None` (Telnyx: media that came before start, decoded once start names the codec, and
     /// digits reordered by when they were pressed). Most protocols hold nothing back.
     fn take_pending(&mut self) -> Option<InboundEvent> {
         None
     }
+}
+
+/// For a provider's config tests: `[telephony.<name>]` from TOML, errors as `"key: message"`.
+#[cfg(test)]
+pub(crate) fn parse_section(name: &str, toml: &str) -> Result<ProviderSettings, Vec<String>> {
+    let toml = format!("provider = \"{name}\"\n{toml}");
+    ProviderSettings::from_toml(&format!("telephony.{name}"), &toml).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect()
+    })
+}
+
+/// Logs a text message whose event the protocol does not know (ignored, never fatal: providers
+/// add events), with only its start so a payload never floods the log.
+pub fn log_unknown_event(provider: &str, text: &str) {
+    tracing::warn!(
+        provider,
+        message_prefix = %text.chars().take(80).collect::<String>(),
+        "Unknown media-stream event ignored."
+    );
 }
 
 /// The writer half of a connection's codec: commands in, frames out.

@@ -115,15 +115,10 @@ mod tests {
     use crate::telephony::ProviderSettings;
 
     fn parse(toml: &str) -> Result<ExotelSettings, Vec<String>> {
-        let toml = format!("provider = \"exotel\"\n{toml}");
-        match ProviderSettings::from_toml("telephony.exotel", &toml) {
-            Ok(ProviderSettings::Exotel(p)) => Ok(p),
-            Ok(other) => panic!("{other:?}"),
-            Err(errs) => Err(errs
-                .into_iter()
-                .map(|e| format!("{}: {}", e.key, e.message))
-                .collect()),
-        }
+        crate::telephony::parse_section("exotel", toml).map(|s| match s {
+            ProviderSettings::Exotel(p) => p,
+            other => panic!("{other:?}"),
+        })
     }
 
     #[test]

@@ -190,21 +190,10 @@ impl MediaDecoder for ExotelDecoder {
                 self.pending.push_back(InboundEvent::Stop);
             }
             Incoming::Unknown => {
-                tracing::warn!(
-                    message_prefix = %text.chars().take(80).collect::<String>(),
-                    "Unknown Exotel event ignored."
-                );
+                super::log_unknown_event("Exotel", text);
             }
         }
         Ok(self.pending.pop_front())
-    }
-
-    fn decode_binary(
-        &mut self,
-        data: &[u8],
-        _replies: &mut Vec<WireFrame>,
-    ) -> Result<Option<InboundEvent>, ProtocolError> {
-        Err(ProtocolError::UnexpectedBinary(data.len()))
     }
 
     fn take_pending(&mut self) -> Option<InboundEvent> {

@@ -225,15 +225,10 @@ mod tests {
     use crate::telephony::ProviderSettings;
 
     fn parse(toml: &str) -> Result<PlivoSettings, Vec<String>> {
-        let toml = format!("provider = \"plivo\"\n{toml}");
-        match ProviderSettings::from_toml("telephony.plivo", &toml) {
-            Ok(ProviderSettings::Plivo(p)) => Ok(p),
-            Ok(other) => panic!("{other:?}"),
-            Err(errs) => Err(errs
-                .into_iter()
-                .map(|e| format!("{}: {}", e.key, e.message))
-                .collect()),
-        }
+        crate::telephony::parse_section("plivo", toml).map(|s| match s {
+            ProviderSettings::Plivo(p) => p,
+            other => panic!("{other:?}"),
+        })
     }
 
     #[test]

@@ -193,15 +193,10 @@ mod tests {
     use crate::telephony::ProviderSettings;
 
     fn parse(toml: &str) -> Result<TelnyxSettings, Vec<String>> {
-        let toml = format!("provider = \"telnyx\"\n{toml}");
-        match ProviderSettings::from_toml("telephony.telnyx", &toml) {
-            Ok(ProviderSettings::Telnyx(t)) => Ok(t),
-            Ok(other) => panic!("{other:?}"),
-            Err(errs) => Err(errs
-                .into_iter()
-                .map(|e| format!("{}: {}", e.key, e.message))
-                .collect()),
-        }
+        crate::telephony::parse_section("telnyx", toml).map(|s| match s {
+            ProviderSettings::Telnyx(p) => p,
+            other => panic!("{other:?}"),
+        })
     }
 
     #[test]

@@ -286,10 +286,7 @@ impl TelnyxDecoder {
             }
             Incoming::Stop {} => self.pending.push_back(InboundEvent::Stop),
             Incoming::Unknown => {
-                tracing::warn!(
-                    message_prefix = %text.chars().take(80).collect::<String>(),
-                    "Unknown Telnyx event ignored."
-                );
+                super::log_unknown_event("Telnyx", text);
             }
         }
         Ok(self.pending.pop_front())
@@ -303,14 +300,6 @@ impl MediaDecoder for TelnyxDecoder {
         _replies: &mut Vec<WireFrame>,
     ) -> Result<Option<InboundEvent>, ProtocolError> {
         self.decode_at(text, Instant::now())
-    }
-
-    fn decode_binary(
-        &mut self,
-        data: &[u8],
-        _replies: &mut Vec<WireFrame>,
-    ) -> Result<Option<InboundEvent>, ProtocolError> {
-        Err(ProtocolError::UnexpectedBinary(data.len()))
     }
 
     fn take_pending(&mut self) -> Option<InboundEvent> {

@@ -238,22 +238,10 @@ impl MediaDecoder for TwilioDecoder {
             Incoming::Mark { mark } => Some(InboundEvent::Mark(mark.name.into_owned())),
             Incoming::Stop {} => Some(InboundEvent::Stop),
             Incoming::Unknown => {
-                tracing::warn!(
-                    provider = self.opts.provider,
-                    message_prefix = %text.chars().take(80).collect::<String>(),
-                    "Unknown media-stream event ignored."
-                );
+                super::log_unknown_event(self.opts.provider, text);
                 None
             }
         })
-    }
-
-    fn decode_binary(
-        &mut self,
-        data: &[u8],
-        _replies: &mut Vec<WireFrame>,
-    ) -> Result<Option<InboundEvent>, ProtocolError> {
-        Err(ProtocolError::UnexpectedBinary(data.len()))
     }
 }
 
