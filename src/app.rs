@@ -133,6 +133,7 @@ impl Engines {
             Some(path) => Some(Arc::new(wav::read(Path::new(path))?)),
             None => None,
         };
+        let bot = settings.bot.get().build()?;
         let public_url = settings.server.public_url.as_deref();
         let providers = settings
             .telephony
@@ -143,12 +144,12 @@ impl Engines {
         Ok(Self {
             stt,
             tts,
-            bot: settings.bot.get().build()?,
+            bot: bot.clone(),
             languages,
             filler,
             fallback_clip,
             providers,
-            directory: settings.routing.get().build(),
+            directory: settings.routing.get().build(bot.clone()),
         })
     }
 }
@@ -202,6 +203,7 @@ pub async fn serve(
         draining: Default::default(),
         metrics,
     });
+    deps.directory.start().await;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, max_calls = settings.server.max_concurrent_calls, "Listening.");
 
@@ -246,6 +248,8 @@ pub async fn serve(
             tracing::error!("Calls did not finish in time; exiting anyway.");
         }
     }
+    // Callbacks keep reaching the calls above until they end; then the routes go.
+    deps.directory.shutdown().await;
     http_stop.cancel();
     let _ = http.await;
     if let Some(admin) = admin_http {

@@ -9,6 +9,7 @@ pub mod ingenious;
 pub mod kore;
 pub mod openai;
 pub mod plivo_api;
+pub mod redis_server;
 pub mod telnyx_api;
 pub mod twilio_api;
 
