@@ -168,7 +168,11 @@ async fn media(
     }
     if let Some(why) = st.deps.directory.unavailable() {
         metrics::call_refused("routing");
-        tracing::warn!(provider = provider.name(), reason = why, "Call refused: {why}.");
+        tracing::warn!(
+            provider = provider.name(),
+            reason = why,
+            "Call refused: {why}."
+        );
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
     }
     let path = uri

@@ -39,7 +39,8 @@ pub const INBOUND_FRAMES_DROPPED: &str = "voxhook_inbound_frames_dropped_total";
 /// call), `rejected` (wrong secret or token), `malformed`.
 pub const BOT_CALLBACKS: &str = "voxhook_bot_callbacks_total";
 /// The `result` labels of [`BOT_CALLBACKS`].
-pub const CALLBACK_RESULTS: &[&str] = &["routed", "forwarded", "unroutable", "rejected", "malformed"];
+pub const CALLBACK_RESULTS: &[&str] =
+    &["routed", "forwarded", "unroutable", "rejected", "malformed"];
 /// Counter by `result` (one of [`FORWARD_RESULTS`]): callbacks a peer instance forwarded to
 /// this one (shared routing).
 pub const CALLBACKS_FORWARDED_IN: &str = "voxhook_routing_forwarded_in_total";

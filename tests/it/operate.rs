@@ -2,7 +2,6 @@
 //! drained by signals with live calls, and a call placed with the `voxhook call` softphone
 //! that is then found in the metrics, the call record and the recording.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,7 +10,7 @@ use voxhook::sim::kore::KoreSim;
 
 use voxhook::bot::kore::auth::Claims;
 
-use crate::support::{rms, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
+use crate::support::{parse_metrics, rms, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
 
 async fn call(d: &Daemon, from: &str) -> SimCaller {
     let caller = SimCaller::connect(CallerOptions::new(&d.ws_url(), from, "+15550009999"))
@@ -154,17 +153,6 @@ async fn token_prints_the_jwt_voxhook_would_send_and_nothing_else() {
     assert_eq!(claims.app_id, CLIENT_ID);
     assert_eq!(claims.user_identity.as_deref(), Some("+15550004301"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
-}
-
-/// Prometheus text → `name{labels}` → value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
 }
 
 /// `(name, type)` of every metric in README's metrics table.

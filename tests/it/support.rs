@@ -455,6 +455,17 @@ poll_interval_ms = 100
     (config, creds)
 }
 
+/// Prometheus text → `name{labels}` → value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The real `voxhook` binary running as a daemon against `bot`, the way systemd runs it:
 /// secrets in a credentials directory, `NOTIFY_SOCKET` and `WATCHDOG_USEC` set, JSON logs.
 pub struct Daemon {
@@ -573,6 +584,17 @@ impl Daemon {
             .unwrap()
             .success();
         assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// `/metrics`, parsed.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let text = reqwest::get(self.http_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        parse_metrics(&text)
     }
 
     /// Waits for the daemon to exit and returns its exit code.

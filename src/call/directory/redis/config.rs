@@ -27,7 +27,8 @@ pub struct RedisConfig {
     /// While Redis is unreachable: `refuse` new calls (`/ready` 503), or route them `local`ly
     /// (their callbacks must then reach this instance).
     pub on_redis_error: String,
-    /// Time allowed for one Redis command (and for connecting).
+    /// Time allowed for one Redis command (and for connecting); at most half the lease, so a
+    /// slow renewal still lands before the lease lapses.
     pub timeout_ms: u64,
 }
 
@@ -87,9 +88,9 @@ impl Component for RedisSettings {
             "must be between 2000 and 600000",
         );
         errs.check(
-            (50..=raw.lease_ttl_ms / 3).contains(&raw.timeout_ms),
+            (50..=raw.lease_ttl_ms / 2).contains(&raw.timeout_ms),
             &ctx.key("timeout_ms"),
-            "must be at least 50 and at most a third of lease_ttl_ms",
+            "must be at least 50 and at most half of lease_ttl_ms",
         );
         let id_ok = raw.instance_id.len() <= 64
             && raw
@@ -105,7 +106,10 @@ impl Component for RedisSettings {
             "refuse" => false,
             "local" => true,
             _ => {
-                errs.push(&ctx.key("on_redis_error"), "must be \"refuse\" or \"local\"");
+                errs.push(
+                    &ctx.key("on_redis_error"),
+                    "must be \"refuse\" or \"local\"",
+                );
                 false
             }
         };
@@ -144,7 +148,7 @@ mod tests {
         assert!(!s.fallback_local && s.instance_id.is_none());
         let errs = parse(
             "backend = \"redis\"\nurl = \"http://:hunter2@cache:6379\"\nkey_prefix = \"a b\"\n\
-             lease_ttl_ms = 100\ninstance_id = \"no spaces\"\non_redis_error = \"ignore\"",
+             lease_ttl_ms = 100\ntimeout_ms = 10\ninstance_id = \"no spaces\"\non_redis_error = \"ignore\"",
         )
         .unwrap_err();
         for key in [

@@ -156,7 +156,11 @@ fn default_instance_id() -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(40)
         .collect();
-    let host = if host.is_empty() { "voxhook".into() } else { host };
+    let host = if host.is_empty() {
+        "voxhook".into()
+    } else {
+        host
+    };
     format!(
         "{host}-{}-{:04x}",
         std::process::id(),
@@ -170,9 +174,9 @@ impl Inner {
     }
 
     fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
-        self.conn.clone().ok_or_else(|| {
-            redis::RedisError::from((redis::ErrorKind::Client, "no Redis client"))
-        })
+        self.conn
+            .clone()
+            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no Redis client")))
     }
 
     fn is_up(&self) -> bool {
@@ -184,12 +188,22 @@ impl Inner {
         if self.up.swap(up, Ordering::Relaxed) != up {
             metrics::routing_up(up);
             match (up, error) {
-                (true, _) => tracing::info!(instance = %self.me, "Redis reachable: routing shared."),
+                (true, _) => {
+                    tracing::info!(instance = %self.me, "Redis reachable: routing shared.")
+                }
                 (false, e) => tracing::error!(
                     error = e.map(|e| e.to_string()).unwrap_or_default(),
-                    fallback = if self.s.fallback_local { "local" } else { "refuse" },
+                    fallback = if self.s.fallback_local {
+                        "local"
+                    } else {
+                        "refuse"
+                    },
                     "Redis unreachable: live calls continue; new calls {}.",
-                    if self.s.fallback_local { "are routed locally" } else { "are refused" }
+                    if self.s.fallback_local {
+                        "are routed locally"
+                    } else {
+                        "are refused"
+                    }
                 ),
             }
         }
@@ -493,7 +507,9 @@ impl Inner {
             let subscribed = async {
                 let mut ps = tokio::time::timeout(self.s.timeout, client.get_async_pubsub())
                     .await
-                    .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+                    .map_err(|_| {
+                        redis::RedisError::from((redis::ErrorKind::Io, "connect timed out"))
+                    })??;
                 ps.subscribe(&channel).await?;
                 Ok::<_, redis::RedisError>(ps)
             };
@@ -681,8 +697,10 @@ impl CallDirectory for RedisDirectory {
         match left {
             // Sessions left unclosed (calls cut off by the hard deadline): the lease goes
             // now, so a peer closes them at its next tick.
-            Ok(n) if n > 0 => tracing::warn!(sessions = n,
-                "Leaving unclosed bot sessions to a peer instance."),
+            Ok(n) if n > 0 => tracing::warn!(
+                sessions = n,
+                "Leaving unclosed bot sessions to a peer instance."
+            ),
             _ => {
                 pipe.cmd("SREM")
                     .arg(inner.key("instances", "all"))
@@ -692,7 +710,9 @@ impl CallDirectory for RedisDirectory {
         }
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => tracing::info!(instance = %inner.me, "Redis routing keys released."),
-            Err(e) => tracing::warn!(error = %e, "Redis keys not released; their leases will expire."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis keys not released; their leases will expire.")
+            }
         }
     }
 }
