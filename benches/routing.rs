@@ -35,7 +35,14 @@ fn commands(redis: &RedisServer) -> u64 {
     redis
         .cli(&["INFO", "commandstats"])
         .lines()
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -51,7 +58,7 @@ async fn instance(redis: &RedisServer, bot: &KoreSim, id: &str) -> Arc<dyn CallD
         .get()
         .build()
         .expect("bot channel");
-    let d = routing.get().build(channel);
+    let d = routing.get().build(channel).expect("directory");
     d.start().await;
     assert!(d.unavailable().is_none(), "Redis reachable");
     d
@@ -109,7 +116,8 @@ async fn main() {
     let per_callback = (commands(&redis) - before) as f64 / callbacks as f64;
     let before = commands(&redis);
     for (n, held) in held.drain(..).enumerate() {
-        a.release_session(&format!("{{\"call_id\":\"CA{n}\"}}")).await;
+        a.release_session(&format!("{{\"call_id\":\"CA{n}\"}}"))
+            .await;
         drop(held);
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // releases are asynchronous

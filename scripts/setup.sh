@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server)
+packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server openssl)
 # systemd-analyze checks the unit file in scripts/test.sh.
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 # The model install step needs Python 3 with pip (a machine with its own Python keeps it).

@@ -51,6 +51,9 @@ pub enum AppError {
     /// A provider (its API client) could not be built.
     #[error("provider API: {0}")]
     Control(#[from] ControlError),
+    /// The call directory could not be built.
+    #[error(transparent)]
+    Directory(#[from] crate::call::directory::DirectoryError),
     /// The call-record output could not be opened.
     #[error("call records: {0}")]
     Records(std::io::Error),
@@ -149,7 +152,7 @@ impl Engines {
             filler,
             fallback_clip,
             providers,
-            directory: settings.routing.get().build(bot.clone()),
+            directory: settings.routing.get().build(bot.clone())?,
         })
     }
 }

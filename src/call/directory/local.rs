@@ -34,8 +34,11 @@ impl Component for LocalSettings {
 }
 
 impl RoutingBackend for LocalSettings {
-    fn build(&self, _bot: Arc<dyn crate::bot::BotChannel>) -> Arc<dyn CallDirectory> {
-        Arc::new(LocalDirectory::default())
+    fn build(
+        &self,
+        _bot: Arc<dyn crate::bot::BotChannel>,
+    ) -> Result<Arc<dyn CallDirectory>, super::DirectoryError> {
+        Ok(Arc::new(LocalDirectory::default()))
     }
 }
 

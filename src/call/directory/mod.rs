@@ -28,7 +28,26 @@ crate::registry! {
 /// directory starts its background tasks here). `bot` closes sessions orphaned by a peer.
 pub trait RoutingBackend: Debug + Send + Sync {
     /// Builds the directory shared by all calls and the callback route.
-    fn build(&self, bot: Arc<dyn BotChannel>) -> Arc<dyn CallDirectory>;
+    fn build(&self, bot: Arc<dyn BotChannel>) -> Result<Arc<dyn CallDirectory>, DirectoryError>;
+}
+
+/// A call directory that cannot be built (startup fails).
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// A file the directory needs (a CA certificate) is unreadable.
+    #[error("{key} {path}: {source}")]
+    File {
+        /// The config key naming it.
+        key: &'static str,
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client rejected its settings.
+    #[error("routing client: {0}")]
+    Client(#[source] ::redis::RedisError),
 }
 
 /// Holds a claimed bot user id until dropped (then another live call may take it).

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::RedisDirectory;
 use crate::bot::BotChannel;
-use crate::call::directory::{CallDirectory, RoutingBackend};
+use crate::call::directory::{CallDirectory, DirectoryError, RoutingBackend};
 use crate::component::{Component, Ctx, Errors};
 use crate::config::SensitiveString;
 
@@ -27,6 +27,9 @@ pub struct RedisConfig {
     /// While Redis is unreachable: `refuse` new calls (`/ready` 503), or route them `local`ly
     /// (their callbacks must then reach this instance).
     pub on_redis_error: String,
+    /// PEM file of the CA that signed the server's certificate (`rediss://` with a private
+    /// CA); empty: the webpki roots. Read at start.
+    pub tls_ca_file: String,
     /// Time allowed for one Redis command (and for connecting); at most half the lease, so a
     /// slow renewal still lands before the lease lapses.
     pub timeout_ms: u64,
@@ -40,6 +43,7 @@ impl Default for RedisConfig {
             lease_ttl_ms: 15_000,
             instance_id: String::new(),
             on_redis_error: "refuse".into(),
+            tls_ca_file: String::new(),
             timeout_ms: 1_000,
         }
     }
@@ -60,6 +64,8 @@ pub struct RedisSettings {
     pub fallback_local: bool,
     /// Per-command and connect timeout.
     pub timeout: Duration,
+    /// CA certificate (PEM) trusted for `rediss://`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Component for RedisSettings {
@@ -102,6 +108,11 @@ impl Component for RedisSettings {
             &ctx.key("instance_id"),
             "must be at most 64 letters, digits, '.', '_' or '-'",
         );
+        errs.check(
+            raw.tls_ca_file.is_empty() || url.starts_with("rediss://"),
+            &ctx.key("tls_ca_file"),
+            "is for TLS: the url must start with rediss://",
+        );
         let fallback_local = match raw.on_redis_error.as_str() {
             "refuse" => false,
             "local" => true,
@@ -120,13 +131,17 @@ impl Component for RedisSettings {
             instance_id: (!raw.instance_id.is_empty()).then_some(raw.instance_id),
             fallback_local,
             timeout: Duration::from_millis(raw.timeout_ms),
+            tls_ca_file: (!raw.tls_ca_file.is_empty()).then(|| raw.tls_ca_file.into()),
         }
     }
 }
 
 impl RoutingBackend for RedisSettings {
-    fn build(&self, bot: std::sync::Arc<dyn BotChannel>) -> std::sync::Arc<dyn CallDirectory> {
-        std::sync::Arc::new(RedisDirectory::new(self.clone(), bot))
+    fn build(
+        &self,
+        bot: std::sync::Arc<dyn BotChannel>,
+    ) -> Result<std::sync::Arc<dyn CallDirectory>, DirectoryError> {
+        Ok(std::sync::Arc::new(RedisDirectory::new(self.clone(), bot)?))
     }
 }
 

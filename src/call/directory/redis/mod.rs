@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 pub use config::RedisSettings;
 
 use super::local::{hand_over, LocalDirectory};
-use super::{CallDirectory, Delivery, Registration, UserClaim};
+use super::{CallDirectory, Delivery, DirectoryError, Registration, UserClaim};
 use crate::bot::{BotChannel, BotReply, ReplySink};
 use crate::telemetry::metrics;
 
@@ -82,8 +82,8 @@ pub struct RedisDirectory {
 struct Inner {
     s: RedisSettings,
     me: String,
-    client: Option<redis::Client>,
-    conn: Option<ConnectionManager>,
+    client: redis::Client,
+    conn: ConnectionManager,
     /// This instance's calls: their reply channels, and claims made while Redis was away.
     local: LocalDirectory,
     /// Keys this instance owns in Redis and their values: renewed each tick.
@@ -102,24 +102,36 @@ struct Inner {
 
 impl RedisDirectory {
     /// A directory for `s`; nothing connects until [`CallDirectory::start`].
-    pub fn new(s: RedisSettings, bot: Arc<dyn BotChannel>) -> Self {
+    /// A directory for `s`; nothing connects until [`CallDirectory::start`]. Fails on an
+    /// unreadable CA file or a URL the client refuses.
+    pub fn new(s: RedisSettings, bot: Arc<dyn BotChannel>) -> Result<Self, DirectoryError> {
         let me = s.instance_id.clone().unwrap_or_else(default_instance_id);
-        // Validation parsed the URL already; a failure here leaves the directory down, loudly.
-        let client = redis::Client::open(s.url.expose())
-            .inspect_err(|e| tracing::error!(error = %e, "Redis URL not usable."))
-            .ok();
-        let conn = client.as_ref().and_then(|c| {
-            let cfg = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(s.timeout))
-                .set_response_timeout(Some(s.timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(BACKOFF_MAX);
-            ConnectionManager::new_lazy_with_config(c.clone(), cfg)
-                .inspect_err(|e| tracing::error!(error = %e, "Redis client not created."))
-                .ok()
-        });
+        let client = match &s.tls_ca_file {
+            None => redis::Client::open(s.url.expose()),
+            Some(path) => {
+                // Read once at startup, before any call (as the models are).
+                let pem = std::fs::read(path).map_err(|source| DirectoryError::File {
+                    key: "routing.tls_ca_file",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(s.url.expose(), certs)
+            }
+        }
+        .map_err(DirectoryError::Client)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(s.timeout))
+            .set_response_timeout(Some(s.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(BACKOFF_MAX);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+            .map_err(DirectoryError::Client)?;
         let (releases, rx) = mpsc::channel(RELEASE_QUEUE);
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 s,
                 me,
@@ -138,7 +150,7 @@ impl RedisDirectory {
                 renew: redis::Script::new(RENEW),
                 release: redis::Script::new(RELEASE),
             }),
-        }
+        })
     }
 
     /// This instance's id in Redis.
@@ -173,10 +185,9 @@ impl Inner {
         format!("{}:{kind}:{name}", self.s.key_prefix)
     }
 
-    fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
-        self.conn
-            .clone()
-            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no Redis client")))
+    /// A handle on the shared multiplexed connection (cheap; it reconnects by itself).
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     fn is_up(&self) -> bool {
@@ -235,7 +246,7 @@ impl Inner {
     }
 
     async fn claim(self: &Arc<Self>, preferred: &str, call_id: &str) -> Option<UserClaim> {
-        let mut conn = self.conn().ok()?;
+        let mut conn = self.conn();
         let value = format!("{} {call_id}", self.me);
         let ttl = self.s.lease_ttl.as_millis() as u64;
         for n in 0..MAX_CANDIDATES {
@@ -279,7 +290,7 @@ impl Inner {
     }
 
     async fn register_remote(self: &Arc<Self>, keys: &[String]) -> Option<Owned> {
-        let mut conn = self.conn().ok()?;
+        let mut conn = self.conn();
         let ttl = self.s.lease_ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
         let owned: Vec<(String, String)> = keys
@@ -305,7 +316,7 @@ impl Inner {
 
     /// The instance that registered the first of `keys` that any instance registered.
     async fn owner(&self, keys: &[String]) -> Result<Option<String>, redis::RedisError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn();
         let names: Vec<String> = keys.iter().map(|k| self.key("route", k)).collect();
         let owners: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&names)
@@ -333,16 +344,11 @@ impl Inner {
                 return Delivery::Unroutable;
             }
         };
-        let published: Result<i64, _> = match self.conn() {
-            Ok(mut conn) => {
-                redis::cmd("PUBLISH")
-                    .arg(self.key("inbox", &owner))
-                    .arg(payload)
-                    .query_async(&mut conn)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let published: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(self.key("inbox", &owner))
+            .arg(payload)
+            .query_async(&mut self.conn())
+            .await;
         match published {
             Ok(n) if n > 0 => {
                 tracing::debug!(owner = %owner, "Bot callback forwarded.");
@@ -361,7 +367,7 @@ impl Inner {
 
     /// One tick: this instance's lease, its registration, and every key it owns.
     async fn renew(&self) -> Result<(), redis::RedisError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn();
         let ttl = self.s.lease_ttl.as_millis() as u64;
         redis::pipe()
             .cmd("SET")
@@ -402,7 +408,7 @@ impl Inner {
 
     /// Closes the sessions of every peer whose lease expired.
     async fn reap(self: &Arc<Self>, closers: &Arc<Semaphore>) -> Result<(), redis::RedisError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn();
         let all = self.key("instances", "all");
         let peers: Vec<String> = redis::cmd("SMEMBERS")
             .arg(&all)
@@ -482,7 +488,7 @@ impl Inner {
                 _ = self.stop.cancelled() => rx.try_recv().ok(),
             };
             let Some((key, value)) = next else { return };
-            let Ok(mut conn) = self.conn() else { continue };
+            let mut conn = self.conn();
             let res: Result<i64, _> = self
                 .release
                 .key(&key)
@@ -498,9 +504,7 @@ impl Inner {
     /// Reads callbacks forwarded to this instance, in order, until stopped; resubscribes
     /// after Redis comes back.
     async fn inbox_loop(self: Arc<Self>) {
-        let Some(client) = self.client.clone() else {
-            return;
-        };
+        let client = self.client.clone();
         let channel = self.key("inbox", &self.me);
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -624,9 +628,7 @@ impl CallDirectory for RedisDirectory {
     }
 
     async fn hold_session(&self, record: &str) {
-        let Ok(mut conn) = self.inner.conn() else {
-            return;
-        };
+        let mut conn = self.inner.conn();
         let res: Result<(), _> = redis::cmd("SADD")
             .arg(self.inner.key("sessions", &self.inner.me))
             .arg(record)
@@ -639,9 +641,7 @@ impl CallDirectory for RedisDirectory {
     }
 
     async fn release_session(&self, record: &str) {
-        let Ok(mut conn) = self.inner.conn() else {
-            return;
-        };
+        let mut conn = self.inner.conn();
         let res: Result<(), _> = redis::cmd("SREM")
             .arg(self.inner.key("sessions", &self.inner.me))
             .arg(record)
@@ -656,11 +656,8 @@ impl CallDirectory for RedisDirectory {
 
     async fn start(&self) {
         let inner = &self.inner;
-        let addr = inner
-            .client
-            .as_ref()
-            .map(|c| c.get_connection_info().addr().to_string()) // host:port, no password
-            .unwrap_or_default();
+        // host:port only: the URL may carry the password.
+        let addr = inner.client.get_connection_info().addr().to_string();
         // The first tick before serving, so a healthy fleet admits calls from the start.
         if let Err(e) = inner.renew().await {
             inner.set_up(false, Some(&e));
@@ -686,7 +683,7 @@ impl CallDirectory for RedisDirectory {
         inner.tasks.close();
         // Orphan closures under way finish; the janitor ends with the last sender.
         let _ = tokio::time::timeout(inner.s.lease_ttl, inner.tasks.wait()).await;
-        let Ok(mut conn) = inner.conn() else { return };
+        let mut conn = inner.conn();
         let sessions = inner.key("sessions", &inner.me);
         let left: Result<usize, _> = redis::cmd("SCARD")
             .arg(&sessions)
@@ -758,12 +755,13 @@ mod tests {
             instance_id: Some(id.into()),
             fallback_local: false,
             timeout: Duration::from_millis(300),
+            tls_ca_file: None,
         }
     }
 
     async fn instance(redis: &RedisServer, id: &str) -> (RedisDirectory, Arc<Closer>) {
         let closer = Arc::new(Closer::default());
-        let d = RedisDirectory::new(settings(&redis.url(), id), closer.clone());
+        let d = RedisDirectory::new(settings(&redis.url(), id), closer.clone()).unwrap();
         d.start().await;
         assert!(d.unavailable().is_none(), "{id} up");
         (d, closer)
@@ -870,6 +868,37 @@ mod tests {
         c.shutdown().await;
         assert_eq!(redis.cli(&["SCARD", "t:instances:all"]), "0");
         assert_eq!(redis.cli(&["EXISTS", "t:lease:b"]), "0");
+    }
+
+    #[tokio::test]
+    async fn rediss_with_a_private_ca_is_verified_and_works() {
+        let redis = RedisServer::start_tls().unwrap();
+        let mut s = settings(&redis.url(), "tls");
+        s.tls_ca_file = redis.ca_file();
+        let d = RedisDirectory::new(s, Arc::new(Closer::default())).unwrap();
+        d.start().await;
+        assert!(d.unavailable().is_none(), "TLS connection up");
+        assert_eq!(d.claim_user("+1555", "CA1").await.id(), "+1555");
+        assert_eq!(redis.cli(&["GET", "t:user:+1555"]), "tls CA1");
+        d.shutdown().await;
+        // Without the CA (webpki roots only) the self-signed chain is refused.
+        let d = RedisDirectory::new(settings(&redis.url(), "x"), Arc::new(Closer::default()));
+        let d = d.unwrap();
+        d.start().await;
+        assert_eq!(d.unavailable(), Some("routing unavailable"));
+        d.shutdown().await;
+        let missing = RedisSettings {
+            tls_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..settings(&redis.url(), "y")
+        };
+        let err = RedisDirectory::new(missing, Arc::new(Closer::default()))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("routing.tls_ca_file /nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
