@@ -304,3 +304,36 @@ async fn with_redis_down_live_calls_go_on_new_calls_are_refused_until_it_returns
     let refused = d.metrics().await[r#"voxhook_calls_refused_total{reason="routing"}"#];
     assert_eq!(refused, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_password_never_reaches_the_logs_even_when_redis_refuses_it() {
+    let redis = RedisServer::start().unwrap();
+    let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
+    // The server has no password, so AUTH fails and every attempt is an error to log.
+    let url = redis
+        .url()
+        .replace("redis://", "redis://:hunter2-redis-pass@");
+    let extra = format!(
+        "[routing]\nbackend = \"redis\"\nurl = \"{url}\"\nlease_ttl_ms = {LEASE_MS}\ntimeout_ms = 500\n"
+    );
+    let d = Daemon::spawn(&bot, 1, &extra).await;
+    let ready = reqwest::get(d.http_url("/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    tokio::time::sleep(Duration::from_millis(LEASE_MS)).await; // a few failed ticks
+    let logs = d.log_lines_all();
+    assert!(!d.log_lines("Call routing shared through Redis.").is_empty());
+    let unreachable: Vec<_> = logs
+        .iter()
+        .filter(|l| l.to_string().contains("Redis unreachable"))
+        .collect();
+    assert_eq!(unreachable.len(), 1, "one line per outage: {logs:#?}");
+    let text = serde_json::to_string(&logs).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    let metrics = reqwest::get(d.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("hunter2"));
+}
