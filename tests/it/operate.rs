@@ -197,10 +197,16 @@ async fn a_fresh_daemon_exposes_every_documented_series_at_zero() {
         } else {
             name.clone()
         };
+        // Routing starts up (1); every other series at 0.
+        let fresh = if name == "voxhook_routing_up" {
+            " 1"
+        } else {
+            " 0"
+        };
         assert!(
             text.lines()
-                .any(|l| l.starts_with(&sample) && l.ends_with(" 0")),
-            "no zero sample of {name}"
+                .any(|l| l.starts_with(&sample) && l.ends_with(fresh)),
+            "no fresh sample of {name}"
         );
     }
     let samples = parse_metrics(&text);
@@ -209,6 +215,8 @@ async fn a_fresh_daemon_exposes_every_documented_series_at_zero() {
         r#"voxhook_calls_refused_total{reason="capacity"}"#,
         r#"voxhook_calls_refused_total{reason="signature"}"#,
         r#"voxhook_bot_callbacks_total{result="routed"}"#,
+        r#"voxhook_bot_callbacks_total{result="forwarded"}"#,
+        r#"voxhook_calls_refused_total{reason="routing"}"#,
         r#"voxhook_bot_callbacks_total{result="unroutable"}"#,
         r#"voxhook_bot_callbacks_total{result="rejected"}"#,
         r#"voxhook_bot_callbacks_total{result="malformed"}"#,
