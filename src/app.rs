@@ -51,6 +51,9 @@ pub enum AppError {
     /// A provider (its API client) could not be built.
     #[error("provider API: {0}")]
     Control(#[from] ControlError),
+    /// The call directory could not be built.
+    #[error(transparent)]
+    Directory(#[from] crate::call::directory::DirectoryError),
     /// The call-record output could not be opened.
     #[error("call records: {0}")]
     Records(std::io::Error),
@@ -133,6 +136,7 @@ impl Engines {
             Some(path) => Some(Arc::new(wav::read(Path::new(path))?)),
             None => None,
         };
+        let bot = settings.bot.get().build()?;
         let public_url = settings.server.public_url.as_deref();
         let providers = settings
             .telephony
@@ -143,12 +147,12 @@ impl Engines {
         Ok(Self {
             stt,
             tts,
-            bot: settings.bot.get().build()?,
+            bot: bot.clone(),
             languages,
             filler,
             fallback_clip,
             providers,
-            directory: settings.routing.get().build(),
+            directory: settings.routing.get().build(bot.clone())?,
         })
     }
 }
@@ -202,6 +206,7 @@ pub async fn serve(
         draining: Default::default(),
         metrics,
     });
+    deps.directory.start().await;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, max_calls = settings.server.max_concurrent_calls, "Listening.");
 
@@ -246,6 +251,8 @@ pub async fn serve(
             tracing::error!("Calls did not finish in time; exiting anyway.");
         }
     }
+    // Callbacks keep reaching the calls above until they end; then the routes go.
+    deps.directory.shutdown().await;
     http_stop.cancel();
     let _ = http.await;
     if let Some(admin) = admin_http {

@@ -95,6 +95,9 @@ async fn ready(State(st): State<Arc<ServerState>>) -> Response {
     if st.draining.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    if let Some(why) = st.deps.directory.unavailable() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
     if !st.deps.bot.auth_ok() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +139,7 @@ async fn bot_callback(
         .await
     {
         Delivery::Delivered => bot_callback("routed"),
+        Delivery::Forwarded => bot_callback("forwarded"),
         Delivery::Unroutable => {
             bot_callback("unroutable");
             tracing::warn!(keys = ?parsed.keys, messages, "Bot callback for no live call; dropped.");
@@ -161,6 +165,15 @@ async fn media(
     if st.draining.load(Ordering::Relaxed) {
         metrics::call_refused("draining");
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if let Some(why) = st.deps.directory.unavailable() {
+        metrics::call_refused("routing");
+        tracing::warn!(
+            provider = provider.name(),
+            reason = why,
+            "Call refused: {why}."
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
     }
     let path = uri
         .path_and_query()

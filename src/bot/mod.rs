@@ -151,7 +151,7 @@ pub struct TurnInput {
 }
 
 /// Who the call is, for the bot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BotSession {
     /// The provider's call id.
     pub call_id: String,
@@ -162,7 +162,7 @@ pub struct BotSession {
     /// Called number.
     pub called: Option<String>,
     /// Provider name.
-    pub provider: &'static str,
+    pub provider: std::borrow::Cow<'static, str>,
     /// Provider custom parameters.
     pub custom: BTreeMap<String, String>,
     /// The call's language at start (sent with the session-opening request).
@@ -176,7 +176,7 @@ impl BotSession {
             call_id: &self.call_id,
             caller: self.caller.as_deref(),
             called: self.called.as_deref(),
-            provider: self.provider,
+            provider: &self.provider,
             params: &self.custom,
             language: turn
                 .and_then(|t| t.language.as_deref())
@@ -188,7 +188,7 @@ impl BotSession {
 }
 
 /// One message from the bot, reduced to what a voice call can use.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BotReply {
     /// Plain text to speak (templates flattened, markup stripped); `None`: nothing to say.
     pub text: Option<String>,
@@ -206,7 +206,7 @@ pub struct BotReply {
 }
 
 /// One choice of a spoken menu.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MenuOption {
     /// What the caller hears and may say.
     pub title: String,
@@ -215,7 +215,7 @@ pub struct MenuOption {
 }
 
 /// Call control requested by the bot (voxhook's convention, see kore-webhook.md).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BotAction {
     /// End the call.
     Hangup,
@@ -277,6 +277,20 @@ pub trait BotChannel: Send + Sync {
         let _ = body;
         Err(BotError::InvalidResponse(
             "this channel does not take callbacks".into(),
+        ))
+    }
+    /// What another instance needs to close this call's session should this one die first
+    /// (kept in the shared call directory); `None`: the platform has no session to close.
+    fn orphan_record(&self, session: &BotSession) -> Option<String> {
+        let _ = session;
+        None
+    }
+    /// Closes the session of an [`orphan_record`](BotChannel::orphan_record) whose
+    /// instance died.
+    async fn close_orphan(&self, record: &str) -> Result<(), BotError> {
+        let _ = record;
+        Err(BotError::InvalidResponse(
+            "this channel keeps no sessions to close".into(),
         ))
     }
 }

@@ -225,7 +225,7 @@ impl crate::bot::RouteKeys for CallRoutes {
 async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink, deps: &CallDeps) {
     let start = &init.start;
     let _live = crate::telemetry::metrics::call_started();
-    let (trace, start_copy) = (init.trace.clone(), start.clone());
+    let (trace, start_copy, provider) = (init.trace.clone(), start.clone(), init.provider);
     tracing::Span::current().record("call_id", start.call_id.as_str());
     let language = initial_language(start, deps);
     let mut session = BotSession {
@@ -233,7 +233,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         user_id: String::new(),
         caller: start.caller.clone(),
         called: start.called.clone(),
-        provider: init.provider,
+        provider: init.provider.into(),
         custom: start.custom.clone(),
         language,
     };
@@ -269,6 +269,11 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         sink: callback_tx,
         held: std::sync::Mutex::new(Vec::new()),
     });
+    // Recorded before the session opens, so a peer closes it if this instance dies mid-call.
+    let orphan = deps.bot.orphan_record(&session);
+    if let Some(record) = &orphan {
+        deps.directory.hold_session(record).await;
+    }
     let conversation = deps
         .bot
         .clone()
@@ -295,6 +300,9 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
             e.code()
         }
     };
+    if let Some(record) = &orphan {
+        deps.directory.release_session(record).await;
+    }
     crate::telemetry::metrics::call_ended(summary.reason.code());
     if let Some(sink) = &deps.records {
         let outcome = record::CallOutcome {
@@ -304,7 +312,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
             session_closure: closure,
             dropped_frames: summary.dropped_frames,
         };
-        sink.write(&trace.finish(&start_copy, session.provider, &session.user_id, outcome))
+        sink.write(&trace.finish(&start_copy, provider, &session.user_id, outcome))
             .await;
     }
     tracing::info!(

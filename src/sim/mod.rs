@@ -8,7 +8,9 @@ pub mod demo;
 pub mod ingenious;
 pub mod kore;
 pub mod openai;
+pub mod piper;
 pub mod plivo_api;
+pub mod redis_server;
 pub mod telnyx_api;
 pub mod twilio_api;
 

@@ -21,7 +21,7 @@ pub const CALLS_ENDED: &str = "voxhook_calls_ended_total";
 /// WebSocket upgrade.
 pub const CALLS_REFUSED: &str = "voxhook_calls_refused_total";
 /// The `reason` labels of [`CALLS_REFUSED`].
-pub const REFUSAL_REASONS: &[&str] = &["draining", "capacity", "signature"];
+pub const REFUSAL_REASONS: &[&str] = &["draining", "capacity", "signature", "routing"];
 /// Counter by `mode` (`speech`, `dtmf`): caller turns sent to the bot.
 pub const TURNS: &str = "voxhook_turns_total";
 /// Counter by `endpoint` (`webhook`, `poll`) and `code` (HTTP status, or `timeout`,
@@ -34,11 +34,24 @@ pub const BARGE_INS: &str = "voxhook_barge_ins_total";
 pub const OUTBOUND_FRAMES_LATE: &str = "voxhook_outbound_frames_late_total";
 /// Counter: caller audio frames dropped because recognition was behind.
 pub const INBOUND_FRAMES_DROPPED: &str = "voxhook_inbound_frames_dropped_total";
-/// Counter: bot callbacks (asynchronous mode) by `result`: `routed`, `unroutable` (no live
+/// Counter: bot callbacks (asynchronous mode) by `result`: `routed` (delivered to a call of
+/// this instance), `forwarded` (to the instance holding the call), `unroutable` (no live
 /// call), `rejected` (wrong secret or token), `malformed`.
 pub const BOT_CALLBACKS: &str = "voxhook_bot_callbacks_total";
 /// The `result` labels of [`BOT_CALLBACKS`].
-pub const CALLBACK_RESULTS: &[&str] = &["routed", "unroutable", "rejected", "malformed"];
+pub const CALLBACK_RESULTS: &[&str] =
+    &["routed", "forwarded", "unroutable", "rejected", "malformed"];
+/// Counter by `result` (one of [`FORWARD_RESULTS`]): callbacks a peer instance forwarded to
+/// this one (shared routing).
+pub const CALLBACKS_FORWARDED_IN: &str = "voxhook_routing_forwarded_in_total";
+/// The `result` labels of [`CALLBACKS_FORWARDED_IN`].
+pub const FORWARD_RESULTS: &[&str] = &["routed", "unroutable", "malformed"];
+/// Counter by `result` (`closed`, `failed`): bot sessions of a dead peer instance this one
+/// closed (shared routing).
+pub const ORPHANS_CLOSED: &str = "voxhook_orphan_sessions_closed_total";
+/// Gauge: 1 while the shared call directory (Redis) is reachable, 0 while it is not; always
+/// 1 with local routing.
+pub const ROUTING_UP: &str = "voxhook_routing_up";
 /// The `endpoint` labels of [`BOT_REQUESTS`].
 const BOT_ENDPOINTS: &[&str] = &["webhook", "poll"];
 /// The non-HTTP `code` labels of [`BOT_REQUESTS`].
@@ -164,7 +177,15 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     (
         BOT_CALLBACKS,
-        "Bot callbacks (async mode) by result: routed, unroutable, rejected, malformed.",
+        "Bot callbacks (async mode) by result: routed, forwarded, unroutable, rejected, malformed.",
+    ),
+    (
+        CALLBACKS_FORWARDED_IN,
+        "Bot callbacks forwarded here by a peer instance, by result: routed, unroutable, malformed.",
+    ),
+    (
+        ORPHANS_CLOSED,
+        "Bot sessions of a dead peer instance closed here, by result: closed, failed.",
     ),
     (
         CALL_RECORDS_FAILED,
@@ -201,6 +222,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
 
 fn describe() {
     describe_gauge!(CALLS_LIVE, "Calls with a bot session right now.");
+    describe_gauge!(
+        ROUTING_UP,
+        "1 while the shared call directory is reachable (always 1 with local routing)."
+    );
     for &(name, help) in COUNTERS {
         describe_counter!(name, help);
     }
@@ -252,6 +277,13 @@ fn register_all() {
     for &result in CALLBACK_RESULTS {
         counter!(BOT_CALLBACKS, "result" => result).absolute(0);
     }
+    for &result in FORWARD_RESULTS {
+        counter!(CALLBACKS_FORWARDED_IN, "result" => result).absolute(0);
+    }
+    for result in ["closed", "failed"] {
+        counter!(ORPHANS_CLOSED, "result" => result).absolute(0);
+    }
+    gauge!(ROUTING_UP).set(1.0);
     for &(name, _) in HISTOGRAMS {
         // Registering is enough: the exporter renders an empty histogram's buckets at 0.
         let _ = histogram!(name);
@@ -371,6 +403,21 @@ pub fn inbound_frame_dropped() {
 /// A bot callback was handled (asynchronous mode); `result` is one of the fixed set above.
 pub fn bot_callback(result: &'static str) {
     counter!(BOT_CALLBACKS, "result" => result).increment(1);
+}
+
+/// A callback forwarded by a peer was handled; `result` is one of [`FORWARD_RESULTS`].
+pub fn callback_forwarded_in(result: &'static str) {
+    counter!(CALLBACKS_FORWARDED_IN, "result" => result).increment(1);
+}
+
+/// A dead peer's bot session was closed here (`ok`) or could not be.
+pub fn orphan_closed(ok: bool) {
+    counter!(ORPHANS_CLOSED, "result" => if ok { "closed" } else { "failed" }).increment(1);
+}
+
+/// Whether the shared call directory is reachable.
+pub fn routing_up(up: bool) {
+    gauge!(ROUTING_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// A call record could not be written.

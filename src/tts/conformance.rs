@@ -143,5 +143,7 @@ mod tests {
         openai => crate::tts::openai::tests::subject().await;
         #[cfg(feature = "sim")]
         deepgram => crate::tts::deepgram::tests::subject().await;
+        #[cfg(feature = "sim")]
+        piper => crate::tts::piper::tests::subject().await;
     }
 }

@@ -10,6 +10,7 @@ pub mod fake;
 pub mod flite;
 mod http;
 pub mod openai;
+pub mod piper;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ crate::registry! {
         OpenAi(openai::OpenAiTtsSettings) = "openai",
         /// Deepgram Aura `POST /v1/speak`, streamed per sentence at the telephone's rate.
         Deepgram(deepgram::AuraSettings) = "deepgram",
+        Piper(piper::PiperSettings) = "piper",
     }
 }
 

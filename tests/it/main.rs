@@ -2,6 +2,7 @@
 //! real (flite) speech in real time, and the Kore simulator checking every request.
 
 mod call_flow;
+mod cluster;
 mod contract;
 mod exotel;
 mod faults;

@@ -6,7 +6,7 @@ use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
 use voxhook::tts::TtsSettings;
 
-use crate::support::{rms, speech, Harness, WAIT};
+use crate::support::{rms, speech, transcribe, Harness, PiperServer, WAIT};
 
 const SAID: &str = "I would like to check my account balance.";
 
@@ -162,4 +162,27 @@ async fn a_call_spoken_through_deepgram_aura() {
         .requests()
         .iter()
         .all(|r| r.query["encoding"] == "mulaw"));
+}
+
+/// Piper, the self-hosted neural voice, for real: the piper-tts HTTP server with the joe
+/// voice (22,050 Hz WAV labelled text/html) speaks the bot, and whisper hears the words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_by_a_real_piper_server() {
+    let piper = PiperServer::start().await;
+    let h = Harness::start_with(|s| {
+        let tts = format!("provider = \"piper\"\nbase_url = \"{}\"", piper.base_url);
+        s.tts = TtsSettings::from_toml("tts", &tts).unwrap();
+    })
+    .await;
+    let user = "+15550003333";
+    let caller = h.call_and_hear_greeting(user).await;
+    let heard = transcribe(&caller.log().heard).await;
+    // "Welcome to Voxhook Bank. How can I help you today?"
+    assert!(
+        heard.contains("welcome") && heard.contains("help you today"),
+        "{heard:?}"
+    );
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
 }

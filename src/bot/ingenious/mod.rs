@@ -172,7 +172,7 @@ impl IngeniousClient {
         let vars = session.vars(None);
         let mut m = Map::new();
         m.insert("callId".into(), session.call_id.as_str().into());
-        m.insert("provider".into(), session.provider.into());
+        m.insert("provider".into(), session.provider.as_ref().into());
         if let Some(c) = &session.caller {
             m.insert("caller".into(), c.as_str().into());
         }

@@ -91,7 +91,7 @@ impl KoreClient {
         };
         let mut custom = fill(&self.s.custom_data);
         custom.insert("callId".into(), session.call_id.as_str().into());
-        custom.insert("provider".into(), session.provider.into());
+        custom.insert("provider".into(), session.provider.as_ref().into());
         if let Some(c) = &session.caller {
             custom.insert("caller".into(), c.as_str().into());
         }
@@ -517,6 +517,20 @@ impl BotChannel for KoreClient {
             replies: self.replies(&resp),
         })
     }
+
+    /// The session itself: `SESSION_CLOSURE` carries the same ids and `customData` as the
+    /// live call would have sent. v1 has no closure, so nothing to keep.
+    fn orphan_record(&self, session: &BotSession) -> Option<String> {
+        (self.s.api == KoreApi::V2)
+            .then(|| serde_json::to_string(session).ok())
+            .flatten()
+    }
+
+    async fn close_orphan(&self, record: &str) -> Result<(), BotError> {
+        let session: BotSession = serde_json::from_str(record)
+            .map_err(|e| BotError::InvalidResponse(format!("orphaned session record: {e}")))?;
+        self.close(&session).await
+    }
 }
 
 #[cfg(all(test, feature = "sim"))]
@@ -572,7 +586,7 @@ mod tests {
             user_id: "+1555".into(),
             caller: Some("+1555".into()),
             called: None,
-            provider: "twilio",
+            provider: "twilio".into(),
             custom: BTreeMap::from([("tier".into(), "gold".into())]),
             language: None,
         }

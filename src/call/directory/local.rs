@@ -34,8 +34,11 @@ impl Component for LocalSettings {
 }
 
 impl RoutingBackend for LocalSettings {
-    fn build(&self) -> Arc<dyn CallDirectory> {
-        Arc::new(LocalDirectory::default())
+    fn build(
+        &self,
+        _bot: Arc<dyn crate::bot::BotChannel>,
+    ) -> Result<Arc<dyn CallDirectory>, super::DirectoryError> {
+        Ok(Arc::new(LocalDirectory::default()))
     }
 }
 
@@ -57,8 +60,7 @@ impl CallDirectory for LocalDirectory {
     }
 
     async fn claim_user(&self, preferred: &str, call_id: &str) -> UserClaim {
-        let guard = self.registry.claim(preferred, call_id);
-        UserClaim::new(guard.id().to_string(), Box::new(guard))
+        self.claim_local(preferred, call_id)
     }
 
     async fn register(&self, keys: Vec<String>, sink: ReplySink) -> Registration {
@@ -73,20 +75,35 @@ impl CallDirectory for LocalDirectory {
     }
 
     async fn deliver(&self, keys: &[String], replies: Vec<BotReply>) -> Delivery {
-        let sink = {
-            let map = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            keys.iter().find_map(|k| map.get(k)).cloned()
-        };
-        let Some(sink) = sink else {
-            return Delivery::Unroutable;
-        };
-        for reply in replies {
-            if sink.send_timeout(reply, DELIVERY_TIMEOUT).await.is_err() {
-                return Delivery::Stalled;
-            }
+        match self.find(keys) {
+            Some(sink) => hand_over(&sink, replies).await,
+            None => Delivery::Unroutable,
         }
-        Delivery::Delivered
     }
+}
+
+impl LocalDirectory {
+    /// The reply channel of the live call of this process named by the first key that names one.
+    pub(super) fn find(&self, keys: &[String]) -> Option<ReplySink> {
+        let map = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().find_map(|k| map.get(k)).cloned()
+    }
+
+    /// Claims `preferred` (or a suffixed id) among this process's calls.
+    pub(super) fn claim_local(&self, preferred: &str, call_id: &str) -> UserClaim {
+        let guard = self.registry.claim(preferred, call_id);
+        UserClaim::new(guard.id().to_string(), Box::new(guard))
+    }
+}
+
+/// Hands `replies` to one call's channel in order, each within [`DELIVERY_TIMEOUT`].
+pub(super) async fn hand_over(sink: &ReplySink, replies: Vec<BotReply>) -> Delivery {
+    for reply in replies {
+        if sink.send_timeout(reply, DELIVERY_TIMEOUT).await.is_err() {
+            return Delivery::Stalled;
+        }
+    }
+    Delivery::Delivered
 }
 
 /// Unregisters a call's keys when dropped.

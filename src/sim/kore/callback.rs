@@ -15,8 +15,11 @@ const POLL_STEP: Duration = Duration::from_millis(200);
 /// Where async replies go.
 #[derive(Debug, Clone)]
 pub(super) struct Target {
-    /// The channel's POST_URL.
-    pub url: String,
+    /// The channel's POST_URL; with several (instances behind a balancer), each POST goes
+    /// to the next in turn.
+    pub urls: Arc<[String]>,
+    /// Callbacks POSTed so far (picks the next URL).
+    pub sent: Arc<std::sync::atomic::AtomicUsize>,
     /// Sent as `Authorization: Bearer …` when set.
     pub bearer: Option<String>,
     /// Send the token as the bare `Authorization` value instead of `Bearer <token>` (how
@@ -47,6 +50,18 @@ pub(super) fn schedule(now: Vec<Value>, polled: Vec<PollBatch>) -> Vec<(Duration
     out
 }
 
+impl Target {
+    /// Callbacks to `urls` in turn, with the token as `Bearer` or, when `bare`, as is.
+    pub fn new(urls: Vec<String>, bearer: Option<String>, bare: bool) -> Self {
+        Self {
+            urls: urls.into(),
+            sent: Default::default(),
+            bearer,
+            bare,
+        }
+    }
+}
+
 /// The HTTP client callbacks are sent with.
 pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -65,7 +80,11 @@ pub(super) fn spawn(sh: Arc<Shared>, target: Target, wait: Duration, plan: Vec<P
                 sh.record_bot(val);
             }
             let to = step.body["to"].as_str().unwrap_or("").to_string();
-            let mut req = sh.http.post(&target.url).json(&step.body);
+            let n = target
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = &target.urls[n % target.urls.len().max(1)];
+            let mut req = sh.http.post(url).json(&step.body);
             if let Some(b) = &target.bearer {
                 req = if target.bare {
                     req.header("authorization", b)

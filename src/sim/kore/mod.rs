@@ -322,20 +322,19 @@ impl KoreSim {
     /// Switches to async mode: requests are acknowledged at once and each bot message is
     /// POSTed to `callback_url`, with `Authorization: Bearer <bearer>` when given.
     pub fn set_async(&self, callback_url: String, bearer: Option<String>) {
-        self.shared.lock().callback = Some(callback::Target {
-            url: callback_url,
-            bearer,
-            bare: false,
-        });
+        self.set_async_spread(vec![callback_url], bearer);
+    }
+
+    /// Async mode with callbacks POSTed to each of `callback_urls` in turn, as a load
+    /// balancer in front of several instances would spread them.
+    pub fn set_async_spread(&self, callback_urls: Vec<String>, bearer: Option<String>) {
+        self.shared.lock().callback = Some(callback::Target::new(callback_urls, bearer, false));
     }
 
     /// Async mode with the token sent as the bare `Authorization` value (no `Bearer `).
     pub fn set_async_bare_token(&self, callback_url: String, token: String) {
-        self.shared.lock().callback = Some(callback::Target {
-            url: callback_url,
-            bearer: Some(token),
-            bare: true,
-        });
+        self.shared.lock().callback =
+            Some(callback::Target::new(vec![callback_url], Some(token), true));
     }
 
     /// Overrides the body of async acknowledgements (200, `text/plain` unless it parses as
