@@ -1,6 +1,7 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
 //! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
-//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs). The engine streams
+//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs; binary-audio wires
+//! like jambonz through `media_frame`/`read_binary`). The engine streams
 //! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
 //! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
 //! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
@@ -111,6 +112,19 @@ pub enum Wire {
         /// Shared stream token, sent as `?token=` on the stream URL.
         stream_token: Option<String>,
     },
+    /// jambonz `listen` with `bidirectionalAudio.streaming`: subprotocol `audio.jambonz.org`,
+    /// a metadata text frame (webhook attributes, `sampleRate`, `mixType`, `metadata` with the
+    /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
+    /// answered `playout` when played and `cleared` on `killAudio`, no stop (the socket
+    /// closes).
+    Jambonz {
+        /// The verb's `sampleRate` (caller audio).
+        rate: u32,
+        /// `bidirectionalAudio.sampleRate` (bot audio).
+        bidirectional_rate: u32,
+        /// `wsAuth` (user, password), sent as `Authorization: Basic …`.
+        ws_auth: Option<(String, String)>,
+    },
 }
 
 impl CallerOptions {
@@ -191,6 +205,24 @@ impl CallerOptions {
             call_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
             stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
             wire: Wire::SignalWire { rate },
+            ..Self::new(url, from, to)
+        }
+    }
+}
+
+impl CallerOptions {
+    /// A jambonz `listen` call from `from` to `to`, caller audio at `rate`, bot audio expected
+    /// at `bidirectional_rate`, with a jambonz-shaped (UUID) call id.
+    pub fn jambonz(url: &str, from: &str, to: &str, rate: u32, bidirectional_rate: u32) -> Self {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self {
+            call_sid: id.clone(),
+            stream_sid: id,
+            wire: Wire::Jambonz {
+                rate,
+                bidirectional_rate,
+                ws_auth: None,
+            },
             ..Self::new(url, from, to)
         }
     }
@@ -299,6 +331,10 @@ impl SimCaller {
                 .insert(crate::telephony::telnyx::AUTH_TOKEN_HEADER, value);
         }
         let wire = make_wire(&options).map_err(|e| fail(&e))?;
+        for (name, value) in wire.upgrade_headers() {
+            let value = value.parse().map_err(|e| fail(&e))?;
+            req.headers_mut().insert(name, value);
+        }
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| fail(&e))?;
@@ -398,6 +434,8 @@ pub enum Heard {
     Mark(String),
     /// Flush playback.
     Clear,
+    /// A protocol message the wire answers itself (nothing to play).
+    Control(Vec<Value>),
     /// Not a valid outbound message of the protocol.
     Invalid,
 }
@@ -411,8 +449,24 @@ pub trait CallerWire: Send + 'static {
     fn outbound_rate(&self) -> u32;
     /// The frames that open the stream (`connected`, `start`).
     fn opening(&mut self) -> Vec<Value>;
-    /// One 20 ms frame of caller audio.
-    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value;
+    /// One 20 ms frame of caller audio (JSON wires; binary ones override [`Self::media_frame`]
+    /// and leave this unused).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+    /// One 20 ms frame of caller audio as a socket frame: the JSON of [`Self::media`] unless the
+    /// protocol sends audio in binary frames.
+    fn media_frame(&mut self, pcm: &[i16], elapsed_ms: u128) -> Message {
+        Message::Text(self.media(pcm, elapsed_ms).to_string().into())
+    }
+    /// Extra headers on the upgrade request (auth, `Sec-WebSocket-Protocol`).
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Reads one binary frame from voxhook (JSON-only protocols send none).
+    fn read_binary(&mut self, _data: &[u8]) -> Heard {
+        Heard::Invalid
+    }
     /// A key press.
     fn dtmf(&mut self, key: char) -> Value;
     /// A mark echoed back (played or flushed); `None` when the provider does not
@@ -476,6 +530,22 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 seq: 0,
             })
         }
+        Wire::Jambonz {
+            rate,
+            bidirectional_rate,
+            ws_auth,
+        } => {
+            let rates = crate::telephony::jambonz::config::RATES;
+            if !rates.contains(rate) || !rates.contains(bidirectional_rate) {
+                return Err(format!("jambonz streams no L16 at {rate}/{bidirectional_rate} Hz"));
+            }
+            Box::new(JambonzWire {
+                opts: o.clone(),
+                rate: *rate,
+                bidirectional_rate: *bidirectional_rate,
+                ws_auth: ws_auth.clone(),
+            })
+        }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
             opts: o.clone(),
             codec: *codec,
@@ -531,8 +601,8 @@ async fn run<S>(
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
                 let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
                 *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
-                let media = wire.media(&frame, started.elapsed().as_millis());
-                if sink.send(send_frame(media)).await.is_err() {
+                let media = wire.media_frame(&frame, started.elapsed().as_millis());
+                if sink.send(media).await.is_err() {
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
@@ -562,15 +632,20 @@ async fn run<S>(
             },
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
-                let Message::Text(text) = msg else {
-                    if let Message::Close(frame) = msg {
+                let answers = match msg {
+                    Message::Text(text) => on_message(text.as_str(), wire.as_mut(), &mut playback, &log),
+                    Message::Binary(data) => {
+                        let heard = wire.read_binary(&data);
+                        apply(heard, wire.as_mut(), &mut playback, &log)
+                    }
+                    Message::Close(frame) => {
                         let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
                         log.lock().unwrap_or_else(|p| p.into_inner()).close_frame = frame;
                         break;
                     }
-                    continue;
+                    _ => continue,
                 };
-                for answer in on_message(text.as_str(), wire.as_mut(), &mut playback, &log) {
+                for answer in answers {
                     let _ = sink.send(send_frame(answer)).await;
                 }
             }
@@ -642,16 +717,28 @@ fn on_message(
     playback: &mut VecDeque<Queued>,
     log: &Mutex<CallerLog>,
 ) -> Vec<Value> {
-    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        l.invalid_messages += 1;
+        log.lock().unwrap_or_else(|p| p.into_inner()).invalid_messages += 1;
         return Vec::new();
     };
     if wire.wrong_stream(&v) {
-        l.wrong_stream_sid += 1;
+        log.lock().unwrap_or_else(|p| p.into_inner()).wrong_stream_sid += 1;
     }
+    let heard = wire.read(&v);
+    apply(heard, wire, playback, log)
+}
+
+/// Applies what one message from voxhook said to the playback buffer; returns the provider's
+/// answers.
+fn apply(
+    heard: Heard,
+    wire: &mut dyn CallerWire,
+    playback: &mut VecDeque<Queued>,
+    log: &Mutex<CallerLog>,
+) -> Vec<Value> {
+    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     let mut answers = Vec::new();
-    match wire.read(&v) {
+    match heard {
         Heard::Audio { pcm, odd } => {
             l.media_frames += 1;
             l.odd_frames += usize::from(odd);
@@ -670,6 +757,7 @@ fn on_message(
             l.marks_cleared.extend(flushed.iter().cloned());
             answers = wire.cleared(&flushed);
         }
+        Heard::Control(replies) => answers = replies,
         Heard::Invalid => l.invalid_messages += 1,
     }
     l.queued_samples = queued(playback);
@@ -1094,4 +1182,112 @@ fn queued(q: &VecDeque<Queued>) -> usize {
             Queued::Mark(_) => 0,
         })
         .sum()
+}
+
+/// jambonz `listen` in bidirectional streaming mode, as jambonz speaks it (see
+/// [`Wire::Jambonz`]).
+struct JambonzWire {
+    opts: CallerOptions,
+    rate: u32,
+    bidirectional_rate: u32,
+    ws_auth: Option<(String, String)>,
+}
+
+impl JambonzWire {
+    fn mark_event(name: &str, event: &str) -> Value {
+        json!({"type": "mark", "data": {"name": name, "event": event}})
+    }
+}
+
+impl CallerWire for JambonzWire {
+    fn inbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.bidirectional_rate
+    }
+
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![(
+            "sec-websocket-protocol",
+            crate::telephony::jambonz::SUBPROTOCOLS[0].to_string(),
+        )];
+        if let Some((user, password)) = &self.ws_auth {
+            let basic = B64.encode(format!("{user}:{password}"));
+            h.push(("authorization", format!("Basic {basic}")));
+        }
+        h
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut custom = self.opts.parameters.clone();
+        let from = custom.remove("from");
+        let to = custom.remove("to");
+        vec![json!({"callSid": self.opts.call_sid, "direction": "inbound", "from": from,
+            "to": to, "callId": format!("{}@10.0.0.5", &self.opts.call_sid[..8]),
+            "sipStatus": 200, "callStatus": "in-progress", "callerId": from,
+            "accountSid": "fef61e75-cec3-496c-a7bc-8368e4f1da5b",
+            "applicationSid": "0e0681b0-d49f-4fb8-b973-b5a3c6758de1",
+            "sampleRate": self.rate, "mixType": "mono", "metadata": custom})]
+    }
+
+    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "dtmf", "dtmf": key.to_string(), "duration": "1600"})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(Self::mark_event(name, "playout"))
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["type"].as_str() {
+            Some("mark") => match v["data"]["name"].as_str() {
+                Some(n) => Heard::Mark(n.to_string()),
+                None => Heard::Invalid,
+            },
+            Some("killAudio") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        // jambonz carries an odd trailing byte over to the next frame; voxhook never sends one.
+        if !data.len().is_multiple_of(2) {
+            return Heard::Invalid;
+        }
+        let pcm: Vec<i16> = data
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let odd = pcm.len() != frame_len(self.bidirectional_rate);
+        Heard::Audio { pcm, odd }
+    }
+
+    fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
+        flushed
+            .iter()
+            .map(|n| Self::mark_event(n, "cleared"))
+            .collect()
+    }
 }

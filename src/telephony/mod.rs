@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod exotel;
+pub mod jambonz;
 pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
@@ -35,6 +36,8 @@ crate::registry! {
         Plivo(plivo::config::PlivoSettings) = "plivo",
         /// Exotel Voicebot applet streams (PCM16 LE), route `/exotel`.
         Exotel(exotel::config::ExotelSettings) = "exotel",
+        /// jambonz `listen` verb streams (binary L16, subprotocol `audio.jambonz.org`), route `/jambonz`.
+        Jambonz(jambonz::config::JambonzSettings) = "jambonz",
     }
 }
 
@@ -80,6 +83,11 @@ pub trait Provider: Send + Sync {
     fn codec(&self) -> Codec;
     /// Hang-up and transfer through the provider's API, where configured.
     fn control(&self) -> Option<Arc<dyn CallControl>>;
+    /// WebSocket subprotocols the provider's client asks for, most preferred first; the
+    /// upgrade answers with the first one offered (jambonz refuses a socket without it).
+    fn subprotocols(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What the provider told us when the stream started.
@@ -237,6 +245,36 @@ pub fn log_unknown_event(provider: &str, text: &str) {
         message_prefix = %text.chars().take(80).collect::<String>(),
         "Unknown media-stream event ignored."
     );
+}
+
+/// Checks HTTP Basic auth on an upgrade (`Authorization: Basic base64(user:password)`) in
+/// constant time; a missing or wrong header is a 401, logged without its value.
+pub fn check_basic_auth(
+    headers: &HeaderMap,
+    user: &str,
+    password: &crate::config::SensitiveString,
+    provider: &str,
+) -> Result<(), Refusal> {
+    use base64::Engine as _;
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let got = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .unwrap_or("");
+    if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            provider,
+            header_present = !got.is_empty(),
+            "Basic auth missing or wrong; connection refused."
+        );
+        Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            reason: "signature",
+        })
+    }
 }
 
 /// The writer half of a connection's codec: commands in, frames out.

@@ -6,6 +6,7 @@ mod contract;
 mod exotel;
 mod faults;
 mod ingenious;
+mod jambonz;
 mod operate;
 mod plivo;
 mod server;

@@ -93,6 +93,17 @@ pub fn exotel(s: &mut Settings) -> &mut voxhook::telephony::exotel::config::Exot
         .expect("exotel is registered")
 }
 
+/// The jambonz provider's settings, to adjust in a test.
+pub fn jambonz(s: &mut Settings) -> &mut voxhook::telephony::jambonz::config::JambonzSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Jambonz(t) => Some(t),
+            _ => None,
+        })
+        .expect("jambonz is registered")
+}
+
 /// Keys `12#` reach the bot as text turn 2, in DTMF mode.
 pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
     caller.press("12#").await;
