@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod exotel;
+pub mod genesys;
 pub mod jambonz;
 pub mod plivo;
 pub mod signalwire;
@@ -38,6 +39,8 @@ crate::registry! {
         Exotel(exotel::config::ExotelSettings) = "exotel",
         /// jambonz `listen` verb streams (binary L16, subprotocol `audio.jambonz.org`), route `/jambonz`.
         Jambonz(jambonz::config::JambonzSettings) = "jambonz",
+        /// Genesys Cloud AudioHook, Audio Connector flavour (signed upgrade, PCMU), route `/genesys`.
+        Genesys(genesys::config::GenesysSettings) = "genesys",
     }
 }
 
@@ -283,6 +286,14 @@ pub trait MediaEncoder: Send + 'static {
     fn started(&mut self, start: &CallStart);
     /// Encodes a command into `out` (nothing before start).
     fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>);
+    /// A protocol reply of the decoder, on its way out: protocols that number every message
+    /// they send (Genesys `seq`) stamp it here, in send order; most pass it on as is.
+    fn reply(&mut self, frame: WireFrame, out: &mut Vec<WireFrame>) {
+        out.push(frame);
+    }
+    /// The socket is about to close (the call ended either way): the protocol's last words,
+    /// if it has any (Genesys `disconnect` when the peer did not end the session itself).
+    fn closing(&mut self, _out: &mut Vec<WireFrame>) {}
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.
