@@ -117,6 +117,22 @@ pub enum Wire {
     /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
     /// answered `playout` when played and `cleared` on `killAudio`, no stop (the socket
     /// closes).
+    /// Genesys Cloud Audio Connector (AudioHook v2): `X-API-KEY`, the `Audiohook-*` headers
+    /// and (with a client secret) the RFC 9421 signature on the upgrade; `open` offering stereo
+    /// and mono PCMU, JSON control with strict `seq`/`serverseq`, binary PCMU both ways (the
+    /// stereo customer on the left), `dtmf`, `playback_completed` when its buffer runs dry,
+    /// `barge_in` flushing it, `disconnect` answered with `close`, `close` to hang up.
+    /// `call_sid` is the conversation id, `stream_sid` the session id.
+    Genesys {
+        /// `X-API-KEY`.
+        api_key: String,
+        /// The integration's client secret (decoded); `None`: the upgrade is not signed.
+        client_secret: Option<Vec<u8>>,
+        /// `Audiohook-Organization-Id` and `open.parameters.organizationId`.
+        organization_id: String,
+        /// Offer only stereo (customer and agent).
+        stereo: bool,
+    },
     Jambonz {
         /// The verb's `sampleRate` (caller audio).
         rate: u32,
@@ -211,6 +227,29 @@ impl CallerOptions {
 }
 
 impl CallerOptions {
+    /// A Genesys Audio Connector session from `from` to `to` (mono PCMU unless `stereo`),
+    /// authenticated with `api_key` and, when `client_secret` is set, signed with it.
+    pub fn genesys(
+        url: &str,
+        from: &str,
+        to: &str,
+        api_key: &str,
+        client_secret: Option<&[u8]>,
+        stereo: bool,
+    ) -> Self {
+        Self {
+            call_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::Genesys {
+                api_key: api_key.to_string(),
+                client_secret: client_secret.map(<[u8]>::to_vec),
+                organization_id: "d7934305-0972-4844-938e-9060eef73d05".into(),
+                stereo,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
     /// A jambonz `listen` call from `from` to `to`, caller audio at `rate`, bot audio expected
     /// at `bidirectional_rate`, with a jambonz-shaped (UUID) call id.
     pub fn jambonz(url: &str, from: &str, to: &str, rate: u32, bidirectional_rate: u32) -> Self {
@@ -269,6 +308,9 @@ pub struct CallerLog {
     pub queued_samples: usize,
     /// The most audio ever queued at once (how far ahead of playback voxhook sent).
     pub max_queued_samples: usize,
+    /// Times playback ran dry after playing something (reported where the protocol does:
+    /// Genesys `playback_completed`).
+    pub drains: usize,
 }
 
 enum Command {
@@ -493,6 +535,11 @@ pub trait CallerWire: Send + 'static {
             _ => Heard::Invalid,
         }
     }
+    /// What the provider reports when its playback buffer runs dry after playing (Genesys
+    /// `playback_completed`); most report nothing.
+    fn drained(&mut self) -> Option<Value> {
+        None
+    }
     /// What the provider answers a clear with: by default it echoes the flushed marks.
     fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
         flushed.iter().filter_map(|n| self.mark(n)).collect()
@@ -530,6 +577,21 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 seq: 0,
             })
         }
+        Wire::Genesys {
+            api_key,
+            client_secret,
+            organization_id,
+            stereo,
+        } => Box::new(GenesysWire {
+            opts: o.clone(),
+            api_key: api_key.clone(),
+            client_secret: client_secret.clone(),
+            organization_id: organization_id.clone(),
+            stereo: *stereo,
+            seq: 0,
+            server_seq: 0,
+            started: Instant::now(),
+        }),
         Wire::Jambonz {
             rate,
             bidirectional_rate,
@@ -679,6 +741,7 @@ fn play(
     let mut need = frame;
     let mut echoes = Vec::new();
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+    let had = !playback.is_empty();
     while let Some(item) = playback.pop_front() {
         match item {
             Queued::Mark(name) => {
@@ -706,6 +769,12 @@ fn play(
         }
     }
     l.queued_samples = queued(playback);
+    if had && playback.is_empty() {
+        if let Some(report) = wire.drained() {
+            l.drains += 1;
+            echoes.push(report);
+        }
+    }
     echoes
 }
 
@@ -1289,5 +1358,165 @@ impl CallerWire for JambonzWire {
             .iter()
             .map(|n| Self::mark_event(n, "cleared"))
             .collect()
+    }
+}
+
+/// Genesys Audio Connector, as Genesys speaks it (see [`Wire::Genesys`]).
+struct GenesysWire {
+    opts: CallerOptions,
+    api_key: String,
+    client_secret: Option<Vec<u8>>,
+    organization_id: String,
+    stereo: bool,
+    /// Our last `seq`.
+    seq: u64,
+    /// voxhook's last `seq`.
+    server_seq: u64,
+    started: Instant,
+}
+
+impl GenesysWire {
+    fn message(&mut self, kind: &str, parameters: Value) -> Value {
+        self.seq += 1;
+        let ms = self.started.elapsed().as_millis();
+        json!({"version": "2", "id": self.opts.stream_sid, "type": kind, "seq": self.seq,
+            "serverseq": self.server_seq, "position": format!("PT{}.{:03}S", ms / 1000, ms % 1000),
+            "parameters": parameters})
+    }
+}
+
+impl CallerWire for GenesysWire {
+    fn inbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        let correlation = uuid::Uuid::new_v4().hyphenated().to_string();
+        let mut h = vec![
+            ("x-api-key", self.api_key.clone()),
+            ("audiohook-organization-id", self.organization_id.clone()),
+            ("audiohook-session-id", self.opts.stream_sid.clone()),
+            ("audiohook-correlation-id", correlation.clone()),
+        ];
+        if let Some(secret) = &self.client_secret {
+            // `@authority` is the Host header tungstenite sends; `@request-target` the path.
+            let rest = self.opts.url.split_once("://").map_or("", |(_, r)| r);
+            let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let target = if target.is_empty() { "/" } else { target };
+            let nonce = B64.encode(uuid::Uuid::new_v4().as_bytes());
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let values = [
+                target,
+                authority,
+                &self.organization_id,
+                &self.opts.stream_sid,
+                &correlation,
+                &self.api_key,
+            ];
+            let (input, signature) = crate::telephony::genesys::signature::sign(
+                secret,
+                values,
+                &self.api_key,
+                &nonce,
+                created,
+            );
+            h.push(("signature-input", input));
+            h.push(("signature", signature));
+        }
+        h
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut custom = self.opts.parameters.clone();
+        let from = custom.remove("from").unwrap_or_default();
+        let to = custom.remove("to").unwrap_or_default();
+        let stereo = json!({"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000});
+        let mono = json!({"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000});
+        let media = if self.stereo { json!([stereo]) } else { json!([stereo, mono]) };
+        let open = json!({"organizationId": self.organization_id,
+            "conversationId": self.opts.call_sid,
+            "participant": {"id": uuid::Uuid::new_v4().hyphenated().to_string(),
+                "ani": format!("tel:{from}"), "aniName": "Simulated Caller", "dnis": format!("tel:{to}")},
+            "media": media, "language": "en-US", "inputVariables": custom});
+        vec![self.message("open", open)]
+    }
+
+    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        Codec::Mulaw.encode_into(pcm, &mut bytes);
+        if self.stereo {
+            // Customer left, a silent agent right.
+            let mut silence = Vec::with_capacity(1);
+            Codec::Mulaw.encode_into(&[0], &mut silence);
+            bytes = bytes.iter().flat_map(|b| [*b, silence[0]]).collect();
+        }
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        self.message("dtmf", json!({"digit": key.to_string()}))
+    }
+
+    fn mark(&mut self, _name: &str) -> Option<Value> {
+        // AudioHook carries no marks: voxhook reads playback from `playback_completed`.
+        None
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        Some(self.message("close", json!({"reason": "end"})))
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        v["id"].as_str() != Some(self.opts.stream_sid.as_str())
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        // voxhook numbers its messages 1, 2, … and acknowledges no more than we sent.
+        let seq = v["seq"].as_u64();
+        let clientseq = v["clientseq"].as_u64();
+        if v["version"] != "2" || seq != Some(self.server_seq + 1) || clientseq.is_none_or(|c| c > self.seq) {
+            return Heard::Invalid;
+        }
+        self.server_seq += 1;
+        match v["type"].as_str() {
+            Some("opened") if v["parameters"]["media"][0]["format"] == "PCMU" => Heard::Control(Vec::new()),
+            Some("pong" | "updated" | "closed") => Heard::Control(Vec::new()),
+            Some("event") if v["parameters"]["entities"][0]["type"] == "barge_in" => Heard::Clear,
+            Some("disconnect") => Heard::Control(vec![self.message("close", json!({"reason": "end"}))]),
+            _ => Heard::Invalid,
+        }
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if data.is_empty() || data.len() > crate::telephony::genesys::config::MAX_BINARY_MESSAGE_BYTES {
+            return Heard::Invalid;
+        }
+        let mut pcm = Vec::with_capacity(data.len());
+        Codec::Mulaw.decode_into(data, &mut pcm);
+        // Packets of whole 20 ms frames.
+        let odd = !data.len().is_multiple_of(FRAME);
+        Heard::Audio { pcm, odd }
+    }
+
+    fn drained(&mut self) -> Option<Value> {
+        Some(self.message("playback_completed", json!({})))
+    }
+
+    fn cleared(&mut self, _flushed: &[String]) -> Vec<Value> {
+        // barge_in stops playback: what was queued is gone, and Genesys says so.
+        vec![self.message("playback_completed", json!({}))]
     }
 }

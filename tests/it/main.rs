@@ -5,6 +5,7 @@ mod call_flow;
 mod contract;
 mod exotel;
 mod faults;
+mod genesys;
 mod ingenious;
 mod jambonz;
 mod operate;

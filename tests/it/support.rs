@@ -104,6 +104,17 @@ pub fn jambonz(s: &mut Settings) -> &mut voxhook::telephony::jambonz::config::Ja
         .expect("jambonz is registered")
 }
 
+/// The Genesys provider's settings, to adjust in a test.
+pub fn genesys(s: &mut Settings) -> &mut voxhook::telephony::genesys::config::GenesysSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Genesys(t) => Some(t),
+            _ => None,
+        })
+        .expect("genesys is registered")
+}
+
 /// Keys `12#` reach the bot as text turn 2, in DTMF mode.
 pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
     caller.press("12#").await;
