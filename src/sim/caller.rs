@@ -599,7 +599,9 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
         } => {
             let rates = crate::telephony::jambonz::config::RATES;
             if !rates.contains(rate) || !rates.contains(bidirectional_rate) {
-                return Err(format!("jambonz streams no L16 at {rate}/{bidirectional_rate} Hz"));
+                return Err(format!(
+                    "jambonz streams no L16 at {rate}/{bidirectional_rate} Hz"
+                ));
             }
             Box::new(JambonzWire {
                 opts: o.clone(),
@@ -787,11 +789,15 @@ fn on_message(
     log: &Mutex<CallerLog>,
 ) -> Vec<Value> {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        log.lock().unwrap_or_else(|p| p.into_inner()).invalid_messages += 1;
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .invalid_messages += 1;
         return Vec::new();
     };
     if wire.wrong_stream(&v) {
-        log.lock().unwrap_or_else(|p| p.into_inner()).wrong_stream_sid += 1;
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wrong_stream_sid += 1;
     }
     let heard = wire.read(&v);
     apply(heard, wire, playback, log)
@@ -1296,12 +1302,14 @@ impl CallerWire for JambonzWire {
         let mut custom = self.opts.parameters.clone();
         let from = custom.remove("from");
         let to = custom.remove("to");
-        vec![json!({"callSid": self.opts.call_sid, "direction": "inbound", "from": from,
+        vec![
+            json!({"callSid": self.opts.call_sid, "direction": "inbound", "from": from,
             "to": to, "callId": format!("{}@10.0.0.5", &self.opts.call_sid[..8]),
             "sipStatus": 200, "callStatus": "in-progress", "callerId": from,
             "accountSid": "fef61e75-cec3-496c-a7bc-8368e4f1da5b",
             "applicationSid": "0e0681b0-d49f-4fb8-b973-b5a3c6758de1",
-            "sampleRate": self.rate, "mixType": "mono", "metadata": custom})]
+            "sampleRate": self.rate, "mixType": "mono", "metadata": custom}),
+        ]
     }
 
     fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
@@ -1440,8 +1448,13 @@ impl CallerWire for GenesysWire {
         let from = custom.remove("from").unwrap_or_default();
         let to = custom.remove("to").unwrap_or_default();
         let stereo = json!({"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000});
-        let mono = json!({"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000});
-        let media = if self.stereo { json!([stereo]) } else { json!([stereo, mono]) };
+        let mono =
+            json!({"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000});
+        let media = if self.stereo {
+            json!([stereo])
+        } else {
+            json!([stereo, mono])
+        };
         let open = json!({"organizationId": self.organization_id,
             "conversationId": self.opts.call_sid,
             "participant": {"id": uuid::Uuid::new_v4().hyphenated().to_string(),
@@ -1487,21 +1500,30 @@ impl CallerWire for GenesysWire {
         // voxhook numbers its messages 1, 2, … and acknowledges no more than we sent.
         let seq = v["seq"].as_u64();
         let clientseq = v["clientseq"].as_u64();
-        if v["version"] != "2" || seq != Some(self.server_seq + 1) || clientseq.is_none_or(|c| c > self.seq) {
+        if v["version"] != "2"
+            || seq != Some(self.server_seq + 1)
+            || clientseq.is_none_or(|c| c > self.seq)
+        {
             return Heard::Invalid;
         }
         self.server_seq += 1;
         match v["type"].as_str() {
-            Some("opened") if v["parameters"]["media"][0]["format"] == "PCMU" => Heard::Control(Vec::new()),
+            Some("opened") if v["parameters"]["media"][0]["format"] == "PCMU" => {
+                Heard::Control(Vec::new())
+            }
             Some("pong" | "updated" | "closed") => Heard::Control(Vec::new()),
             Some("event") if v["parameters"]["entities"][0]["type"] == "barge_in" => Heard::Clear,
-            Some("disconnect") => Heard::Control(vec![self.message("close", json!({"reason": "end"}))]),
+            Some("disconnect") => {
+                Heard::Control(vec![self.message("close", json!({"reason": "end"}))])
+            }
             _ => Heard::Invalid,
         }
     }
 
     fn read_binary(&mut self, data: &[u8]) -> Heard {
-        if data.is_empty() || data.len() > crate::telephony::genesys::config::MAX_BINARY_MESSAGE_BYTES {
+        if data.is_empty()
+            || data.len() > crate::telephony::genesys::config::MAX_BINARY_MESSAGE_BYTES
+        {
             return Heard::Invalid;
         }
         let mut pcm = Vec::with_capacity(data.len());

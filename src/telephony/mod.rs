@@ -259,7 +259,8 @@ pub fn check_basic_auth(
     provider: &str,
 ) -> Result<(), Refusal> {
     use base64::Engine as _;
-    let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let want =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
     let got = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -28,7 +28,14 @@ fn enable(s: &mut voxhook::config::Settings) {
 }
 
 fn session(h: &Harness, from: &str, secret: Option<&[u8]>, stereo: bool) -> CallerOptions {
-    CallerOptions::genesys(&h.route_url("/genesys"), from, "+13175550001", KEY, secret, stereo)
+    CallerOptions::genesys(
+        &h.route_url("/genesys"),
+        from,
+        "+13175550001",
+        KEY,
+        secret,
+        stereo,
+    )
 }
 
 /// Connects and waits until the greeting played out (Genesys reported its buffer empty).
@@ -53,7 +60,11 @@ async fn a_genesys_session_talks_to_the_bot_end_to_end() {
         .say(speech("I would like to check my account balance.").await)
         .await;
     let turns = h.wait_received(1, |r| r.kind == "text").await;
-    assert!(turns[0].val.to_lowercase().contains("balance"), "{:?}", turns[0].val);
+    assert!(
+        turns[0].val.to_lowercase().contains("balance"),
+        "{:?}",
+        turns[0].val
+    );
     caller
         .wait_bot_quiet(Duration::from_millis(800), WAIT)
         .await
@@ -74,7 +85,11 @@ async fn a_genesys_session_talks_to_the_bot_end_to_end() {
         .await
         .expect("barge-in sends the barge_in event");
     let turns = h.wait_received(3, |r| r.kind == "text").await;
-    assert!(turns[2].val.to_lowercase().contains("agent"), "{:?}", turns[2].val);
+    assert!(
+        turns[2].val.to_lowercase().contains("agent"),
+        "{:?}",
+        turns[2].val
+    );
     caller
         .wait_bot_quiet(Duration::from_millis(500), WAIT)
         .await
@@ -88,7 +103,10 @@ async fn a_genesys_session_talks_to_the_bot_end_to_end() {
         .await
         .expect("session ended by voxhook");
     assert!(log.drains > drains, "the goodbye played out before the end");
-    assert_eq!((log.invalid_messages, log.wrong_stream_sid, log.odd_frames), (0, 0, 0));
+    assert_eq!(
+        (log.invalid_messages, log.wrong_stream_sid, log.odd_frames),
+        (0, 0, 0)
+    );
     h.assert_closed_once(user).await;
 
     // Genesys ends the session: close → closed, one closure.
@@ -112,7 +130,8 @@ async fn a_stereo_offer_streams_the_customer_channel() {
     // Bot audio in 200 ms packets (5 a second, Genesys's limit), the last one shorter.
     assert!(log.media_frames >= 2, "{} packets", log.media_frames);
     assert!(
-        log.heard.len() > (log.media_frames - 1) * 1_600 && log.heard.len() <= log.media_frames * 1_600,
+        log.heard.len() > (log.media_frames - 1) * 1_600
+            && log.heard.len() <= log.media_frames * 1_600,
         "{} samples in {} packets",
         log.heard.len(),
         log.media_frames
@@ -133,15 +152,26 @@ async fn the_upgrade_needs_the_api_key_and_a_good_signature() {
         let err = SimCaller::connect(opts).await.err().expect(what);
         assert!(err.contains("401"), "{what}: {err}");
     };
-    refused(session(&h, "+13175550121", None, false), "missing signature").await;
-    refused(session(&h, "+13175550122", Some(b"wrong secret"), false), "bad signature").await;
+    refused(
+        session(&h, "+13175550121", None, false),
+        "missing signature",
+    )
+    .await;
+    refused(
+        session(&h, "+13175550122", Some(b"wrong secret"), false),
+        "bad signature",
+    )
+    .await;
     let mut wrong_key = session(&h, "+13175550123", Some(SECRET), false);
     if let voxhook::sim::caller::Wire::Genesys { api_key, .. } = &mut wrong_key.wire {
         *api_key = "another-key".into();
     }
     refused(wrong_key, "wrong API key").await;
     let mut other_org = session(&h, "+13175550124", Some(SECRET), false);
-    if let voxhook::sim::caller::Wire::Genesys { organization_id, .. } = &mut other_org.wire {
+    if let voxhook::sim::caller::Wire::Genesys {
+        organization_id, ..
+    } = &mut other_org.wire
+    {
         *organization_id = "00000000-1111-2222-3333-444444444444".into();
     }
     refused(other_org, "other organization").await;

@@ -87,7 +87,10 @@ async fn ws_auth_and_a_bad_metadata_frame_are_refused() {
     let h = Harness::start_with(|s| {
         let j = jambonz(s);
         j.enabled = true;
-        j.ws_auth = Some(("jambonz".into(), voxhook::config::SensitiveString::new("pw")));
+        j.ws_auth = Some((
+            "jambonz".into(),
+            voxhook::config::SensitiveString::new("pw"),
+        ));
         fake_engines(s);
     })
     .await;

@@ -130,7 +130,9 @@ impl Component for GenesysSettings {
         );
         // 20 ms steps, and one message never over Genesys's 64000 bytes (8 bytes per ms).
         errs.check(
-            c.packet_ms >= 20 && c.packet_ms % 20 == 0 && c.packet_ms as usize * 8 <= MAX_BINARY_MESSAGE_BYTES,
+            c.packet_ms >= 20
+                && c.packet_ms.is_multiple_of(20)
+                && c.packet_ms as usize * 8 <= MAX_BINARY_MESSAGE_BYTES,
             &ctx.key("packet_ms"),
             "must be a multiple of 20 from 20 to 8000",
         );
@@ -197,11 +199,18 @@ mod tests {
     fn defaults_follow_genesys_limits_and_problems_carry_their_keys() {
         let s = parse("").unwrap();
         assert!(!s.enabled && s.client_secret.0.is_empty() && s.organization_id.is_none());
-        assert_eq!((s.packet_bytes, s.max_messages_per_sec, s.max_message_burst), (1_600, 5, 25));
-        let s = parse("enabled = true\napi_key = \"key-secret\"\nclient_secret = \"c2VjcmV0\"").unwrap();
+        assert_eq!(
+            (s.packet_bytes, s.max_messages_per_sec, s.max_message_burst),
+            (1_600, 5, 25)
+        );
+        let s = parse("enabled = true\napi_key = \"key-secret\"\nclient_secret = \"c2VjcmV0\"")
+            .unwrap();
         assert_eq!(s.client_secret.0, b"secret");
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("key-secret") && !dbg.contains("c2VjcmV0"), "{dbg}");
+        assert!(
+            !dbg.contains("key-secret") && !dbg.contains("c2VjcmV0"),
+            "{dbg}"
+        );
         let errs = parse(
             "enabled = true\nroute = \"x\"\nclient_secret = \"%%%\"\nmax_signature_age_secs = 0\npacket_ms = 30\nmax_messages_per_sec = 0\nmax_message_burst = 0\nmax_message_bytes = 1",
         )

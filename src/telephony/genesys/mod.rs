@@ -311,7 +311,9 @@ impl MediaDecoder for GenesysDecoder {
         let id = msg.id.as_ref();
         match &self.session {
             Some(s) if s != id => {
-                return Err(ProtocolError::Malformed("message for another session".into()))
+                return Err(ProtocolError::Malformed(
+                    "message for another session".into(),
+                ))
             }
             None if msg.kind != "open" => {
                 return Err(ProtocolError::Malformed(format!(

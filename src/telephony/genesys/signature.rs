@@ -114,7 +114,10 @@ impl SignatureInput {
     }
 
     /// The signature base over `value_of(component)` (RFC 9421 §2.5).
-    pub fn base(&self, value_of: impl Fn(&str) -> Option<String>) -> Result<String, SignatureError> {
+    pub fn base(
+        &self,
+        value_of: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, SignatureError> {
         let mut base = String::new();
         for c in &self.components {
             let value = value_of(c).ok_or_else(|| SignatureError::Component(c.clone()))?;
@@ -180,10 +183,15 @@ impl<'a> Reader<'a> {
             Some(b'a'..=b'z' | b'*') => self.i += 1,
             _ => return None,
         }
-        while matches!(self.peek(), Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')) {
+        while matches!(
+            self.peek(),
+            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
+        ) {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok().map(str::to_string)
+        std::str::from_utf8(&self.s[start..self.i])
+            .ok()
+            .map(str::to_string)
     }
 
     fn string(&mut self) -> Option<String> {
@@ -326,9 +334,14 @@ pub fn verify(
     let (input, signature) = match (input, signature) {
         (None, None) => return Err(SignatureError::Unsigned),
         (Some(i), Some(s)) => (i, s),
-        _ => return Err(SignatureError::Malformed("signature headers (one without the other)")),
+        _ => {
+            return Err(SignatureError::Malformed(
+                "signature headers (one without the other)",
+            ))
+        }
     };
-    let input = parse_signature_input(&input).ok_or(SignatureError::Malformed("Signature-Input"))?;
+    let input =
+        parse_signature_input(&input).ok_or(SignatureError::Malformed("Signature-Input"))?;
     let signature =
         parse_signature(&signature, &input.label).ok_or(SignatureError::Malformed("Signature"))?;
     for required in REQUIRED_COMPONENTS {
@@ -336,7 +349,10 @@ pub fn verify(
             return Err(SignatureError::Component(required.into()));
         }
     }
-    if input.str_param("nonce").is_none_or(|n| n.len() < MIN_NONCE_LEN) {
+    if input
+        .str_param("nonce")
+        .is_none_or(|n| n.len() < MIN_NONCE_LEN)
+    {
         return Err(SignatureError::Parameter("nonce"));
     }
     if !crate::bot::constant_time_eq(
@@ -348,7 +364,9 @@ pub fn verify(
     if input.str_param("alg").is_some_and(|a| a != "hmac-sha256") {
         return Err(SignatureError::Parameter("alg"));
     }
-    let created = input.int_param("created").ok_or(SignatureError::Parameter("created"))?;
+    let created = input
+        .int_param("created")
+        .ok_or(SignatureError::Parameter("created"))?;
     if created > now + MAX_CLOCK_SKEW_SECS || created + max_age_secs + MAX_CLOCK_SKEW_SECS < now {
         return Err(SignatureError::Expired);
     }
@@ -421,7 +439,13 @@ mod tests {
             );
         }
         let secret = B64.decode(f["client_secret"].as_str().unwrap()).unwrap();
-        (h, "/api/v1/voicebiometrics/ws", "SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh", secret, 1_641_013_200)
+        (
+            h,
+            "/api/v1/voicebiometrics/ws",
+            "SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh",
+            secret,
+            1_641_013_200,
+        )
     }
 
     #[test]
@@ -450,7 +474,10 @@ mod tests {
             Err(SignatureError::Parameter("keyid"))
         );
         let mut tampered = h.clone();
-        tampered.insert("audiohook-session-id", "00000000-0000-0000-0000-000000000000".parse().unwrap());
+        tampered.insert(
+            "audiohook-session-id",
+            "00000000-0000-0000-0000-000000000000".parse().unwrap(),
+        );
         assert_eq!(
             verify(&tampered, target, key, &secret, 10, created),
             Err(SignatureError::Mismatch)
@@ -463,14 +490,28 @@ mod tests {
         let mut none = h.clone();
         none.remove("signature");
         none.remove("signature-input");
-        assert_eq!(verify(&none, target, key, &secret, 10, created), Err(SignatureError::Unsigned));
+        assert_eq!(
+            verify(&none, target, key, &secret, 10, created),
+            Err(SignatureError::Unsigned)
+        );
         let mut half = h.clone();
         half.remove("signature");
-        assert!(matches!(verify(&half, target, key, &secret, 10, created), Err(SignatureError::Malformed(_))));
-        for bad in ["sig1=(\"@authority\"", "sig1=(@authority)", "SIG=(\"a\")", "sig1=(\"a\");created=x"] {
+        assert!(matches!(
+            verify(&half, target, key, &secret, 10, created),
+            Err(SignatureError::Malformed(_))
+        ));
+        for bad in [
+            "sig1=(\"@authority\"",
+            "sig1=(@authority)",
+            "SIG=(\"a\")",
+            "sig1=(\"a\");created=x",
+        ] {
             let mut m = h.clone();
             m.insert("signature-input", bad.parse().unwrap());
-            assert!(verify(&m, target, key, &secret, 10, created).is_err(), "{bad}");
+            assert!(
+                verify(&m, target, key, &secret, 10, created).is_err(),
+                "{bad}"
+            );
         }
         // A signature that leaves out a required component is refused even if it matches.
         let mut partial = h.clone();
@@ -488,15 +529,34 @@ mod tests {
 
     #[test]
     fn what_sign_makes_verifies() {
-        let values = ["/genesys?x=1", "voxhook.example.com", "org", "sess", "corr", "KEY"];
-        let (input, sig) = sign(b"secret", values, "KEY", "bm9uY2Vub25jZW5vbmNlbm9uY2U", 1_000);
+        let values = [
+            "/genesys?x=1",
+            "voxhook.example.com",
+            "org",
+            "sess",
+            "corr",
+            "KEY",
+        ];
+        let (input, sig) = sign(
+            b"secret",
+            values,
+            "KEY",
+            "bm9uY2Vub25jZW5vbmNlbm9uY2U",
+            1_000,
+        );
         let mut h = HeaderMap::new();
         for (name, v) in REQUIRED_COMPONENTS[1..].iter().zip(&values[1..]) {
             let name = if *name == "@authority" { "host" } else { name };
-            h.insert(axum::http::HeaderName::from_static(name), v.parse().unwrap());
+            h.insert(
+                axum::http::HeaderName::from_static(name),
+                v.parse().unwrap(),
+            );
         }
         h.insert("signature-input", input.parse().unwrap());
         h.insert("signature", sig.parse().unwrap());
-        assert_eq!(verify(&h, "/genesys?x=1", "KEY", b"secret", 10, 1_002), Ok(()));
+        assert_eq!(
+            verify(&h, "/genesys?x=1", "KEY", b"secret", 10, 1_002),
+            Ok(())
+        );
     }
 }

@@ -22,7 +22,12 @@ struct Proto(Codec);
 
 impl Proto {
     fn new() -> Self {
-        Proto(Genesys { settings: settings() }.codec())
+        Proto(
+            Genesys {
+                settings: settings(),
+            }
+            .codec(),
+        )
     }
 
     /// Decodes `t`; returns the events and the replies as the writer sends them.
@@ -67,7 +72,11 @@ fn json(t: &str) -> Value {
 fn a_session_runs_open_to_closed_with_strict_sequence_numbers() {
     let mut p = Proto::new();
     let (evs, out) = p.text(fixture!("open.json")).unwrap();
-    assert_eq!(out, [json(fixture!("opened.json"))], "mono chosen over stereo");
+    assert_eq!(
+        out,
+        [json(fixture!("opened.json"))],
+        "mono chosen over stereo"
+    );
     let [InboundEvent::Start(s)] = evs.as_slice() else {
         panic!("{evs:?}")
     };
@@ -176,20 +185,32 @@ fn sequence_and_session_violations_end_the_call() {
 #[test]
 fn media_is_pcmu_mono_or_the_customer_side_of_stereo() {
     let mut open = json(fixture!("open.json"));
-    open["parameters"]["media"] = json!([{"type":"audio","format":"PCMU","channels":["external","internal"],"rate":8000}]);
+    open["parameters"]["media"] =
+        json!([{"type":"audio","format":"PCMU","channels":["external","internal"],"rate":8000}]);
     let mut p = Proto::new();
     let (_, out) = p.text(&open.to_string()).unwrap();
-    assert_eq!(out[0]["parameters"]["media"][0]["channels"], json!(["external", "internal"]));
+    assert_eq!(
+        out[0]["parameters"]["media"][0]["channels"],
+        json!(["external", "internal"])
+    );
     // μ-law 0xff is 0; 0x80 is the loudest positive sample: only the left (customer) counts.
-    let ev = p.0.decoder.decode_binary(&[0x80, 0xff, 0x80, 0xff], &mut Vec::new()).unwrap();
+    let ev =
+        p.0.decoder
+            .decode_binary(&[0x80, 0xff, 0x80, 0xff], &mut Vec::new())
+            .unwrap();
     let Some(InboundEvent::Audio(pcm)) = ev else {
         panic!("{ev:?}")
     };
     assert_eq!(pcm.len(), 2);
     assert!(pcm.iter().all(|s| *s > 30_000));
-    assert!(p.0.decoder.decode_binary(&[0x80; 3], &mut Vec::new()).is_err());
+    assert!(p
+        .0
+        .decoder
+        .decode_binary(&[0x80; 3], &mut Vec::new())
+        .is_err());
 
-    open["parameters"]["media"] = json!([{"type":"audio","format":"L16","channels":["external"],"rate":8000}]);
+    open["parameters"]["media"] =
+        json!([{"type":"audio","format":"L16","channels":["external"],"rate":8000}]);
     assert!(matches!(
         Proto::new().text(&open.to_string()),
         Err(ProtocolError::UnsupportedFormat(_))
@@ -209,7 +230,10 @@ fn a_connection_probe_is_opened_without_a_call() {
     close["serverseq"] = json!(1);
     let (evs, out) = p.text(&close.to_string()).unwrap();
     assert_eq!(evs, [InboundEvent::Stop]);
-    assert_eq!((out[0]["type"].as_str(), out[0]["seq"].as_u64()), (Some("closed"), Some(2)));
+    assert_eq!(
+        (out[0]["type"].as_str(), out[0]["seq"].as_u64()),
+        (Some("closed"), Some(2))
+    );
 }
 
 #[test]
@@ -250,11 +274,21 @@ fn api_key_and_signature_are_checked_before_the_upgrade() {
     ] {
         h.insert(k, v.parse().unwrap());
     }
-    let values = ["/genesys", "voxhook.example.com", "org", "sess", "corr", "KEY"];
+    let values = [
+        "/genesys",
+        "voxhook.example.com",
+        "org",
+        "sess",
+        "corr",
+        "KEY",
+    ];
     let nonce = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
     let (input, sig) = signature::sign(b"secret", values, "KEY", &nonce, unix_now());
     h.insert("signature-input", input.parse().unwrap());
     h.insert("signature", sig.parse().unwrap());
     assert_eq!(g.authenticate(&h, "/genesys"), Ok(()));
-    assert!(g.authenticate(&h, "/genesys/other").is_err(), "other target");
+    assert!(
+        g.authenticate(&h, "/genesys/other").is_err(),
+        "other target"
+    );
 }

@@ -141,7 +141,10 @@ mod tests {
     fn defaults_follow_the_inbound_rate_and_problems_carry_their_keys() {
         let s = parse("").unwrap();
         assert!(!s.enabled && s.ws_auth.is_none());
-        assert_eq!((s.route.as_str(), s.bidirectional_sample_rate), ("/jambonz", None));
+        assert_eq!(
+            (s.route.as_str(), s.bidirectional_sample_rate),
+            ("/jambonz", None)
+        );
         let s = parse("bidirectional_sample_rate = 16000\nws_auth_username = \"u\"\nws_auth_password = \"pw-secret\"")
             .unwrap();
         assert_eq!(s.bidirectional_sample_rate, Some(16_000));

@@ -108,17 +108,17 @@ fn dtmf_and_marks_either_way_are_events() {
         [InboundEvent::Dtmf('2')]
     );
     for f in [fixture!("mark_playout.json"), fixture!("mark_cleared.json")] {
-        assert_eq!(
-            p.text(f).unwrap(),
-            [InboundEvent::Mark("my-mark-1".into())]
-        );
+        assert_eq!(p.text(f).unwrap(), [InboundEvent::Mark("my-mark-1".into())]);
     }
     assert!(p.text(r#"{"type":"playDone"}"#).unwrap().is_empty());
     assert!(matches!(
         p.text(r#"{"event":"dtmf","dtmf":"22"}"#),
         Err(ProtocolError::Malformed(_))
     ));
-    assert!(matches!(p.text("not json"), Err(ProtocolError::Malformed(_))));
+    assert!(matches!(
+        p.text("not json"),
+        Err(ProtocolError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -181,6 +181,8 @@ fn ws_auth_is_basic_auth_on_the_upgrade() {
     let good = base64::engine::general_purpose::STANDARD.encode("user:pass");
     h.insert("authorization", format!("Basic {good}").parse().unwrap());
     assert!(p.authenticate(&h, "/jambonz").is_ok());
-    assert!(provider(None, None).authenticate(&HeaderMap::new(), "/").is_ok());
+    assert!(provider(None, None)
+        .authenticate(&HeaderMap::new(), "/")
+        .is_ok());
     assert_eq!(p.subprotocols()[0], "audio.jambonz.org");
 }
