@@ -250,6 +250,18 @@ pub fn log_unknown_event(provider: &str, text: &str) {
     );
 }
 
+/// Custom parameters from a JSON object: strings as they are, other values as their JSON text.
+pub fn custom_parameters(
+    map: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
+}
+
 /// Checks HTTP Basic auth on an upgrade (`Authorization: Basic base64(user:password)`) in
 /// constant time; a missing or wrong header is a 401, logged without its value.
 pub fn check_basic_auth(

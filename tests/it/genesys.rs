@@ -12,7 +12,7 @@ use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::telephony::genesys::config::SensitiveBytes;
 
 use crate::support::{
-    assert_greeted, bot_says_goodbye_and_hangs_up, fake_engines,
+    assert_greeted, barge_in_when, bot_says_goodbye_and_hangs_up, fake_engines,
     fake_tone_heard_and_speech_reaches_the_bot, genesys, keys_are_a_turn, speech, Harness, WAIT,
 };
 
@@ -73,27 +73,7 @@ async fn a_genesys_session_talks_to_the_bot_end_to_end() {
     keys_are_a_turn(&h, &caller).await;
 
     // Barge-in: while the answer to the keys plays, the caller talks; voxhook sends barge_in.
-    caller
-        .wait_for(WAIT, |l| l.queued_samples > 0)
-        .await
-        .expect("the answer starts playing");
-    caller
-        .say(speech("Actually, I want to speak to an agent.").await)
-        .await;
-    caller
-        .wait_for(WAIT, |l| l.clears >= 1)
-        .await
-        .expect("barge-in sends the barge_in event");
-    let turns = h.wait_received(3, |r| r.kind == "text").await;
-    assert!(
-        turns[2].val.to_lowercase().contains("agent"),
-        "{:?}",
-        turns[2].val
-    );
-    caller
-        .wait_bot_quiet(Duration::from_millis(500), WAIT)
-        .await
-        .ok();
+    barge_in_when(&h, &caller, 3, |_| true).await;
 
     // The bot hangs up: the goodbye plays out, then voxhook sends disconnect and closes.
     let drains = caller.log().drains;

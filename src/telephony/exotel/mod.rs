@@ -11,7 +11,7 @@
 pub mod config;
 mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -125,14 +125,7 @@ impl ExotelDecoder {
             .or(start.stream_sid)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ProtocolError::Malformed("start without stream_sid".into()))?;
-        let custom: BTreeMap<String, String> = start
-            .custom_parameters
-            .into_iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => (k, s),
-                other => (k, other.to_string()),
-            })
-            .collect();
+        let custom = super::custom_parameters(start.custom_parameters);
         let nonempty = |n: Option<String>| n.filter(|n| !n.is_empty());
         tracing::info!(rate, "Exotel stream started.");
         self.pending

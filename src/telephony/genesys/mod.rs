@@ -16,7 +16,7 @@ pub mod config;
 pub mod signature;
 mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -233,14 +233,7 @@ impl GenesysDecoder {
             self.early.clear();
             return Ok(());
         }
-        let mut custom: BTreeMap<String, String> = p
-            .input_variables
-            .into_iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => (k, s),
-                other => (k, other.to_string()),
-            })
-            .collect();
+        let mut custom = super::custom_parameters(p.input_variables);
         if let Some(lang) = p.language {
             custom.entry("language".into()).or_insert(lang);
         }

@@ -12,7 +12,7 @@
 pub mod config;
 mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
@@ -124,14 +124,7 @@ impl JambonzDecoder {
         if m.call_sid.is_empty() {
             return Err(ProtocolError::Malformed("metadata without callSid".into()));
         }
-        let custom: BTreeMap<String, String> = m
-            .metadata
-            .into_iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => (k, s),
-                other => (k, other.to_string()),
-            })
-            .collect();
+        let custom = super::custom_parameters(m.metadata);
         let nonempty = |n: Option<String>| n.filter(|n| !n.is_empty());
         let outbound_rate = self.outbound_rate.unwrap_or(rate);
         tracing::info!(
