@@ -304,9 +304,10 @@ pub trait MediaEncoder: Send + 'static {
     fn reply(&mut self, frame: WireFrame, out: &mut Vec<WireFrame>) {
         out.push(frame);
     }
-    /// The socket is about to close (the call ended either way): the protocol's last words,
-    /// if it has any (Genesys `disconnect` when the peer did not end the session itself).
-    fn closing(&mut self, _out: &mut Vec<WireFrame>) {}
+    /// The socket is about to close (the call ended either way; `fault`: because of a
+    /// protocol violation): the protocol's last words, if it has any (Genesys `disconnect`
+    /// when the peer did not end the session itself).
+    fn closing(&mut self, _fault: bool, _out: &mut Vec<WireFrame>) {}
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.

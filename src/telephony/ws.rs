@@ -229,7 +229,7 @@ pub fn spawn(
                     ToWriter::Reply(frame) => encoder.reply(frame, &mut frames),
                 }
             }
-            encoder.closing(&mut frames);
+            encoder.closing(fault.get().is_some(), &mut frames);
             for frame in frames.drain(..) {
                 if sink.send(to_message(frame)).await.is_err() {
                     return;

@@ -160,5 +160,23 @@ async fn the_upgrade_needs_the_api_key_and_a_good_signature() {
     let caller = dial(session(&h, user, Some(SECRET), false)).await;
     caller.hang_up().await;
     h.assert_closed_once(user).await;
+
+    // A message out of sequence (a replay of seq 1) ends only that call: disconnect, close
+    // code 1002, its bot session closed once.
+    let user = "+13175550126";
+    let caller = dial(session(&h, user, Some(SECRET), false)).await;
+    let replay = serde_json::json!({"version": "2", "id": caller.options.stream_sid, "type": "ping",
+        "seq": 1, "serverseq": 0, "position": "PT1S", "parameters": {}});
+    caller
+        .send_raw(tokio_tungstenite::tungstenite::Message::Text(
+            replay.to_string().into(),
+        ))
+        .await;
+    let log = caller
+        .wait_for(WAIT, |l| l.closed)
+        .await
+        .expect("closed by voxhook");
+    assert_eq!(log.close_frame.map(|f| f.0), Some(1002));
+    h.assert_closed_once(user).await;
     h.finish().await;
 }

@@ -8,7 +8,8 @@
 //! `paused`, `resumed`, `discarded` and `error` are logged; `dtmf` is a key. voxhook sends
 //! PCMU back in packets of `packet_ms` under Genesys's binary message rate limit, barge-in is
 //! the `barge_in` event, and a mark is reached when Genesys reports `playback_completed` after
-//! the audio before it. A bot hang-up sends `disconnect`. A connection probe (the all-zero
+//! the audio before it. A bot hang-up sends `disconnect` (`completed`; `error` after a
+//! protocol violation). A connection probe (the all-zero
 //! conversation id Genesys uses when an integration is activated) is opened and closed
 //! without a call.
 
@@ -523,12 +524,17 @@ impl MediaEncoder for GenesysEncoder {
         out.push(self.stamp(msg));
     }
 
-    fn closing(&mut self, out: &mut Vec<WireFrame>) {
+    fn closing(&mut self, fault: bool, out: &mut Vec<WireFrame>) {
         if self.closed {
             return;
         }
-        self.flush(true, out);
-        let params = json!({"reason": "completed", "info": "", "outputVariables": {}});
+        let params = if fault {
+            // The reason stays general: what was wrong is in voxhook's log, not for the peer.
+            json!({"reason": "error", "info": "protocol error", "outputVariables": {}})
+        } else {
+            self.flush(true, out);
+            json!({"reason": "completed", "info": "", "outputVariables": {}})
+        };
         out.extend(self.message("disconnect", params));
     }
 }

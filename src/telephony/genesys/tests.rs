@@ -113,7 +113,7 @@ fn a_session_runs_open_to_closed_with_strict_sequence_numbers() {
     assert_eq!(out, [json(fixture!("closed.json"))]);
     // Genesys ended the session: no disconnect after closed.
     let mut last = Vec::new();
-    p.0.encoder.closing(&mut last);
+    p.0.encoder.closing(false, &mut last);
     assert!(last.is_empty());
 }
 
@@ -126,10 +126,24 @@ fn a_bot_hang_up_sends_disconnect() {
     p.text(fixture!("playback_completed.json")).unwrap();
     p.encode(&OutboundCommand::Clear);
     let mut last = Vec::new();
-    p.0.encoder.closing(&mut last);
+    p.0.encoder.closing(false, &mut last);
     let mut want = json(fixture!("disconnect.json"));
     want["seq"] = json!(4);
     assert_eq!(last.into_iter().map(as_json).collect::<Vec<_>>(), [want]);
+}
+
+#[test]
+fn a_protocol_fault_disconnects_with_error() {
+    let mut p = Proto::new();
+    p.text(fixture!("open.json")).unwrap();
+    let mut last = Vec::new();
+    p.0.encoder.closing(true, &mut last);
+    let msg = as_json(last.remove(0));
+    assert_eq!(
+        (msg["type"].as_str(), msg["parameters"]["reason"].as_str()),
+        (Some("disconnect"), Some("error"))
+    );
+    assert_eq!(msg["seq"], 2);
 }
 
 #[test]
