@@ -127,6 +127,7 @@ impl Provider for Genesys {
                 max_early: s.max_early_media_frames,
                 marks,
                 closed: false,
+                left: Vec::new(),
                 pending: VecDeque::new(),
             }),
             encoder: Box::new(GenesysEncoder {
@@ -170,8 +171,10 @@ pub struct GenesysDecoder {
     max_early: usize,
     /// Marks the encoder queued after audio, reached at the next `playback_completed`.
     marks: std_mpsc::Receiver<String>,
-    /// `close` came: nothing more is expected.
+    /// `close` came, or the session is a connection probe: audio is not for a call.
     closed: bool,
+    /// Reused for the customer's half of stereo frames.
+    left: Vec<u8>,
     pending: VecDeque<InboundEvent>,
 }
 
@@ -232,6 +235,7 @@ impl GenesysDecoder {
         if p.conversation_id == PROBE_CONVERSATION_ID {
             tracing::info!("Genesys connection probe opened.");
             self.early.clear();
+            self.closed = true;
             return Ok(());
         }
         let mut custom = super::custom_parameters(p.input_variables);
@@ -257,13 +261,13 @@ impl GenesysDecoder {
     }
 
     /// The customer's PCM in a binary frame.
-    fn audio(&self, data: &[u8]) -> Vec<i16> {
+    fn audio(&mut self, data: &[u8]) -> Vec<i16> {
         let mut pcm = Vec::with_capacity(data.len());
         if self.stereo {
             // Interleaved: customer (external) left, agent (internal) right.
-            for pair in data.chunks(2) {
-                G711::Mulaw.decode_into(&pair[..1], &mut pcm);
-            }
+            self.left.clear();
+            self.left.extend(data.iter().step_by(2));
+            G711::Mulaw.decode_into(&self.left, &mut pcm);
         } else {
             G711::Mulaw.decode_into(data, &mut pcm);
         }

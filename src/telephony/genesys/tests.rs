@@ -239,6 +239,13 @@ fn a_connection_probe_is_opened_without_a_call() {
     let (evs, out) = p.text(&open.to_string()).unwrap();
     assert!(evs.is_empty());
     assert_eq!(out[0]["type"], "opened");
+    // Audio on a probe is for no call.
+    assert_eq!(
+        p.0.decoder
+            .decode_binary(&[0xff; 160], &mut Vec::new())
+            .unwrap(),
+        None
+    );
     let mut close = json(fixture!("close.json"));
     close["seq"] = json!(2);
     close["serverseq"] = json!(1);
