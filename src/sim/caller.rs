@@ -1,7 +1,7 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
 //! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
-//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs; binary-audio wires
-//! like jambonz through `media_frame`/`read_binary`). The engine streams
+//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs; Plivo; Exotel;
+//! jambonz and Genesys, whose audio goes in binary frames). The engine streams
 //! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
 //! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
 //! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
@@ -112,11 +112,6 @@ pub enum Wire {
         /// Shared stream token, sent as `?token=` on the stream URL.
         stream_token: Option<String>,
     },
-    /// jambonz `listen` with `bidirectionalAudio.streaming`: subprotocol `audio.jambonz.org`,
-    /// a metadata text frame (webhook attributes, `sampleRate`, `mixType`, `metadata` with the
-    /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
-    /// answered `playout` when played and `cleared` on `killAudio`, no stop (the socket
-    /// closes).
     /// Genesys Cloud Audio Connector (AudioHook v2): `X-API-KEY`, the `Audiohook-*` headers
     /// and (with a client secret) the RFC 9421 signature on the upgrade; `open` offering stereo
     /// and mono PCMU, JSON control with strict `seq`/`serverseq`, binary PCMU both ways (the
@@ -133,6 +128,11 @@ pub enum Wire {
         /// Offer only stereo (customer and agent).
         stereo: bool,
     },
+    /// jambonz `listen` with `bidirectionalAudio.streaming`: subprotocol `audio.jambonz.org`,
+    /// a metadata text frame (webhook attributes, `sampleRate`, `mixType`, `metadata` with the
+    /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
+    /// answered `playout` when played and `cleared` on `killAudio`, no stop (the socket
+    /// closes).
     Jambonz {
         /// The verb's `sampleRate` (caller audio).
         rate: u32,
