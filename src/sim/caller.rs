@@ -1,6 +1,7 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
 //! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
-//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs). The engine streams
+//! SignalWire with its L16 codecs; Telnyx media streaming with its codecs; Plivo; Exotel;
+//! jambonz and Genesys, whose audio goes in binary frames). The engine streams
 //! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
 //! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
 //! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
@@ -111,6 +112,35 @@ pub enum Wire {
         /// Shared stream token, sent as `?token=` on the stream URL.
         stream_token: Option<String>,
     },
+    /// Genesys Cloud Audio Connector (AudioHook v2): `X-API-KEY`, the `Audiohook-*` headers
+    /// and (with a client secret) the RFC 9421 signature on the upgrade; `open` offering stereo
+    /// and mono PCMU, JSON control with strict `seq`/`serverseq`, binary PCMU both ways (the
+    /// stereo customer on the left), `dtmf`, `playback_completed` when its buffer runs dry,
+    /// `barge_in` flushing it, `disconnect` answered with `close`, `close` to hang up.
+    /// `call_sid` is the conversation id, `stream_sid` the session id.
+    Genesys {
+        /// `X-API-KEY`.
+        api_key: String,
+        /// The integration's client secret (decoded); `None`: the upgrade is not signed.
+        client_secret: Option<Vec<u8>>,
+        /// `Audiohook-Organization-Id` and `open.parameters.organizationId`.
+        organization_id: String,
+        /// Offer only stereo (customer and agent).
+        stereo: bool,
+    },
+    /// jambonz `listen` with `bidirectionalAudio.streaming`: subprotocol `audio.jambonz.org`,
+    /// a metadata text frame (webhook attributes, `sampleRate`, `mixType`, `metadata` with the
+    /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
+    /// answered `playout` when played and `cleared` on `killAudio`, no stop (the socket
+    /// closes).
+    Jambonz {
+        /// The verb's `sampleRate` (caller audio).
+        rate: u32,
+        /// `bidirectionalAudio.sampleRate` (bot audio).
+        bidirectional_rate: u32,
+        /// `wsAuth` (user, password), sent as `Authorization: Basic …`.
+        ws_auth: Option<(String, String)>,
+    },
 }
 
 impl CallerOptions {
@@ -196,6 +226,47 @@ impl CallerOptions {
     }
 }
 
+impl CallerOptions {
+    /// A Genesys Audio Connector session from `from` to `to` (mono PCMU unless `stereo`),
+    /// authenticated with `api_key` and, when `client_secret` is set, signed with it.
+    pub fn genesys(
+        url: &str,
+        from: &str,
+        to: &str,
+        api_key: &str,
+        client_secret: Option<&[u8]>,
+        stereo: bool,
+    ) -> Self {
+        Self {
+            call_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::Genesys {
+                api_key: api_key.to_string(),
+                client_secret: client_secret.map(<[u8]>::to_vec),
+                organization_id: "d7934305-0972-4844-938e-9060eef73d05".into(),
+                stereo,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
+    /// A jambonz `listen` call from `from` to `to`, caller audio at `rate`, bot audio expected
+    /// at `bidirectional_rate`, with a jambonz-shaped (UUID) call id.
+    pub fn jambonz(url: &str, from: &str, to: &str, rate: u32, bidirectional_rate: u32) -> Self {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self {
+            call_sid: id.clone(),
+            stream_sid: id,
+            wire: Wire::Jambonz {
+                rate,
+                bidirectional_rate,
+                ws_auth: None,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+}
+
 /// Something that came back from voxhook, in playback order.
 #[derive(Debug, Clone)]
 enum Queued {
@@ -237,6 +308,9 @@ pub struct CallerLog {
     pub queued_samples: usize,
     /// The most audio ever queued at once (how far ahead of playback voxhook sent).
     pub max_queued_samples: usize,
+    /// Times playback ran dry after playing something (reported where the protocol does:
+    /// Genesys `playback_completed`).
+    pub drains: usize,
 }
 
 enum Command {
@@ -299,6 +373,10 @@ impl SimCaller {
                 .insert(crate::telephony::telnyx::AUTH_TOKEN_HEADER, value);
         }
         let wire = make_wire(&options).map_err(|e| fail(&e))?;
+        for (name, value) in wire.upgrade_headers() {
+            let value = value.parse().map_err(|e| fail(&e))?;
+            req.headers_mut().insert(name, value);
+        }
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| fail(&e))?;
@@ -398,6 +476,8 @@ pub enum Heard {
     Mark(String),
     /// Flush playback.
     Clear,
+    /// A protocol message the wire answers itself (nothing to play).
+    Control(Vec<Value>),
     /// Not a valid outbound message of the protocol.
     Invalid,
 }
@@ -411,8 +491,24 @@ pub trait CallerWire: Send + 'static {
     fn outbound_rate(&self) -> u32;
     /// The frames that open the stream (`connected`, `start`).
     fn opening(&mut self) -> Vec<Value>;
-    /// One 20 ms frame of caller audio.
-    fn media(&mut self, pcm: &[i16], elapsed_ms: u128) -> Value;
+    /// One 20 ms frame of caller audio (JSON wires; binary ones override [`Self::media_frame`]
+    /// and leave this unused).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+    /// One 20 ms frame of caller audio as a socket frame: the JSON of [`Self::media`] unless the
+    /// protocol sends audio in binary frames.
+    fn media_frame(&mut self, pcm: &[i16], elapsed_ms: u128) -> Message {
+        Message::Text(self.media(pcm, elapsed_ms).to_string().into())
+    }
+    /// Extra headers on the upgrade request (auth, `Sec-WebSocket-Protocol`).
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Reads one binary frame from voxhook (JSON-only protocols send none).
+    fn read_binary(&mut self, _data: &[u8]) -> Heard {
+        Heard::Invalid
+    }
     /// A key press.
     fn dtmf(&mut self, key: char) -> Value;
     /// A mark echoed back (played or flushed); `None` when the provider does not
@@ -438,6 +534,11 @@ pub trait CallerWire: Send + 'static {
             Some("clear") => Heard::Clear,
             _ => Heard::Invalid,
         }
+    }
+    /// What the provider reports when its playback buffer runs dry after playing (Genesys
+    /// `playback_completed`); most report nothing.
+    fn drained(&mut self) -> Option<Value> {
+        None
     }
     /// What the provider answers a clear with: by default it echoes the flushed marks.
     fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
@@ -474,6 +575,39 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 opts: o.clone(),
                 rate: *rate,
                 seq: 0,
+            })
+        }
+        Wire::Genesys {
+            api_key,
+            client_secret,
+            organization_id,
+            stereo,
+        } => Box::new(GenesysWire {
+            opts: o.clone(),
+            api_key: api_key.clone(),
+            client_secret: client_secret.clone(),
+            organization_id: organization_id.clone(),
+            stereo: *stereo,
+            seq: 0,
+            server_seq: 0,
+            started: Instant::now(),
+        }),
+        Wire::Jambonz {
+            rate,
+            bidirectional_rate,
+            ws_auth,
+        } => {
+            let rates = crate::telephony::jambonz::config::RATES;
+            if !rates.contains(rate) || !rates.contains(bidirectional_rate) {
+                return Err(format!(
+                    "jambonz streams no L16 at {rate}/{bidirectional_rate} Hz"
+                ));
+            }
+            Box::new(JambonzWire {
+                opts: o.clone(),
+                rate: *rate,
+                bidirectional_rate: *bidirectional_rate,
+                ws_auth: ws_auth.clone(),
             })
         }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
@@ -531,8 +665,8 @@ async fn run<S>(
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
                 let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
                 *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
-                let media = wire.media(&frame, started.elapsed().as_millis());
-                if sink.send(send_frame(media)).await.is_err() {
+                let media = wire.media_frame(&frame, started.elapsed().as_millis());
+                if sink.send(media).await.is_err() {
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
@@ -562,15 +696,20 @@ async fn run<S>(
             },
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
-                let Message::Text(text) = msg else {
-                    if let Message::Close(frame) = msg {
+                let answers = match msg {
+                    Message::Text(text) => on_message(text.as_str(), wire.as_mut(), &mut playback, &log),
+                    Message::Binary(data) => {
+                        let heard = wire.read_binary(&data);
+                        apply(heard, wire.as_mut(), &mut playback, &log)
+                    }
+                    Message::Close(frame) => {
                         let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
                         log.lock().unwrap_or_else(|p| p.into_inner()).close_frame = frame;
                         break;
                     }
-                    continue;
+                    _ => continue,
                 };
-                for answer in on_message(text.as_str(), wire.as_mut(), &mut playback, &log) {
+                for answer in answers {
                     let _ = sink.send(send_frame(answer)).await;
                 }
             }
@@ -604,6 +743,7 @@ fn play(
     let mut need = frame;
     let mut echoes = Vec::new();
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+    let had = !playback.is_empty();
     while let Some(item) = playback.pop_front() {
         match item {
             Queued::Mark(name) => {
@@ -631,6 +771,12 @@ fn play(
         }
     }
     l.queued_samples = queued(playback);
+    if had && playback.is_empty() {
+        if let Some(report) = wire.drained() {
+            l.drains += 1;
+            echoes.push(report);
+        }
+    }
     echoes
 }
 
@@ -642,16 +788,32 @@ fn on_message(
     playback: &mut VecDeque<Queued>,
     log: &Mutex<CallerLog>,
 ) -> Vec<Value> {
-    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        l.invalid_messages += 1;
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .invalid_messages += 1;
         return Vec::new();
     };
     if wire.wrong_stream(&v) {
-        l.wrong_stream_sid += 1;
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wrong_stream_sid += 1;
     }
+    let heard = wire.read(&v);
+    apply(heard, wire, playback, log)
+}
+
+/// Applies what one message from voxhook said to the playback buffer; returns the provider's
+/// answers.
+fn apply(
+    heard: Heard,
+    wire: &mut dyn CallerWire,
+    playback: &mut VecDeque<Queued>,
+    log: &Mutex<CallerLog>,
+) -> Vec<Value> {
+    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     let mut answers = Vec::new();
-    match wire.read(&v) {
+    match heard {
         Heard::Audio { pcm, odd } => {
             l.media_frames += 1;
             l.odd_frames += usize::from(odd);
@@ -670,6 +832,7 @@ fn on_message(
             l.marks_cleared.extend(flushed.iter().cloned());
             answers = wire.cleared(&flushed);
         }
+        Heard::Control(replies) => answers = replies,
         Heard::Invalid => l.invalid_messages += 1,
     }
     l.queued_samples = queued(playback);
@@ -1094,4 +1257,288 @@ fn queued(q: &VecDeque<Queued>) -> usize {
             Queued::Mark(_) => 0,
         })
         .sum()
+}
+
+/// jambonz `listen` in bidirectional streaming mode, as jambonz speaks it (see
+/// [`Wire::Jambonz`]).
+struct JambonzWire {
+    opts: CallerOptions,
+    rate: u32,
+    bidirectional_rate: u32,
+    ws_auth: Option<(String, String)>,
+}
+
+impl JambonzWire {
+    fn mark_event(name: &str, event: &str) -> Value {
+        json!({"type": "mark", "data": {"name": name, "event": event}})
+    }
+}
+
+impl CallerWire for JambonzWire {
+    fn inbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.bidirectional_rate
+    }
+
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![(
+            "sec-websocket-protocol",
+            crate::telephony::jambonz::SUBPROTOCOLS[0].to_string(),
+        )];
+        if let Some((user, password)) = &self.ws_auth {
+            let basic = B64.encode(format!("{user}:{password}"));
+            h.push(("authorization", format!("Basic {basic}")));
+        }
+        h
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut custom = self.opts.parameters.clone();
+        let from = custom.remove("from");
+        let to = custom.remove("to");
+        vec![
+            json!({"callSid": self.opts.call_sid, "direction": "inbound", "from": from,
+            "to": to, "callId": format!("{}@10.0.0.5", &self.opts.call_sid[..8]),
+            "sipStatus": 200, "callStatus": "in-progress", "callerId": from,
+            "accountSid": "fef61e75-cec3-496c-a7bc-8368e4f1da5b",
+            "applicationSid": "0e0681b0-d49f-4fb8-b973-b5a3c6758de1",
+            "sampleRate": self.rate, "mixType": "mono", "metadata": custom}),
+        ]
+    }
+
+    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "dtmf", "dtmf": key.to_string(), "duration": "1600"})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(Self::mark_event(name, "playout"))
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["type"].as_str() {
+            Some("mark") => match v["data"]["name"].as_str() {
+                Some(n) => Heard::Mark(n.to_string()),
+                None => Heard::Invalid,
+            },
+            Some("killAudio") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        // jambonz carries an odd trailing byte over to the next frame; voxhook never sends one.
+        if !data.len().is_multiple_of(2) {
+            return Heard::Invalid;
+        }
+        let pcm: Vec<i16> = data
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let odd = pcm.len() != frame_len(self.bidirectional_rate);
+        Heard::Audio { pcm, odd }
+    }
+
+    fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
+        flushed
+            .iter()
+            .map(|n| Self::mark_event(n, "cleared"))
+            .collect()
+    }
+}
+
+/// Genesys Audio Connector, as Genesys speaks it (see [`Wire::Genesys`]).
+struct GenesysWire {
+    opts: CallerOptions,
+    api_key: String,
+    client_secret: Option<Vec<u8>>,
+    organization_id: String,
+    stereo: bool,
+    /// Our last `seq`.
+    seq: u64,
+    /// voxhook's last `seq`.
+    server_seq: u64,
+    started: Instant,
+}
+
+impl GenesysWire {
+    fn message(&mut self, kind: &str, parameters: Value) -> Value {
+        self.seq += 1;
+        let ms = self.started.elapsed().as_millis();
+        json!({"version": "2", "id": self.opts.stream_sid, "type": kind, "seq": self.seq,
+            "serverseq": self.server_seq, "position": format!("PT{}.{:03}S", ms / 1000, ms % 1000),
+            "parameters": parameters})
+    }
+}
+
+impl CallerWire for GenesysWire {
+    fn inbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        8_000
+    }
+
+    fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
+        let correlation = uuid::Uuid::new_v4().hyphenated().to_string();
+        let mut h = vec![
+            ("x-api-key", self.api_key.clone()),
+            ("audiohook-organization-id", self.organization_id.clone()),
+            ("audiohook-session-id", self.opts.stream_sid.clone()),
+            ("audiohook-correlation-id", correlation.clone()),
+        ];
+        if let Some(secret) = &self.client_secret {
+            // `@authority` is the Host header tungstenite sends; `@request-target` the path.
+            let rest = self.opts.url.split_once("://").map_or("", |(_, r)| r);
+            let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let target = if target.is_empty() { "/" } else { target };
+            let nonce = B64.encode(uuid::Uuid::new_v4().as_bytes());
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let values = [
+                target,
+                authority,
+                &self.organization_id,
+                &self.opts.stream_sid,
+                &correlation,
+                &self.api_key,
+            ];
+            let (input, signature) = crate::telephony::genesys::signature::sign(
+                secret,
+                values,
+                &self.api_key,
+                &nonce,
+                created,
+            );
+            h.push(("signature-input", input));
+            h.push(("signature", signature));
+        }
+        h
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut custom = self.opts.parameters.clone();
+        let from = custom.remove("from").unwrap_or_default();
+        let to = custom.remove("to").unwrap_or_default();
+        let stereo = json!({"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000});
+        let mono =
+            json!({"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 8000});
+        let media = if self.stereo {
+            json!([stereo])
+        } else {
+            json!([stereo, mono])
+        };
+        let open = json!({"organizationId": self.organization_id,
+            "conversationId": self.opts.call_sid,
+            "participant": {"id": uuid::Uuid::new_v4().hyphenated().to_string(),
+                "ani": format!("tel:{from}"), "aniName": "Simulated Caller", "dnis": format!("tel:{to}")},
+            "media": media, "language": "en-US", "inputVariables": custom});
+        vec![self.message("open", open)]
+    }
+
+    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        Codec::Mulaw.encode_into(pcm, &mut bytes);
+        if self.stereo {
+            // Customer left, a silent agent right.
+            let mut silence = Vec::with_capacity(1);
+            Codec::Mulaw.encode_into(&[0], &mut silence);
+            bytes = bytes.iter().flat_map(|b| [*b, silence[0]]).collect();
+        }
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        self.message("dtmf", json!({"digit": key.to_string()}))
+    }
+
+    fn mark(&mut self, _name: &str) -> Option<Value> {
+        // AudioHook carries no marks: voxhook reads playback from `playback_completed`.
+        None
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        Some(self.message("close", json!({"reason": "end"})))
+    }
+
+    fn wrong_stream(&self, v: &Value) -> bool {
+        v["id"].as_str() != Some(self.opts.stream_sid.as_str())
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        // voxhook numbers its messages 1, 2, … and acknowledges no more than we sent.
+        let seq = v["seq"].as_u64();
+        let clientseq = v["clientseq"].as_u64();
+        if v["version"] != "2"
+            || seq != Some(self.server_seq + 1)
+            || clientseq.is_none_or(|c| c > self.seq)
+        {
+            return Heard::Invalid;
+        }
+        self.server_seq += 1;
+        match v["type"].as_str() {
+            Some("opened") if v["parameters"]["media"][0]["format"] == "PCMU" => {
+                Heard::Control(Vec::new())
+            }
+            Some("pong" | "updated" | "closed") => Heard::Control(Vec::new()),
+            Some("event") if v["parameters"]["entities"][0]["type"] == "barge_in" => Heard::Clear,
+            Some("disconnect") => {
+                Heard::Control(vec![self.message("close", json!({"reason": "end"}))])
+            }
+            _ => Heard::Invalid,
+        }
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if data.is_empty()
+            || data.len() > crate::telephony::genesys::config::MAX_BINARY_MESSAGE_BYTES
+        {
+            return Heard::Invalid;
+        }
+        let mut pcm = Vec::with_capacity(data.len());
+        Codec::Mulaw.decode_into(data, &mut pcm);
+        // Packets of whole 20 ms frames.
+        let odd = !data.len().is_multiple_of(FRAME);
+        Heard::Audio { pcm, odd }
+    }
+
+    fn drained(&mut self) -> Option<Value> {
+        Some(self.message("playback_completed", json!({})))
+    }
+
+    fn cleared(&mut self, _flushed: &[String]) -> Vec<Value> {
+        // barge_in stops playback: what was queued is gone, and Genesys says so.
+        vec![self.message("playback_completed", json!({}))]
+    }
 }

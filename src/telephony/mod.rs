@@ -7,6 +7,8 @@
 
 pub mod control;
 pub mod exotel;
+pub mod genesys;
+pub mod jambonz;
 pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
@@ -35,6 +37,10 @@ crate::registry! {
         Plivo(plivo::config::PlivoSettings) = "plivo",
         /// Exotel Voicebot applet streams (PCM16 LE), route `/exotel`.
         Exotel(exotel::config::ExotelSettings) = "exotel",
+        /// jambonz `listen` verb streams (binary L16, subprotocol `audio.jambonz.org`), route `/jambonz`.
+        Jambonz(jambonz::config::JambonzSettings) = "jambonz",
+        /// Genesys Cloud AudioHook, Audio Connector flavour (signed upgrade, PCMU), route `/genesys`.
+        Genesys(genesys::config::GenesysSettings) = "genesys",
     }
 }
 
@@ -80,6 +86,11 @@ pub trait Provider: Send + Sync {
     fn codec(&self) -> Codec;
     /// Hang-up and transfer through the provider's API, where configured.
     fn control(&self) -> Option<Arc<dyn CallControl>>;
+    /// WebSocket subprotocols the provider's client asks for, most preferred first; the
+    /// upgrade answers with the first one offered (jambonz refuses a socket without it).
+    fn subprotocols(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What the provider told us when the stream started.
@@ -239,12 +250,64 @@ pub fn log_unknown_event(provider: &str, text: &str) {
     );
 }
 
+/// Custom parameters from a JSON object: strings as they are, other values as their JSON text.
+pub fn custom_parameters(
+    map: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> BTreeMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
+}
+
+/// Checks HTTP Basic auth on an upgrade (`Authorization: Basic base64(user:password)`) in
+/// constant time; a missing or wrong header is a 401, logged without its value.
+pub fn check_basic_auth(
+    headers: &HeaderMap,
+    user: &str,
+    password: &crate::config::SensitiveString,
+    provider: &str,
+) -> Result<(), Refusal> {
+    use base64::Engine as _;
+    let want =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let got = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .unwrap_or("");
+    if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            provider,
+            header_present = !got.is_empty(),
+            "Basic auth missing or wrong; connection refused."
+        );
+        Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            reason: "signature",
+        })
+    }
+}
+
 /// The writer half of a connection's codec: commands in, frames out.
 pub trait MediaEncoder: Send + 'static {
     /// The stream started (the decoder produced `start`); learn the ids frames carry.
     fn started(&mut self, start: &CallStart);
     /// Encodes a command into `out` (nothing before start).
     fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>);
+    /// A protocol reply of the decoder, on its way out: protocols that number every message
+    /// they send (Genesys `seq`) stamp it here, in send order; most pass it on as is.
+    fn reply(&mut self, frame: WireFrame, out: &mut Vec<WireFrame>) {
+        out.push(frame);
+    }
+    /// The socket is about to close (the call ended either way; `fault`: because of a
+    /// protocol violation): the protocol's last words, if it has any (Genesys `disconnect`
+    /// when the peer did not end the session itself).
+    fn closing(&mut self, _fault: bool, _out: &mut Vec<WireFrame>) {}
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.

@@ -202,7 +202,7 @@ pub fn spawn(
                     _ = cancel.cancelled() => break,
                     msg = internal_rx.recv(), if reader_alive => match msg {
                         Some(ToWriter::Started(start)) => encoder.started(&start),
-                        Some(ToWriter::Reply(frame)) => frames.push(frame),
+                        Some(ToWriter::Reply(frame)) => encoder.reply(frame, &mut frames),
                         None => reader_alive = false,
                     },
                     cmd = command_rx.recv() => match cmd {
@@ -215,14 +215,24 @@ pub fn spawn(
                     },
                 }
                 for frame in frames.drain(..) {
-                    let msg = match frame {
-                        WireFrame::Text(t) => Message::Text(t.into()),
-                        WireFrame::Binary(b) => Message::Binary(b.into()),
-                    };
-                    if let Err(e) = sink.send(msg).await {
+                    if let Err(e) = sink.send(to_message(frame)).await {
                         tracing::debug!(error = %e, "Media socket send failed.");
                         return;
                     }
+                }
+            }
+            // Replies the reader queued before the end (a Genesys `closed`) still go out, then
+            // the protocol's last words, then the close frame.
+            while let Ok(msg) = internal_rx.try_recv() {
+                match msg {
+                    ToWriter::Started(start) => encoder.started(&start),
+                    ToWriter::Reply(frame) => encoder.reply(frame, &mut frames),
+                }
+            }
+            encoder.closing(fault.get().is_some(), &mut frames);
+            for frame in frames.drain(..) {
+                if sink.send(to_message(frame)).await.is_err() {
+                    return;
                 }
             }
             // 1000 for a call that ended normally; the provider sees why otherwise.
@@ -251,6 +261,13 @@ pub fn spawn(
             tx: route_tx,
             dropped,
         },
+    }
+}
+
+fn to_message(frame: WireFrame) -> Message {
+    match frame {
+        WireFrame::Text(t) => Message::Text(t.into()),
+        WireFrame::Binary(b) => Message::Binary(b.into()),
     }
 }
 

@@ -93,6 +93,28 @@ pub fn exotel(s: &mut Settings) -> &mut voxhook::telephony::exotel::config::Exot
         .expect("exotel is registered")
 }
 
+/// The jambonz provider's settings, to adjust in a test.
+pub fn jambonz(s: &mut Settings) -> &mut voxhook::telephony::jambonz::config::JambonzSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Jambonz(t) => Some(t),
+            _ => None,
+        })
+        .expect("jambonz is registered")
+}
+
+/// The Genesys provider's settings, to adjust in a test.
+pub fn genesys(s: &mut Settings) -> &mut voxhook::telephony::genesys::config::GenesysSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Genesys(t) => Some(t),
+            _ => None,
+        })
+        .expect("genesys is registered")
+}
+
 /// Keys `12#` reach the bot as text turn 2, in DTMF mode.
 pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
     caller.press("12#").await;
@@ -183,8 +205,19 @@ pub async fn ask_for_balance(h: &Harness, caller: &SimCaller) {
 /// While the answer to turn `turn - 1` plays, the caller talks over it: the provider's
 /// playback is cleared and the interruption reaches the bot as text turn `turn`.
 pub async fn barge_in(h: &Harness, caller: &SimCaller, turn: usize) {
+    barge_in_when(h, caller, turn, |l| l.marks_played.len() == 3).await;
+}
+
+/// [`barge_in`] for a wire whose progress `answered` tells (Genesys has no marks): once the
+/// answer to turn `turn - 1` plays, the caller talks over it.
+pub async fn barge_in_when(
+    h: &Harness,
+    caller: &SimCaller,
+    turn: usize,
+    answered: impl Fn(&voxhook::sim::caller::CallerLog) -> bool,
+) {
     caller
-        .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 3)
+        .wait_for(WAIT, |l| l.queued_samples > 0 && answered(l))
         .await
         .expect("the answer starts playing");
     caller

@@ -11,10 +11,10 @@
 pub mod config;
 mod wire;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
@@ -71,24 +71,7 @@ impl Provider for Exotel {
         let Some((user, password)) = &self.settings.basic_auth else {
             return Ok(());
         };
-        let want = B64.encode(format!("{user}:{}", password.expose()));
-        let got = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .unwrap_or("");
-        if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
-            Ok(())
-        } else {
-            tracing::warn!(
-                header_present = !got.is_empty(),
-                "Exotel Basic auth missing or wrong; connection refused."
-            );
-            Err(Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                reason: "signature",
-            })
-        }
+        super::check_basic_auth(headers, user, password, "exotel")
     }
 
     fn codec(&self) -> Codec {
@@ -142,14 +125,7 @@ impl ExotelDecoder {
             .or(start.stream_sid)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ProtocolError::Malformed("start without stream_sid".into()))?;
-        let custom: BTreeMap<String, String> = start
-            .custom_parameters
-            .into_iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => (k, s),
-                other => (k, other.to_string()),
-            })
-            .collect();
+        let custom = super::custom_parameters(start.custom_parameters);
         let nonempty = |n: Option<String>| n.filter(|n| !n.is_empty());
         tracing::info!(rate, "Exotel stream started.");
         self.pending
