@@ -150,10 +150,7 @@ impl Component for AuraSettings {
 
 impl TtsBackend for AuraSettings {
     fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| TtsError::Init(format!("deepgram: HTTP client: {e}")))?;
+        let http = super::http::client(NAME, self.connect_timeout)?;
         Ok(Arc::new(AuraTts(Arc::new(Client {
             cfg: self.clone(),
             http,

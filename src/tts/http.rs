@@ -80,6 +80,17 @@ where
     })
 }
 
+/// A backend's HTTP client, with its connection deadline.
+pub(crate) fn client(
+    backend: &str,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, TtsError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| TtsError::Init(format!("{backend}: HTTP client: {e}")))
+}
+
 /// Sends `req`, allowing `first_byte` for the response to start; a non-2xx status is a
 /// failure carrying the body's message.
 pub(crate) async fn send(

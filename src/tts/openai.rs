@@ -166,10 +166,7 @@ impl Component for OpenAiTtsSettings {
 
 impl TtsBackend for OpenAiTtsSettings {
     fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| TtsError::Init(format!("openai: HTTP client: {e}")))?;
+        let http = super::http::client(NAME, self.connect_timeout)?;
         Ok(Arc::new(OpenAiTts(Arc::new(Client {
             cfg: self.clone(),
             http,

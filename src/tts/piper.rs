@@ -128,10 +128,7 @@ impl Component for PiperSettings {
 
 impl TtsBackend for PiperSettings {
     fn build(&self) -> Result<Arc<dyn TextToSpeech>, TtsError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .build()
-            .map_err(|e| TtsError::Init(format!("piper: HTTP client: {e}")))?;
+        let http = super::http::client(NAME, self.connect_timeout)?;
         Ok(Arc::new(PiperTts(Arc::new(Client {
             cfg: self.clone(),
             http,
