@@ -11,6 +11,7 @@ pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 pub mod ws;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ crate::registry! {
         Plivo(plivo::config::PlivoSettings) = "plivo",
         /// Exotel Voicebot applet streams (PCM16 LE), route `/exotel`.
         Exotel(exotel::config::ExotelSettings) = "exotel",
+        /// Vonage Voice API WebSocket (NCCO `connect`, binary L16), route `/vonage`.
+        Vonage(vonage::config::VonageSettings) = "vonage",
     }
 }
 
@@ -216,6 +219,21 @@ pub trait MediaDecoder: Send + 'static {
     fn take_pending(&mut self) -> Option<InboundEvent> {
         None
     }
+    /// A flow-control change the provider asked for since the last frame (Asterisk
+    /// `MEDIA_XOFF`/`MEDIA_XON`), taken after each decoded frame and handed to the encoder.
+    /// Protocols without flow control keep this default.
+    fn take_flow(&mut self) -> Option<Flow> {
+        None
+    }
+}
+
+/// Outbound flow control the provider asks for: its playout queue is full or has room again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Stop sending media: what is sent now may be dropped.
+    Pause,
+    /// Sending is safe again.
+    Resume,
 }
 
 /// For a provider's config tests: `[telephony.<name>]` from TOML, errors as `"key: message"`.
@@ -239,12 +257,45 @@ pub fn log_unknown_event(provider: &str, text: &str) {
     );
 }
 
+/// Checks a shared secret carried as `?{param}=<token>` in the stream URL, in constant time; a
+/// missing or wrong one is a 403, logged without its value (Plivo, Vonage: their upgrades are
+/// not signed, so the secret rides in the URL the operator configures).
+pub fn check_query_token(
+    path_and_query: &str,
+    param: &str,
+    token: &crate::config::SensitiveString,
+    provider: &str,
+) -> Result<(), Refusal> {
+    let got = path_and_query
+        .split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(param)?.strip_prefix('='))
+        .unwrap_or("");
+    if crate::bot::constant_time_eq(got.as_bytes(), token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            provider,
+            token_present = !got.is_empty(),
+            "Stream token missing or wrong; connection refused."
+        );
+        Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "signature",
+        })
+    }
+}
+
 /// The writer half of a connection's codec: commands in, frames out.
 pub trait MediaEncoder: Send + 'static {
     /// The stream started (the decoder produced `start`); learn the ids frames carry.
     fn started(&mut self, start: &CallStart);
     /// Encodes a command into `out` (nothing before start).
     fn encode(&mut self, cmd: &OutboundCommand, out: &mut Vec<WireFrame>);
+    /// The provider paused or resumed outbound media ([`MediaDecoder::take_flow`]); an
+    /// encoder that honours it holds media while paused and releases it into `out` on resume.
+    fn flow(&mut self, _flow: Flow, _out: &mut Vec<WireFrame>) {}
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.

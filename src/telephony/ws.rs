@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::{CallStart, Codec, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
+use super::{CallStart, Codec, Flow, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
 use crate::telemetry::metrics;
 
 /// Reader → call: decoded control events (and media until a listener is attached).
@@ -82,6 +82,7 @@ impl AudioRoute {
 enum ToWriter {
     Started(Box<CallStart>),
     Reply(WireFrame),
+    Flow(Flow),
 }
 
 /// Starts the reader and writer tasks for `socket`.
@@ -156,6 +157,11 @@ pub fn spawn(
                         return;
                     }
                 }
+                if let Some(flow) = decoder.take_flow() {
+                    if internal_tx.send(ToWriter::Flow(flow)).await.is_err() {
+                        return;
+                    }
+                }
                 // The frame's own event, then whatever the decoder released with it.
                 let mut decoded = decoded;
                 loop {
@@ -203,6 +209,7 @@ pub fn spawn(
                     msg = internal_rx.recv(), if reader_alive => match msg {
                         Some(ToWriter::Started(start)) => encoder.started(&start),
                         Some(ToWriter::Reply(frame)) => frames.push(frame),
+                        Some(ToWriter::Flow(flow)) => encoder.flow(flow, &mut frames),
                         None => reader_alive = false,
                     },
                     cmd = command_rx.recv() => match cmd {
