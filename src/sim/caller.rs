@@ -102,6 +102,17 @@ pub enum Wire {
         /// `(user, password)` sent as `Authorization: Basic …`.
         basic_auth: Option<(String, String)>,
     },
+    /// Vonage Voice API WebSocket: `websocket:connected` with the `content-type` and the NCCO
+    /// endpoint headers (`uuid`, `from`, `to` and the custom parameters) at top level, binary
+    /// L16 little-endian 20 ms frames both ways, `websocket:dtmf`, `notify` echoed as
+    /// `websocket:notify` when played, `clear` answered by `websocket:cleared`; no stop message
+    /// (the socket just closes).
+    Vonage {
+        /// 8000, 16000 or 24000 (`audio/l16;rate=…`).
+        rate: u32,
+        /// Shared stream token, sent as `?token=` on the endpoint URI.
+        stream_token: Option<String>,
+    },
     /// Plivo Audio Streams: no `connected`, numbers in `extra_headers`, `playAudio` /
     /// `checkpoint` / `clearAudio` read, `playedStream` / `clearedAudio` answered, the first
     /// checkpoint of the call never acknowledged, no `stop` (the socket just closes).
@@ -159,6 +170,21 @@ impl CallerOptions {
 }
 
 impl CallerOptions {
+    /// A Vonage call from `from` to `to` whose WebSocket runs at `rate` (8000, 16000 or
+    /// 24000), with a Vonage-shaped (UUID) call id in the NCCO endpoint headers.
+    pub fn vonage(url: &str, from: &str, to: &str, rate: u32) -> Self {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self {
+            call_sid: id.clone(),
+            stream_sid: id,
+            wire: Wire::Vonage {
+                rate,
+                stream_token: None,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
     /// A Plivo call from `from` to `to` (digits only: `extraHeaders` take alphanumerics) in
     /// `codec`, with Plivo-shaped (UUID) call and stream ids.
     pub fn plivo(url: &str, from: &str, to: &str, codec: PlivoCodec) -> Self {
@@ -237,6 +263,8 @@ pub struct CallerLog {
     pub queued_samples: usize,
     /// The most audio ever queued at once (how far ahead of playback voxhook sent).
     pub max_queued_samples: usize,
+    /// Media frames voxhook sent after the provider's XOFF, before its XON (Asterisk).
+    pub sent_while_paused: usize,
 }
 
 enum Command {
@@ -268,6 +296,14 @@ impl SimCaller {
                 "{}?{}={t}",
                 options.url,
                 crate::telephony::plivo::TOKEN_PARAMETER
+            ),
+            Wire::Vonage {
+                stream_token: Some(t),
+                ..
+            } => format!(
+                "{}?{}={t}",
+                options.url,
+                crate::telephony::vonage::TOKEN_PARAMETER
             ),
             _ => options.url.clone(),
         };
@@ -443,6 +479,37 @@ pub trait CallerWire: Send + 'static {
     fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
         flushed.iter().filter_map(|n| self.mark(n)).collect()
     }
+    /// One 20 ms frame of caller audio as the message it travels in: by default `media` as
+    /// JSON text; binary protocols (Vonage, Asterisk) send the raw bytes.
+    fn media_message(&mut self, pcm: &[i16], elapsed_ms: u128) -> Message {
+        Message::Text(self.media(pcm, elapsed_ms).to_string().into())
+    }
+    /// How a control message travels: JSON text by default (a JSON string is sent as its
+    /// bare text, for single-line text protocols).
+    fn text_message(&self, v: Value) -> Message {
+        match v {
+            Value::String(line) => Message::Text(line.into()),
+            other => Message::Text(other.to_string().into()),
+        }
+    }
+    /// Reads a text message from voxhook into the shape `read` takes (JSON by default).
+    fn parse_text(&self, text: &str) -> Option<Value> {
+        serde_json::from_str(text).ok()
+    }
+    /// Reads a binary message from voxhook (not part of a JSON protocol).
+    fn read_binary(&mut self, _data: &[u8]) -> Heard {
+        Heard::Invalid
+    }
+    /// The playback queue now holds `queued_samples` (after voxhook's audio arrived or some
+    /// played): the flow-control events the provider sends at that point (Asterisk's XOFF and
+    /// XON). None by default.
+    fn queue_changed(&mut self, _queued_samples: usize) -> Vec<Value> {
+        Vec::new()
+    }
+    /// Media frames voxhook sent while told to stop (after the provider's XOFF).
+    fn sent_while_paused(&self) -> usize {
+        0
+    }
 }
 
 fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
@@ -474,6 +541,16 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 opts: o.clone(),
                 rate: *rate,
                 seq: 0,
+            })
+        }
+        Wire::Vonage { rate, .. } => {
+            if !crate::telephony::vonage::RATES.contains(rate) {
+                return Err(format!("Vonage streams no L16 at {rate} Hz"));
+            }
+            Box::new(VonageWire {
+                opts: o.clone(),
+                rate: *rate,
+                notified: BTreeMap::new(),
             })
         }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
@@ -511,9 +588,8 @@ async fn run<S>(
         + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let send_frame = |v: Value| Message::Text(v.to_string().into());
     for m in wire.opening() {
-        if sink.send(send_frame(m)).await.is_err() {
+        if sink.send(wire.text_message(m)).await.is_err() {
             return;
         }
     }
@@ -531,14 +607,15 @@ async fn run<S>(
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
                 let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
                 *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
-                let media = wire.media(&frame, started.elapsed().as_millis());
-                if sink.send(send_frame(media)).await.is_err() {
+                let media = wire.media_message(&frame, started.elapsed().as_millis());
+                if sink.send(media).await.is_err() {
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
-                let echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
+                let mut echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
+                echoes.extend(wire.queue_changed(queued(&playback)));
                 for echo in echoes {
-                    if sink.send(send_frame(echo)).await.is_err() {
+                    if sink.send(wire.text_message(echo)).await.is_err() {
                         break;
                     }
                 }
@@ -549,12 +626,13 @@ async fn run<S>(
                     *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
                 }
                 Some(Command::Dtmf(k)) => {
-                    let _ = sink.send(send_frame(wire.dtmf(k))).await;
+                    let key = wire.dtmf(k);
+                    let _ = sink.send(wire.text_message(key)).await;
                 }
                 Some(Command::Raw(m)) => { let _ = sink.send(m).await; }
                 Some(Command::Hangup) | None => {
                     if let Some(stop) = wire.stop() {
-                        let _ = sink.send(send_frame(stop)).await;
+                        let _ = sink.send(wire.text_message(stop)).await;
                     }
                     let _ = sink.close().await;
                     break;
@@ -562,16 +640,29 @@ async fn run<S>(
             },
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
-                let Message::Text(text) = msg else {
-                    if let Message::Close(frame) = msg {
+                let heard = match msg {
+                    Message::Text(text) => match wire.parse_text(text.as_str()) {
+                        Some(v) => {
+                            if wire.wrong_stream(&v) {
+                                log.lock().unwrap_or_else(|p| p.into_inner()).wrong_stream_sid += 1;
+                            }
+                            wire.read(&v)
+                        }
+                        None => Heard::Invalid,
+                    },
+                    Message::Binary(data) => wire.read_binary(&data),
+                    Message::Close(frame) => {
                         let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
                         log.lock().unwrap_or_else(|p| p.into_inner()).close_frame = frame;
                         break;
                     }
-                    continue;
+                    _ => continue,
                 };
-                for answer in on_message(text.as_str(), wire.as_mut(), &mut playback, &log) {
-                    let _ = sink.send(send_frame(answer)).await;
+                let mut answers = on_message(heard, wire.as_mut(), &mut playback, &log);
+                answers.extend(wire.queue_changed(queued(&playback)));
+                log.lock().unwrap_or_else(|p| p.into_inner()).sent_while_paused = wire.sent_while_paused();
+                for answer in answers {
+                    let _ = sink.send(wire.text_message(answer)).await;
                 }
             }
         }
@@ -637,21 +728,14 @@ fn play(
 /// Applies one message from voxhook to the playback buffer; returns the provider's answer to a
 /// clear (the flushed marks echoed, or Plivo's `clearedAudio`).
 fn on_message(
-    text: &str,
+    heard: Heard,
     wire: &mut dyn CallerWire,
     playback: &mut VecDeque<Queued>,
     log: &Mutex<CallerLog>,
 ) -> Vec<Value> {
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        l.invalid_messages += 1;
-        return Vec::new();
-    };
-    if wire.wrong_stream(&v) {
-        l.wrong_stream_sid += 1;
-    }
     let mut answers = Vec::new();
-    match wire.read(&v) {
+    match heard {
         Heard::Audio { pcm, odd } => {
             l.media_frames += 1;
             l.odd_frames += usize::from(odd);
@@ -966,6 +1050,101 @@ impl CallerWire for ExotelWire {
         // voxhook's chunks (a shorter one only before a mark); never over 100 KB.
         let odd = bytes.len() > crate::telephony::exotel::chunk_bytes(self.rate);
         Some((pcm, odd))
+    }
+}
+
+/// Vonage's Voice API WebSocket, as Vonage speaks it (see [`Wire::Vonage`]).
+struct VonageWire {
+    opts: CallerOptions,
+    rate: u32,
+    /// The payload of each `notify` queued, by mark name: echoed as sent.
+    notified: BTreeMap<String, Value>,
+}
+
+impl CallerWire for VonageWire {
+    fn inbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut connected = json!({"event": "websocket:connected",
+            "content-type": format!("audio/l16;rate={}", self.rate), "uuid": self.opts.call_sid});
+        for (k, v) in &self.opts.parameters {
+            connected[k] = json!(v);
+        }
+        vec![connected]
+    }
+
+    /// Unused: Vonage audio is binary ([`CallerWire::media_message`]).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        Message::Binary(pcm.iter().flat_map(|s| s.to_le_bytes()).collect())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "websocket:dtmf", "digit": key.to_string(), "duration": 260})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        let payload = self.notified.remove(name)?;
+        Some(json!({"event": "websocket:notify", "payload": payload}))
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["action"].as_str() {
+            Some("notify") => match v["payload"]["mark"].as_str() {
+                Some(name) => {
+                    self.notified.insert(name.to_string(), v["payload"].clone());
+                    Heard::Mark(name.to_string())
+                }
+                None => Heard::Invalid,
+            },
+            Some("clear") if v.as_object().is_some_and(|o| o.len() == 1) => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    /// Vonage answers with `websocket:cleared`; the flushed notifies are never sent.
+    fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
+        for name in flushed {
+            self.notified.remove(name);
+        }
+        vec![json!({"event": "websocket:cleared"})]
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if !data.len().is_multiple_of(2) {
+            return Heard::Invalid;
+        }
+        let pcm: Vec<i16> = data
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        // Vonage takes exactly one 20 ms frame per message.
+        let odd = pcm.len() != frame_len(self.rate);
+        Heard::Audio { pcm, odd }
     }
 }
 

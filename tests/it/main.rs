@@ -14,3 +14,4 @@ mod speech_backends;
 mod support;
 mod telnyx;
 mod voice;
+mod vonage;

@@ -93,6 +93,17 @@ pub fn exotel(s: &mut Settings) -> &mut voxhook::telephony::exotel::config::Exot
         .expect("exotel is registered")
 }
 
+/// The Vonage provider's settings, to adjust in a test.
+pub fn vonage(s: &mut Settings) -> &mut voxhook::telephony::vonage::config::VonageSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Vonage(t) => Some(t),
+            _ => None,
+        })
+        .expect("vonage is registered")
+}
+
 /// Keys `12#` reach the bot as text turn 2, in DTMF mode.
 pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
     caller.press("12#").await;
