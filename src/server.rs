@@ -183,7 +183,8 @@ async fn media(
     let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     // Small socket buffers: media messages are ~400 bytes, and tungstenite's 128 KiB default
     // read buffer would dominate an idle call's memory. Writes go out at once.
-    ws.max_message_size(limits.max_message_bytes)
+    ws.protocols(provider.subprotocols().iter().copied())
+        .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)

@@ -5,6 +5,7 @@
 //! validation, request authentication, codec and call control) plus one line in
 //! [`ProviderSettings`].
 
+pub mod asterisk;
 pub mod control;
 pub mod exotel;
 pub mod plivo;
@@ -38,6 +39,8 @@ crate::registry! {
         Exotel(exotel::config::ExotelSettings) = "exotel",
         /// Vonage Voice API WebSocket (NCCO `connect`, binary L16), route `/vonage`.
         Vonage(vonage::config::VonageSettings) = "vonage",
+        /// Asterisk chan_websocket (`Dial(WebSocket/…)`, subprotocol `media`), route `/asterisk`.
+        Asterisk(asterisk::config::AsteriskSettings) = "asterisk",
     }
 }
 
@@ -83,6 +86,11 @@ pub trait Provider: Send + Sync {
     fn codec(&self) -> Codec;
     /// Hang-up and transfer through the provider's API, where configured.
     fn control(&self) -> Option<Arc<dyn CallControl>>;
+    /// WebSocket subprotocols the provider's client asks for, most preferred first; the
+    /// upgrade answers with the first one offered (jambonz refuses a socket without it).
+    fn subprotocols(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What the provider told us when the stream started.
@@ -282,6 +290,37 @@ pub fn check_query_token(
         );
         Err(Refusal {
             status: StatusCode::FORBIDDEN,
+            reason: "signature",
+        })
+    }
+}
+
+/// Checks HTTP Basic auth on an upgrade (`Authorization: Basic base64(user:password)`) in
+/// constant time; a missing or wrong header is a 401, logged without its value.
+pub fn check_basic_auth(
+    headers: &HeaderMap,
+    user: &str,
+    password: &crate::config::SensitiveString,
+    provider: &str,
+) -> Result<(), Refusal> {
+    use base64::Engine as _;
+    let want =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let got = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .unwrap_or("");
+    if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            provider,
+            header_present = !got.is_empty(),
+            "Basic auth missing or wrong; connection refused."
+        );
+        Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
             reason: "signature",
         })
     }

@@ -14,7 +14,7 @@ mod wire;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
@@ -71,24 +71,7 @@ impl Provider for Exotel {
         let Some((user, password)) = &self.settings.basic_auth else {
             return Ok(());
         };
-        let want = B64.encode(format!("{user}:{}", password.expose()));
-        let got = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .unwrap_or("");
-        if crate::bot::constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
-            Ok(())
-        } else {
-            tracing::warn!(
-                header_present = !got.is_empty(),
-                "Exotel Basic auth missing or wrong; connection refused."
-            );
-            Err(Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                reason: "signature",
-            })
-        }
+        super::check_basic_auth(headers, user, password, "exotel")
     }
 
     fn codec(&self) -> Codec {

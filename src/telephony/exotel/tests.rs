@@ -173,7 +173,7 @@ fn basic_auth_is_checked_when_configured() {
     let on = provider(Some(("KEY", "TOKEN")));
     assert_eq!(
         on.authenticate(&h, "/exotel").unwrap_err().status,
-        StatusCode::UNAUTHORIZED
+        axum::http::StatusCode::UNAUTHORIZED
     );
     h.insert(
         "authorization",
