@@ -113,6 +113,22 @@ pub enum Wire {
         /// Shared stream token, sent as `?token=` on the endpoint URI.
         stream_token: Option<String>,
     },
+    /// Asterisk chan_websocket dialing voxhook: subprotocol `media`, `MEDIA_START` (JSON with
+    /// the numbers in `channel_variables`, or plain text without them), binary media in the
+    /// channel format re-framed into `optimal_frame_size` pieces (a remainder dropped),
+    /// `DTMF_END`, `MARK_MEDIA` answered by `MEDIA_MARK_PROCESSED` when played, `FLUSH_MEDIA`
+    /// dropping the queue and its marks silently, `MEDIA_XOFF`/`MEDIA_XON` at its queue levels;
+    /// no stop message (Asterisk closes the socket).
+    Asterisk {
+        /// Asterisk format name: `ulaw`, `alaw`, `slin`, `slin16`, ….
+        format: String,
+        /// The control message format.
+        control: crate::telephony::asterisk::ControlFormat,
+        /// `(user, password)` of `websocket_client.conf`, sent as `Authorization: Basic …`.
+        basic_auth: Option<(String, String)>,
+        /// Queue levels in frames: XOFF at the first, XON below the second (Asterisk: 900, 800).
+        flow_levels: (usize, usize),
+    },
     /// Plivo Audio Streams: no `connected`, numbers in `extra_headers`, `playAudio` /
     /// `checkpoint` / `clearAudio` read, `playedStream` / `clearedAudio` answered, the first
     /// checkpoint of the call never acknowledged, no `stop` (the socket just closes).
@@ -170,6 +186,29 @@ impl CallerOptions {
 }
 
 impl CallerOptions {
+    /// An Asterisk call from `from` to `to` on a channel in `format`, with Asterisk-shaped
+    /// ids (connection UUID, `pbx-<epoch>.<n>` channel id as the call id).
+    pub fn asterisk(
+        url: &str,
+        from: &str,
+        to: &str,
+        format: &str,
+        control: crate::telephony::asterisk::ControlFormat,
+    ) -> Self {
+        let n = uuid::Uuid::new_v4().as_u128() % 100_000;
+        Self {
+            call_sid: format!("pbx1-1764700000.{n}"),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::Asterisk {
+                format: format.into(),
+                control,
+                basic_auth: None,
+                flow_levels: (900, 800),
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
     /// A Vonage call from `from` to `to` whose WebSocket runs at `rate` (8000, 16000 or
     /// 24000), with a Vonage-shaped (UUID) call id in the NCCO endpoint headers.
     pub fn vonage(url: &str, from: &str, to: &str, rate: u32) -> Self {
@@ -263,7 +302,10 @@ pub struct CallerLog {
     pub queued_samples: usize,
     /// The most audio ever queued at once (how far ahead of playback voxhook sent).
     pub max_queued_samples: usize,
-    /// Media frames voxhook sent after the provider's XOFF, before its XON (Asterisk).
+    /// XOFFs the provider sent (Asterisk).
+    pub pauses: usize,
+    /// Media frames voxhook sent after the provider's XOFF, before its XON, past the grace
+    /// for frames already in flight (Asterisk).
     pub sent_while_paused: usize,
 }
 
@@ -319,6 +361,10 @@ impl SimCaller {
         if let Wire::Exotel {
             basic_auth: Some((user, password)),
             ..
+        }
+        | Wire::Asterisk {
+            basic_auth: Some((user, password)),
+            ..
         } = &options.wire
         {
             let value = format!("Basic {}", B64.encode(format!("{user}:{password}")));
@@ -333,6 +379,12 @@ impl SimCaller {
             let value = token.parse().map_err(|e| fail(&e))?;
             req.headers_mut()
                 .insert(crate::telephony::telnyx::AUTH_TOKEN_HEADER, value);
+        }
+        if let Wire::Asterisk { .. } = &options.wire {
+            let value = crate::telephony::asterisk::SUBPROTOCOL
+                .parse()
+                .map_err(|e| fail(&e))?;
+            req.headers_mut().insert("sec-websocket-protocol", value);
         }
         let wire = make_wire(&options).map_err(|e| fail(&e))?;
         let (ws, _) = tokio_tungstenite::connect_async(req)
@@ -506,9 +558,10 @@ pub trait CallerWire: Send + 'static {
     fn queue_changed(&mut self, _queued_samples: usize) -> Vec<Value> {
         Vec::new()
     }
-    /// Media frames voxhook sent while told to stop (after the provider's XOFF).
-    fn sent_while_paused(&self) -> usize {
-        0
+    /// Flow control so far: how often the provider said XOFF, and how many media frames
+    /// voxhook sent while told to stop (past the grace for frames already in flight).
+    fn flow_stats(&self) -> (usize, usize) {
+        (0, 0)
     }
 }
 
@@ -551,6 +604,26 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 opts: o.clone(),
                 rate: *rate,
                 notified: BTreeMap::new(),
+            })
+        }
+        Wire::Asterisk {
+            format,
+            control,
+            flow_levels,
+            ..
+        } => {
+            let media = crate::telephony::asterisk::MediaFormat::from_name(format)
+                .ok_or_else(|| format!("Asterisk format {format} is not simulated"))?;
+            Box::new(AsteriskWire {
+                opts: o.clone(),
+                name: format.clone(),
+                media,
+                control: *control,
+                xoff: flow_levels.0,
+                xon: flow_levels.1,
+                paused_at: None,
+                pauses: 0,
+                sent_while_paused: 0,
             })
         }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
@@ -614,6 +687,10 @@ async fn run<S>(
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
                 let mut echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
                 echoes.extend(wire.queue_changed(queued(&playback)));
+                {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    (l.pauses, l.sent_while_paused) = wire.flow_stats();
+                }
                 for echo in echoes {
                     if sink.send(wire.text_message(echo)).await.is_err() {
                         break;
@@ -660,7 +737,10 @@ async fn run<S>(
                 };
                 let mut answers = on_message(heard, wire.as_mut(), &mut playback, &log);
                 answers.extend(wire.queue_changed(queued(&playback)));
-                log.lock().unwrap_or_else(|p| p.into_inner()).sent_while_paused = wire.sent_while_paused();
+                {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    (l.pauses, l.sent_while_paused) = wire.flow_stats();
+                }
                 for answer in answers {
                     let _ = sink.send(wire.text_message(answer)).await;
                 }
@@ -1145,6 +1225,194 @@ impl CallerWire for VonageWire {
         // Vonage takes exactly one 20 ms frame per message.
         let odd = pcm.len() != frame_len(self.rate);
         Heard::Audio { pcm, odd }
+    }
+}
+
+/// Asterisk chan_websocket, as Asterisk speaks it (see [`Wire::Asterisk`]).
+struct AsteriskWire {
+    opts: CallerOptions,
+    name: String,
+    media: crate::telephony::asterisk::MediaFormat,
+    control: crate::telephony::asterisk::ControlFormat,
+    xoff: usize,
+    xon: usize,
+    /// When XOFF went out, while it holds.
+    paused_at: Option<Instant>,
+    pauses: usize,
+    sent_while_paused: usize,
+}
+
+impl AsteriskWire {
+    /// Frames voxhook sent within this long after an XOFF were already on their way.
+    const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
+
+    fn json(&self) -> bool {
+        self.control == crate::telephony::asterisk::ControlFormat::Json
+    }
+
+    fn frame_bytes(&self) -> usize {
+        frame_len(self.media.rate()) * self.media.sample_bytes()
+    }
+
+    /// An event without parameters but the channel id (`MEDIA_XOFF`, `MEDIA_XON`).
+    fn bare(&self, name: &str) -> Value {
+        if self.json() {
+            json!({"event": name, "channel_id": self.opts.call_sid})
+        } else {
+            json!(name)
+        }
+    }
+}
+
+impl CallerWire for AsteriskWire {
+    fn inbound_rate(&self) -> u32 {
+        self.media.rate()
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.media.rate()
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let channel = format!("WebSocket/voxhook-{}", &self.opts.stream_sid[..8]);
+        let frame = self.frame_bytes();
+        if !self.json() {
+            return vec![json!(format!(
+                "MEDIA_START connection_id:{} channel:{channel} channel_id:{} format:{} \
+                 optimal_frame_size:{frame} ptime:20",
+                self.opts.stream_sid, self.opts.call_sid, self.name
+            ))];
+        }
+        let mut vars = serde_json::Map::new();
+        for (k, v) in &self.opts.parameters {
+            let key = match k.as_str() {
+                "from" => "VOXHOOK_CALLER".to_string(),
+                "to" => "VOXHOOK_CALLED".to_string(),
+                other => other.to_string(),
+            };
+            vars.insert(key, json!(v));
+        }
+        vec![
+            json!({"event": "MEDIA_START", "connection_id": self.opts.stream_sid,
+            "channel": channel, "channel_id": self.opts.call_sid, "format": self.name,
+            "optimal_frame_size": frame, "ptime": 20, "channel_variables": vars}),
+        ]
+    }
+
+    /// Unused: Asterisk media is binary ([`CallerWire::media_message`]).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        self.media.encode(pcm, &mut bytes);
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        if self.json() {
+            json!({"event": "DTMF_END", "channel_id": self.opts.call_sid, "digit": key.to_string()})
+        } else {
+            json!(format!(
+                "DTMF_END digit:{key} channel_id:{}",
+                self.opts.call_sid
+            ))
+        }
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(if self.json() {
+            json!({"event": "MEDIA_MARK_PROCESSED", "channel_id": self.opts.call_sid,
+                "correlation_id": name})
+        } else {
+            json!(format!("MEDIA_MARK_PROCESSED {name}"))
+        })
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    /// Plain text reads as `{"command": NAME, "correlation_id": REST}`; a message in the other
+    /// format is not understood (Asterisk would reject it).
+    fn parse_text(&self, text: &str) -> Option<Value> {
+        let is_json = text.trim_start().starts_with('{');
+        if is_json != self.json() {
+            return None;
+        }
+        if is_json {
+            return serde_json::from_str(text).ok();
+        }
+        let (name, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+        Some(json!({"command": name, "correlation_id": (!rest.is_empty()).then_some(rest)}))
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["command"].as_str() {
+            Some("MARK_MEDIA") => match v["correlation_id"].as_str() {
+                Some(id) if !id.is_empty() => Heard::Mark(id.to_string()),
+                _ => Heard::Invalid,
+            },
+            Some("FLUSH_MEDIA") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    /// `FLUSH_MEDIA` drops the queued marks without a word.
+    fn cleared(&mut self, _flushed: &[String]) -> Vec<Value> {
+        Vec::new()
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if self
+            .paused_at
+            .is_some_and(|t| t.elapsed() > Self::IN_FLIGHT_GRACE)
+        {
+            self.sent_while_paused += 1;
+        }
+        // Asterisk cuts the message into whole frames and drops a remainder.
+        let frame = self.frame_bytes();
+        let whole = data.len() / frame * frame;
+        let mut pcm = Vec::with_capacity(whole);
+        if self.media.decode(&data[..whole], &mut pcm).is_err() {
+            return Heard::Invalid;
+        }
+        Heard::Audio {
+            pcm,
+            odd: data.len() != frame,
+        }
+    }
+
+    fn queue_changed(&mut self, queued_samples: usize) -> Vec<Value> {
+        let frames = queued_samples / frame_len(self.media.rate());
+        match self.paused_at {
+            None if frames >= self.xoff => {
+                self.paused_at = Some(Instant::now());
+                self.pauses += 1;
+                vec![self.bare("MEDIA_XOFF")]
+            }
+            Some(_) if frames < self.xon => {
+                self.paused_at = None;
+                vec![self.bare("MEDIA_XON")]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn flow_stats(&self) -> (usize, usize) {
+        (self.pauses, self.sent_while_paused)
     }
 }
 
