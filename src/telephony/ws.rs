@@ -1,9 +1,9 @@
 //! The media socket loop, shared by every provider: a reader task that enforces the size limit
 //! and decodes frames with the connection's [`MediaDecoder`], and a writer task that encodes
-//! commands with its [`MediaEncoder`] and sends the decoder's protocol replies, and hands it
-//! the provider's flow-control changes ([`super::Flow`]). The halves share no lock. Once the call attaches a listener, caller audio goes from the reader
-//! straight to it (a full queue drops and counts the frame); only control events reach the
-//! call. Both tasks run on the call's task tracker and stop with its cancellation token.
+//! commands with its [`MediaEncoder`], sends the decoder's protocol replies and hands it the
+//! provider's flow-control changes ([`super::Flow`]). The halves share no lock. Once the call
+//! attaches a listener, caller audio goes from the reader straight to it (a full queue drops
+//! and counts the frame); only control events reach the call. Both tasks run on the call's task tracker and stop with its cancellation token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -204,7 +204,10 @@ impl AsteriskDecoder {
             ))
         })?;
         let frame = m.optimal_frame_size;
-        if frame == 0 || frame > MAX_ASTERISK_MESSAGE || frame % format.sample_bytes() != 0 {
+        if frame == 0
+            || frame > MAX_ASTERISK_MESSAGE
+            || !frame.is_multiple_of(format.sample_bytes())
+        {
             return Err(ProtocolError::UnsupportedFormat(format!(
                 "optimal_frame_size {frame} for {}",
                 m.format
