@@ -265,6 +265,48 @@ pub fn log_unknown_event(provider: &str, text: &str) {
     );
 }
 
+/// Validates a `basic_auth_user` / `basic_auth_password` pair of a provider's config: both or
+/// neither, no `:` in the user. The pair when set.
+pub(crate) fn basic_auth_setting(
+    user: String,
+    password: crate::config::SensitiveString,
+    ctx: &crate::component::Ctx<'_>,
+    errs: &mut crate::component::Errors,
+) -> Option<(String, crate::config::SensitiveString)> {
+    errs.check(
+        !user.contains(':'),
+        &ctx.key("basic_auth_user"),
+        "must not contain `:`",
+    );
+    let on = !user.is_empty();
+    errs.check(
+        on != password.is_empty(),
+        &ctx.key("basic_auth_password"),
+        &format!(
+            "basic_auth_user and basic_auth_password go together (set {})",
+            ctx.env_var("basic_auth_password")
+        ),
+    );
+    on.then_some((user, password))
+}
+
+/// Validates a provider's `stream_token` (it rides in a URL): the token when set.
+pub(crate) fn stream_token_setting(
+    token: crate::config::SensitiveString,
+    ctx: &crate::component::Ctx<'_>,
+    errs: &mut crate::component::Errors,
+) -> Option<crate::config::SensitiveString> {
+    errs.check(
+        token
+            .expose()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')),
+        &ctx.key("stream_token"),
+        "must be URL-safe (letters, digits, - _ . ~)",
+    );
+    (!token.is_empty()).then_some(token)
+}
+
 /// Checks a shared secret carried as `?{param}=<token>` in the stream URL, in constant time; a
 /// missing or wrong one is a 403, logged without its value (Plivo, Vonage: their upgrades are
 /// not signed, so the secret rides in the URL the operator configures).

@@ -110,25 +110,17 @@ impl Component for AsteriskSettings {
             &ctx.key("max_held_frames"),
             "must be at least 1",
         );
-        errs.check(
-            !c.basic_auth_user.contains(':'),
-            &ctx.key("basic_auth_user"),
-            "must not contain `:`",
-        );
-        let on = !c.basic_auth_user.is_empty();
-        errs.check(
-            on != c.basic_auth_password.is_empty(),
-            &ctx.key("basic_auth_password"),
-            &format!(
-                "basic_auth_user and basic_auth_password go together (set {})",
-                ctx.env_var("basic_auth_password")
-            ),
+        let basic_auth = crate::telephony::basic_auth_setting(
+            c.basic_auth_user,
+            c.basic_auth_password,
+            ctx,
+            errs,
         );
         AsteriskSettings {
             enabled: c.enabled,
             route: c.route,
             control_format,
-            basic_auth: on.then_some((c.basic_auth_user, c.basic_auth_password)),
+            basic_auth,
             caller_variable: c.caller_variable,
             called_variable: c.called_variable,
             max_message_bytes: c.max_message_bytes,

@@ -119,14 +119,7 @@ impl Component for VonageSettings {
             &ctx.key("max_message_bytes"),
             "must be at least 1024",
         );
-        errs.check(
-            c.stream_token
-                .expose()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')),
-            &ctx.key("stream_token"),
-            "must be URL-safe (letters, digits, - _ . ~)",
-        );
+        let stream_token = crate::telephony::stream_token_setting(c.stream_token, ctx, errs);
         for (key, v) in [
             ("call_id_header", &c.call_id_header),
             ("caller_header", &c.caller_header),
@@ -171,7 +164,7 @@ impl Component for VonageSettings {
         VonageSettings {
             enabled: c.enabled,
             route: c.route,
-            stream_token: (!c.stream_token.is_empty()).then_some(c.stream_token),
+            stream_token,
             call_id_header: c.call_id_header,
             caller_header: c.caller_header,
             called_header: c.called_header,

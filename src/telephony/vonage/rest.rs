@@ -183,3 +183,17 @@ fn error_detail(body: &[u8]) -> String {
         _ => body_excerpt(body),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_bodies_are_read() {
+        let body = include_bytes!("../../../tests/fixtures/vonage/api_error.json");
+        assert_eq!(
+            super::error_detail(body),
+            "Not Found: Call aaaaaaaa-bbbb-cccc-dddd-0123456789ab was not found or is no longer \
+             active"
+        );
+        assert_eq!(super::error_detail(b"<html>"), "<html>");
+    }
+}

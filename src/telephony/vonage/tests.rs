@@ -196,6 +196,24 @@ fn audio_goes_out_in_whole_20ms_frames_and_marks_as_notify() {
 }
 
 #[test]
+fn the_readme_ncco_matches_what_the_decoder_reads() {
+    let ncco = json(fixture!("ncco.json"));
+    let endpoint = &ncco[0]["endpoint"][0];
+    assert_eq!(endpoint["type"], "websocket");
+    let ct = endpoint["content-type"].as_str().unwrap();
+    assert_eq!(content_type_rate(ct), Some(16_000));
+    let s = settings();
+    for key in [&s.call_id_header, &s.caller_header, &s.called_header] {
+        assert!(endpoint["headers"][key.as_str()].is_string(), "{key}");
+    }
+    let uri = endpoint["uri"].as_str().unwrap();
+    let path = uri.trim_start_matches("wss://voxhook.example.com");
+    assert!(provider(Some("STREAM_TOKEN"))
+        .authenticate(&HeaderMap::new(), path)
+        .is_ok());
+}
+
+#[test]
 fn the_pacer_never_fills_vonages_buffer() {
     // `audio.playback_lead_ms` is at most 5000: that many 20 ms frames stay queued at most.
     const { assert!(5_000 / 20 < PLAYBACK_BUFFER_MESSAGES) };
