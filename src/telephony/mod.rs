@@ -11,6 +11,8 @@ pub mod exotel;
 pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
+#[cfg(test)]
+mod testing;
 pub mod twilio;
 pub mod vonage;
 pub mod ws;

@@ -3,6 +3,7 @@
 //! control formats.
 
 use super::*;
+use crate::telephony::testing::Proto;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -25,54 +26,8 @@ fn provider(format: ControlFormat, max_held_frames: usize) -> Asterisk {
     }
 }
 
-struct Proto(Codec, Vec<WireFrame>);
-
-impl Proto {
-    fn new(format: ControlFormat) -> Self {
-        Self::with(provider(format, 1_000))
-    }
-
-    fn with(p: Asterisk) -> Self {
-        Proto(p.codec(), Vec::new())
-    }
-
-    fn drain(&mut self, first: Option<InboundEvent>) -> Vec<InboundEvent> {
-        let mut evs: Vec<InboundEvent> = first.into_iter().collect();
-        while let Some(ev) = self.0.decoder.take_pending() {
-            evs.push(ev);
-        }
-        for ev in &evs {
-            if let InboundEvent::Start(s) = ev {
-                self.0.encoder.started(s);
-            }
-        }
-        evs
-    }
-
-    fn text(&mut self, t: &str) -> Result<Vec<InboundEvent>, ProtocolError> {
-        let first = self.0.decoder.decode_text(t, &mut self.1)?;
-        Ok(self.drain(first))
-    }
-
-    fn binary(&mut self, b: &[u8]) -> Result<Vec<InboundEvent>, ProtocolError> {
-        let first = self.0.decoder.decode_binary(b, &mut self.1)?;
-        Ok(self.drain(first))
-    }
-
-    fn encode(&mut self, cmd: &OutboundCommand) -> Vec<WireFrame> {
-        let mut out = Vec::new();
-        self.0.encoder.encode(cmd, &mut out);
-        out
-    }
-
-    /// Hands the decoder's flow change, if any, to the encoder (what the socket loop does).
-    fn flow(&mut self) -> Vec<WireFrame> {
-        let mut out = Vec::new();
-        if let Some(f) = self.0.decoder.take_flow() {
-            self.0.encoder.flow(f, &mut out);
-        }
-        out
-    }
+fn proto(format: ControlFormat) -> Proto {
+    Proto::new(provider(format, 1_000).codec())
 }
 
 fn json(t: &str) -> serde_json::Value {
@@ -81,7 +36,7 @@ fn json(t: &str) -> serde_json::Value {
 
 #[test]
 fn the_documented_json_messages_decode() {
-    let mut p = Proto::new(ControlFormat::Json);
+    let mut p = proto(ControlFormat::Json);
     // μ-law before MEDIA_START is kept until the format is known.
     assert!(p.binary(&[0xff, 0x00]).unwrap().is_empty());
     let evs = p.text(fixture!("media_start.json")).unwrap();
@@ -123,7 +78,7 @@ fn the_documented_json_messages_decode() {
 
 #[test]
 fn the_documented_plain_text_messages_decode() {
-    let mut p = Proto::new(ControlFormat::PlainText);
+    let mut p = proto(ControlFormat::PlainText);
     let evs = p.text(fixture!("media_start.txt")).unwrap();
     let [InboundEvent::Start(s)] = &evs[..] else {
         panic!("{evs:?}")
@@ -148,7 +103,7 @@ fn the_documented_plain_text_messages_decode() {
     assert_eq!(p.0.decoder.take_flow(), Some(Flow::Pause));
     assert!(p.text(fixture!("status.txt")).unwrap().is_empty());
     // An older release without channel_id: the connection id names the call.
-    let mut p = Proto::new(ControlFormat::PlainText);
+    let mut p = proto(ControlFormat::PlainText);
     let evs = p
         .text("MEDIA_START connection_id:c0ffee channel:WebSocket/c0ffee format:alaw optimal_frame_size:160")
         .unwrap();
@@ -162,11 +117,11 @@ fn the_documented_plain_text_messages_decode() {
 #[test]
 fn bad_input_is_refused_clearly() {
     // The other control format than configured names the key to change.
-    let e = Proto::new(ControlFormat::Json)
+    let e = proto(ControlFormat::Json)
         .text(fixture!("media_start.txt"))
         .unwrap_err();
     assert!(e.to_string().contains("control_format"), "{e}");
-    let e = Proto::new(ControlFormat::PlainText)
+    let e = proto(ControlFormat::PlainText)
         .text(fixture!("media_start.json"))
         .unwrap_err();
     assert!(matches!(e, ProtocolError::UnsupportedFormat(_)), "{e}");
@@ -175,19 +130,19 @@ fn bad_input_is_refused_clearly() {
         r#"{"event":"MEDIA_START","format":"slin16","optimal_frame_size":641,"connection_id":"c"}"#,
         r#"{"event":"MEDIA_START","format":"ulaw","optimal_frame_size":0,"connection_id":"c"}"#,
     ] {
-        let e = Proto::new(ControlFormat::Json).text(bad).unwrap_err();
+        let e = proto(ControlFormat::Json).text(bad).unwrap_err();
         assert!(
             matches!(e, ProtocolError::UnsupportedFormat(_)),
             "{bad}: {e}"
         );
     }
-    let mut p = Proto::new(ControlFormat::Json);
+    let mut p = proto(ControlFormat::Json);
     assert!(p
         .text(r#"{"event":"MEDIA_START","format":"ulaw"}"#)
         .is_err());
     assert!(p.text("{not json").is_err());
     assert!(p.text(r#"{"event":"DTMF_END","digit":"55"}"#).is_err());
-    let mut p = Proto::new(ControlFormat::PlainText);
+    let mut p = proto(ControlFormat::PlainText);
     p.text(fixture!("media_start.txt")).unwrap();
     assert!(matches!(
         p.binary(&[1, 2, 3]),
@@ -197,7 +152,7 @@ fn bad_input_is_refused_clearly() {
         p.text(fixture!("media_start.txt")).is_err(),
         "a second start"
     );
-    let mut p = Proto::new(ControlFormat::PlainText);
+    let mut p = proto(ControlFormat::PlainText);
     p.binary(&[0; 160]).unwrap();
     p.binary(&[0; 160]).unwrap();
     assert!(matches!(
@@ -208,7 +163,7 @@ fn bad_input_is_refused_clearly() {
 
 #[test]
 fn media_goes_out_in_optimal_frames_and_marks_follow_it() {
-    let mut p = Proto::new(ControlFormat::Json);
+    let mut p = proto(ControlFormat::Json);
     assert!(
         p.encode(&OutboundCommand::Audio(vec![0; 160])).is_empty(),
         "before start"
@@ -229,7 +184,7 @@ fn media_goes_out_in_optimal_frames_and_marks_follow_it() {
     let out = p.encode(&OutboundCommand::Clear);
     assert_eq!(out, [WireFrame::Text(fixture!("flush_media.json").into())]);
     // Plain text: `MARK_MEDIA <id>`, `FLUSH_MEDIA`; slin16 frames of 640 bytes.
-    let mut p = Proto::new(ControlFormat::PlainText);
+    let mut p = proto(ControlFormat::PlainText);
     p.text(fixture!("media_start.txt")).unwrap();
     let out = p.encode(&OutboundCommand::Audio(vec![0x0102; 320]));
     let [WireFrame::Binary(f)] = &out[..] else {
@@ -248,7 +203,7 @@ fn media_goes_out_in_optimal_frames_and_marks_follow_it() {
 
 #[test]
 fn xoff_holds_media_and_marks_in_order_until_xon() {
-    let mut p = Proto::with(provider(ControlFormat::Json, 3));
+    let mut p = Proto::new(provider(ControlFormat::Json, 3).codec());
     p.text(fixture!("media_start.json")).unwrap();
     p.text(fixture!("xoff.json")).unwrap();
     assert!(p.flow().is_empty());

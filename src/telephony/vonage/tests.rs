@@ -3,6 +3,7 @@
 //! the local fake.
 
 use super::*;
+use crate::telephony::testing::Proto;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -28,41 +29,8 @@ fn provider(token: Option<&str>) -> Vonage {
     }
 }
 
-struct Proto(Codec, Vec<WireFrame>);
-
-impl Proto {
-    fn new() -> Self {
-        Proto(provider(None).codec(), Vec::new())
-    }
-
-    fn drain(&mut self, first: Option<InboundEvent>) -> Vec<InboundEvent> {
-        let mut evs: Vec<InboundEvent> = first.into_iter().collect();
-        while let Some(ev) = self.0.decoder.take_pending() {
-            evs.push(ev);
-        }
-        for ev in &evs {
-            if let InboundEvent::Start(s) = ev {
-                self.0.encoder.started(s);
-            }
-        }
-        evs
-    }
-
-    fn text(&mut self, t: &str) -> Result<Vec<InboundEvent>, ProtocolError> {
-        let first = self.0.decoder.decode_text(t, &mut self.1)?;
-        Ok(self.drain(first))
-    }
-
-    fn binary(&mut self, b: &[u8]) -> Result<Vec<InboundEvent>, ProtocolError> {
-        let first = self.0.decoder.decode_binary(b, &mut self.1)?;
-        Ok(self.drain(first))
-    }
-
-    fn encode(&mut self, cmd: &OutboundCommand) -> Vec<WireFrame> {
-        let mut out = Vec::new();
-        self.0.encoder.encode(cmd, &mut out);
-        out
-    }
+fn proto() -> Proto {
+    Proto::new(provider(None).codec())
 }
 
 fn json(t: &str) -> serde_json::Value {
@@ -71,7 +39,7 @@ fn json(t: &str) -> serde_json::Value {
 
 #[test]
 fn the_documented_messages_decode() {
-    let mut p = Proto::new();
+    let mut p = proto();
     // Audio may come before the first text message; it is kept until the rate is known.
     assert!(p.binary(&[1, 0, 0xff, 0xff]).unwrap().is_empty());
     let evs = p.text(fixture!("connected.json")).unwrap();
@@ -128,18 +96,18 @@ fn rates_and_bad_input_are_refused_clearly() {
     ] {
         assert_eq!(content_type_rate(ct), rate, "{ct}");
     }
-    let mut p = Proto::new();
+    let mut p = proto();
     let e = p
         .text(
             r#"{"event":"websocket:connected","content-type":"audio/l16;rate=44100","uuid":"ab"}"#,
         )
         .unwrap_err();
     assert!(matches!(e, ProtocolError::UnsupportedFormat(_)), "{e}");
-    let e = Proto::new()
+    let e = proto()
         .text(r#"{"event":"websocket:connected","content-type":"audio/l16;rate=8000"}"#)
         .unwrap_err();
     assert!(e.to_string().contains("`uuid` header"), "{e}");
-    let mut p = Proto::new();
+    let mut p = proto();
     p.text(fixture!("connected.json")).unwrap();
     assert!(matches!(
         p.binary(&[1, 2, 3]),
@@ -154,7 +122,7 @@ fn rates_and_bad_input_are_refused_clearly() {
         .text(r#"{"event":"websocket:dtmf","digit":"55"}"#)
         .is_err());
     // Too much audio before connected.
-    let mut p = Proto::new();
+    let mut p = proto();
     p.binary(&[0; 640]).unwrap();
     p.binary(&[0; 640]).unwrap();
     assert!(matches!(
@@ -165,7 +133,7 @@ fn rates_and_bad_input_are_refused_clearly() {
 
 #[test]
 fn audio_goes_out_in_whole_20ms_frames_and_marks_as_notify() {
-    let mut p = Proto::new();
+    let mut p = proto();
     assert!(
         p.encode(&OutboundCommand::Audio(vec![1; 320])).is_empty(),
         "before start"
