@@ -103,6 +103,33 @@ pub enum Wire {
         /// `(user, password)` sent as `Authorization: Basic …`.
         basic_auth: Option<(String, String)>,
     },
+    /// Vonage Voice API WebSocket: `websocket:connected` with the `content-type` and the NCCO
+    /// endpoint headers (`uuid`, `from`, `to` and the custom parameters) at top level, binary
+    /// L16 little-endian 20 ms frames both ways, `websocket:dtmf`, `notify` echoed as
+    /// `websocket:notify` when played, `clear` answered by `websocket:cleared`; no stop message
+    /// (the socket just closes).
+    Vonage {
+        /// 8000, 16000 or 24000 (`audio/l16;rate=…`).
+        rate: u32,
+        /// Shared stream token, sent as `?token=` on the endpoint URI.
+        stream_token: Option<String>,
+    },
+    /// Asterisk chan_websocket dialing voxhook: subprotocol `media`, `MEDIA_START` (JSON with
+    /// the numbers in `channel_variables`, or plain text without them), binary media in the
+    /// channel format re-framed into `optimal_frame_size` pieces (a remainder dropped),
+    /// `DTMF_END`, `MARK_MEDIA` answered by `MEDIA_MARK_PROCESSED` when played, `FLUSH_MEDIA`
+    /// dropping the queue and its marks silently, `MEDIA_XOFF`/`MEDIA_XON` at its queue levels;
+    /// no stop message (Asterisk closes the socket).
+    Asterisk {
+        /// Asterisk format name: `ulaw`, `alaw`, `slin`, `slin16`, ….
+        format: String,
+        /// The control message format.
+        control: crate::telephony::asterisk::ControlFormat,
+        /// `(user, password)` of `websocket_client.conf`, sent as `Authorization: Basic …`.
+        basic_auth: Option<(String, String)>,
+        /// Queue levels in frames: XOFF at the first, XON below the second (Asterisk: 900, 800).
+        flow_levels: (usize, usize),
+    },
     /// Plivo Audio Streams: no `connected`, numbers in `extra_headers`, `playAudio` /
     /// `checkpoint` / `clearAudio` read, `playedStream` / `clearedAudio` answered, the first
     /// checkpoint of the call never acknowledged, no `stop` (the socket just closes).
@@ -189,6 +216,44 @@ impl CallerOptions {
 }
 
 impl CallerOptions {
+    /// An Asterisk call from `from` to `to` on a channel in `format`, with Asterisk-shaped
+    /// ids (connection UUID, `pbx-<epoch>.<n>` channel id as the call id).
+    pub fn asterisk(
+        url: &str,
+        from: &str,
+        to: &str,
+        format: &str,
+        control: crate::telephony::asterisk::ControlFormat,
+    ) -> Self {
+        let n = uuid::Uuid::new_v4().as_u128() % 100_000;
+        Self {
+            call_sid: format!("pbx1-1764700000.{n}"),
+            stream_sid: uuid::Uuid::new_v4().hyphenated().to_string(),
+            wire: Wire::Asterisk {
+                format: format.into(),
+                control,
+                basic_auth: None,
+                flow_levels: (900, 800),
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
+    /// A Vonage call from `from` to `to` whose WebSocket runs at `rate` (8000, 16000 or
+    /// 24000), with a Vonage-shaped (UUID) call id in the NCCO endpoint headers.
+    pub fn vonage(url: &str, from: &str, to: &str, rate: u32) -> Self {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self {
+            call_sid: id.clone(),
+            stream_sid: id,
+            wire: Wire::Vonage {
+                rate,
+                stream_token: None,
+            },
+            ..Self::new(url, from, to)
+        }
+    }
+
     /// A Plivo call from `from` to `to` (digits only: `extraHeaders` take alphanumerics) in
     /// `codec`, with Plivo-shaped (UUID) call and stream ids.
     pub fn plivo(url: &str, from: &str, to: &str, codec: PlivoCodec) -> Self {
@@ -311,6 +376,11 @@ pub struct CallerLog {
     /// Times playback ran dry after playing something (reported where the protocol does:
     /// Genesys `playback_completed`).
     pub drains: usize,
+    /// XOFFs the provider sent (Asterisk).
+    pub pauses: usize,
+    /// Media frames voxhook sent after the provider's XOFF, before its XON, past the grace
+    /// for frames already in flight (Asterisk).
+    pub sent_while_paused: usize,
 }
 
 enum Command {
@@ -343,6 +413,14 @@ impl SimCaller {
                 options.url,
                 crate::telephony::plivo::TOKEN_PARAMETER
             ),
+            Wire::Vonage {
+                stream_token: Some(t),
+                ..
+            } => format!(
+                "{}?{}={t}",
+                options.url,
+                crate::telephony::vonage::TOKEN_PARAMETER
+            ),
             _ => options.url.clone(),
         };
         let mut req = url.as_str().into_client_request().map_err(|e| fail(&e))?;
@@ -355,6 +433,10 @@ impl SimCaller {
             req.headers_mut().insert(header, value);
         }
         if let Wire::Exotel {
+            basic_auth: Some((user, password)),
+            ..
+        }
+        | Wire::Asterisk {
             basic_auth: Some((user, password)),
             ..
         } = &options.wire
@@ -371,6 +453,12 @@ impl SimCaller {
             let value = token.parse().map_err(|e| fail(&e))?;
             req.headers_mut()
                 .insert(crate::telephony::telnyx::AUTH_TOKEN_HEADER, value);
+        }
+        if let Wire::Asterisk { .. } = &options.wire {
+            let value = crate::telephony::asterisk::SUBPROTOCOL
+                .parse()
+                .map_err(|e| fail(&e))?;
+            req.headers_mut().insert("sec-websocket-protocol", value);
         }
         let wire = make_wire(&options).map_err(|e| fail(&e))?;
         for (name, value) in wire.upgrade_headers() {
@@ -491,23 +579,14 @@ pub trait CallerWire: Send + 'static {
     fn outbound_rate(&self) -> u32;
     /// The frames that open the stream (`connected`, `start`).
     fn opening(&mut self) -> Vec<Value>;
-    /// One 20 ms frame of caller audio (JSON wires; binary ones override [`Self::media_frame`]
+    /// One 20 ms frame of caller audio (JSON wires; binary ones override [`Self::media_message`]
     /// and leave this unused).
     fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
         Value::Null
     }
-    /// One 20 ms frame of caller audio as a socket frame: the JSON of [`Self::media`] unless the
-    /// protocol sends audio in binary frames.
-    fn media_frame(&mut self, pcm: &[i16], elapsed_ms: u128) -> Message {
-        Message::Text(self.media(pcm, elapsed_ms).to_string().into())
-    }
     /// Extra headers on the upgrade request (auth, `Sec-WebSocket-Protocol`).
     fn upgrade_headers(&self) -> Vec<(&'static str, String)> {
         Vec::new()
-    }
-    /// Reads one binary frame from voxhook (JSON-only protocols send none).
-    fn read_binary(&mut self, _data: &[u8]) -> Heard {
-        Heard::Invalid
     }
     /// A key press.
     fn dtmf(&mut self, key: char) -> Value;
@@ -543,6 +622,38 @@ pub trait CallerWire: Send + 'static {
     /// What the provider answers a clear with: by default it echoes the flushed marks.
     fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
         flushed.iter().filter_map(|n| self.mark(n)).collect()
+    }
+    /// One 20 ms frame of caller audio as the message it travels in: by default `media` as
+    /// JSON text; binary protocols (Vonage, Asterisk) send the raw bytes.
+    fn media_message(&mut self, pcm: &[i16], elapsed_ms: u128) -> Message {
+        Message::Text(self.media(pcm, elapsed_ms).to_string().into())
+    }
+    /// How a control message travels: JSON text by default (a JSON string is sent as its
+    /// bare text, for single-line text protocols).
+    fn text_message(&self, v: Value) -> Message {
+        match v {
+            Value::String(line) => Message::Text(line.into()),
+            other => Message::Text(other.to_string().into()),
+        }
+    }
+    /// Reads a text message from voxhook into the shape `read` takes (JSON by default).
+    fn parse_text(&self, text: &str) -> Option<Value> {
+        serde_json::from_str(text).ok()
+    }
+    /// Reads a binary message from voxhook (not part of a JSON protocol).
+    fn read_binary(&mut self, _data: &[u8]) -> Heard {
+        Heard::Invalid
+    }
+    /// The playback queue now holds `queued_samples` (after voxhook's audio arrived or some
+    /// played): the flow-control events the provider sends at that point (Asterisk's XOFF and
+    /// XON). None by default.
+    fn queue_changed(&mut self, _queued_samples: usize) -> Vec<Value> {
+        Vec::new()
+    }
+    /// Flow control so far: how often the provider said XOFF, and how many media frames
+    /// voxhook sent while told to stop (past the grace for frames already in flight).
+    fn flow_stats(&self) -> (usize, usize) {
+        (0, 0)
     }
 }
 
@@ -610,6 +721,36 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
                 ws_auth: ws_auth.clone(),
             })
         }
+        Wire::Vonage { rate, .. } => {
+            if !crate::telephony::vonage::RATES.contains(rate) {
+                return Err(format!("Vonage streams no L16 at {rate} Hz"));
+            }
+            Box::new(VonageWire {
+                opts: o.clone(),
+                rate: *rate,
+                notified: BTreeMap::new(),
+            })
+        }
+        Wire::Asterisk {
+            format,
+            control,
+            flow_levels,
+            ..
+        } => {
+            let media = crate::telephony::asterisk::MediaFormat::from_name(format)
+                .ok_or_else(|| format!("Asterisk format {format} is not simulated"))?;
+            Box::new(AsteriskWire {
+                opts: o.clone(),
+                name: format.clone(),
+                media,
+                control: *control,
+                xoff: flow_levels.0,
+                xon: flow_levels.1,
+                paused_at: None,
+                pauses: 0,
+                sent_while_paused: 0,
+            })
+        }
         Wire::Plivo { codec, .. } => Box::new(PlivoWire {
             opts: o.clone(),
             codec: *codec,
@@ -645,9 +786,8 @@ async fn run<S>(
         + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let send_frame = |v: Value| Message::Text(v.to_string().into());
     for m in wire.opening() {
-        if sink.send(send_frame(m)).await.is_err() {
+        if sink.send(wire.text_message(m)).await.is_err() {
             return;
         }
     }
@@ -665,14 +805,19 @@ async fn run<S>(
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
                 let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
                 *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
-                let media = wire.media_frame(&frame, started.elapsed().as_millis());
+                let media = wire.media_message(&frame, started.elapsed().as_millis());
                 if sink.send(media).await.is_err() {
                     break;
                 }
                 // voxhook → caller: play 20 ms of the buffer; echo marks playback reaches.
-                let echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
+                let mut echoes = play(&mut playback, out_frame, wire.as_mut(), &log);
+                echoes.extend(wire.queue_changed(queued(&playback)));
+                {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    (l.pauses, l.sent_while_paused) = wire.flow_stats();
+                }
                 for echo in echoes {
-                    if sink.send(send_frame(echo)).await.is_err() {
+                    if sink.send(wire.text_message(echo)).await.is_err() {
                         break;
                     }
                 }
@@ -683,12 +828,13 @@ async fn run<S>(
                     *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
                 }
                 Some(Command::Dtmf(k)) => {
-                    let _ = sink.send(send_frame(wire.dtmf(k))).await;
+                    let key = wire.dtmf(k);
+                    let _ = sink.send(wire.text_message(key)).await;
                 }
                 Some(Command::Raw(m)) => { let _ = sink.send(m).await; }
                 Some(Command::Hangup) | None => {
                     if let Some(stop) = wire.stop() {
-                        let _ = sink.send(send_frame(stop)).await;
+                        let _ = sink.send(wire.text_message(stop)).await;
                     }
                     let _ = sink.close().await;
                     break;
@@ -696,12 +842,17 @@ async fn run<S>(
             },
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
-                let answers = match msg {
-                    Message::Text(text) => on_message(text.as_str(), wire.as_mut(), &mut playback, &log),
-                    Message::Binary(data) => {
-                        let heard = wire.read_binary(&data);
-                        apply(heard, wire.as_mut(), &mut playback, &log)
-                    }
+                let heard = match msg {
+                    Message::Text(text) => match wire.parse_text(text.as_str()) {
+                        Some(v) => {
+                            if wire.wrong_stream(&v) {
+                                log.lock().unwrap_or_else(|p| p.into_inner()).wrong_stream_sid += 1;
+                            }
+                            wire.read(&v)
+                        }
+                        None => Heard::Invalid,
+                    },
+                    Message::Binary(data) => wire.read_binary(&data),
                     Message::Close(frame) => {
                         let frame = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
                         log.lock().unwrap_or_else(|p| p.into_inner()).close_frame = frame;
@@ -709,8 +860,14 @@ async fn run<S>(
                     }
                     _ => continue,
                 };
+                let mut answers = on_message(heard, wire.as_mut(), &mut playback, &log);
+                answers.extend(wire.queue_changed(queued(&playback)));
+                {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    (l.pauses, l.sent_while_paused) = wire.flow_stats();
+                }
                 for answer in answers {
-                    let _ = sink.send(send_frame(answer)).await;
+                    let _ = sink.send(wire.text_message(answer)).await;
                 }
             }
         }
@@ -783,29 +940,6 @@ fn play(
 /// Applies one message from voxhook to the playback buffer; returns the provider's answer to a
 /// clear (the flushed marks echoed, or Plivo's `clearedAudio`).
 fn on_message(
-    text: &str,
-    wire: &mut dyn CallerWire,
-    playback: &mut VecDeque<Queued>,
-    log: &Mutex<CallerLog>,
-) -> Vec<Value> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        log.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .invalid_messages += 1;
-        return Vec::new();
-    };
-    if wire.wrong_stream(&v) {
-        log.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .wrong_stream_sid += 1;
-    }
-    let heard = wire.read(&v);
-    apply(heard, wire, playback, log)
-}
-
-/// Applies what one message from voxhook said to the playback buffer; returns the provider's
-/// answers.
-fn apply(
     heard: Heard,
     wire: &mut dyn CallerWire,
     playback: &mut VecDeque<Queued>,
@@ -1132,6 +1266,289 @@ impl CallerWire for ExotelWire {
     }
 }
 
+/// Vonage's Voice API WebSocket, as Vonage speaks it (see [`Wire::Vonage`]).
+struct VonageWire {
+    opts: CallerOptions,
+    rate: u32,
+    /// The payload of each `notify` queued, by mark name: echoed as sent.
+    notified: BTreeMap<String, Value>,
+}
+
+impl CallerWire for VonageWire {
+    fn inbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let mut connected = json!({"event": "websocket:connected",
+            "content-type": format!("audio/l16;rate={}", self.rate), "uuid": self.opts.call_sid});
+        for (k, v) in &self.opts.parameters {
+            connected[k] = json!(v);
+        }
+        vec![connected]
+    }
+
+    /// Unused: Vonage audio is binary ([`CallerWire::media_message`]).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        Message::Binary(pcm.iter().flat_map(|s| s.to_le_bytes()).collect())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        json!({"event": "websocket:dtmf", "digit": key.to_string(), "duration": 260})
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        let payload = self.notified.remove(name)?;
+        Some(json!({"event": "websocket:notify", "payload": payload}))
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["action"].as_str() {
+            Some("notify") => match v["payload"]["mark"].as_str() {
+                Some(name) => {
+                    self.notified.insert(name.to_string(), v["payload"].clone());
+                    Heard::Mark(name.to_string())
+                }
+                None => Heard::Invalid,
+            },
+            Some("clear") if v.as_object().is_some_and(|o| o.len() == 1) => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    /// Vonage answers with `websocket:cleared`; the flushed notifies are never sent.
+    fn cleared(&mut self, flushed: &[String]) -> Vec<Value> {
+        for name in flushed {
+            self.notified.remove(name);
+        }
+        vec![json!({"event": "websocket:cleared"})]
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if !data.len().is_multiple_of(2) {
+            return Heard::Invalid;
+        }
+        let pcm: Vec<i16> = data
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        // Vonage takes exactly one 20 ms frame per message.
+        let odd = pcm.len() != frame_len(self.rate);
+        Heard::Audio { pcm, odd }
+    }
+}
+
+/// Asterisk chan_websocket, as Asterisk speaks it (see [`Wire::Asterisk`]).
+struct AsteriskWire {
+    opts: CallerOptions,
+    name: String,
+    media: crate::telephony::asterisk::MediaFormat,
+    control: crate::telephony::asterisk::ControlFormat,
+    xoff: usize,
+    xon: usize,
+    /// When XOFF went out, while it holds.
+    paused_at: Option<Instant>,
+    pauses: usize,
+    sent_while_paused: usize,
+}
+
+impl AsteriskWire {
+    /// Frames voxhook sent within this long after an XOFF were already on their way.
+    const IN_FLIGHT_GRACE: Duration = Duration::from_millis(100);
+
+    fn json(&self) -> bool {
+        self.control == crate::telephony::asterisk::ControlFormat::Json
+    }
+
+    fn frame_bytes(&self) -> usize {
+        frame_len(self.media.rate()) * self.media.sample_bytes()
+    }
+
+    /// An event without parameters but the channel id (`MEDIA_XOFF`, `MEDIA_XON`).
+    fn bare(&self, name: &str) -> Value {
+        if self.json() {
+            json!({"event": name, "channel_id": self.opts.call_sid})
+        } else {
+            json!(name)
+        }
+    }
+}
+
+impl CallerWire for AsteriskWire {
+    fn inbound_rate(&self) -> u32 {
+        self.media.rate()
+    }
+
+    fn outbound_rate(&self) -> u32 {
+        self.media.rate()
+    }
+
+    fn opening(&mut self) -> Vec<Value> {
+        if !self.opts.send_start {
+            return Vec::new();
+        }
+        let channel = format!("WebSocket/voxhook-{}", &self.opts.stream_sid[..8]);
+        let frame = self.frame_bytes();
+        if !self.json() {
+            return vec![json!(format!(
+                "MEDIA_START connection_id:{} channel:{channel} channel_id:{} format:{} \
+                 optimal_frame_size:{frame} ptime:20",
+                self.opts.stream_sid, self.opts.call_sid, self.name
+            ))];
+        }
+        let mut vars = serde_json::Map::new();
+        for (k, v) in &self.opts.parameters {
+            let key = match k.as_str() {
+                "from" => "VOXHOOK_CALLER".to_string(),
+                "to" => "VOXHOOK_CALLED".to_string(),
+                other => other.to_string(),
+            };
+            vars.insert(key, json!(v));
+        }
+        vec![
+            json!({"event": "MEDIA_START", "connection_id": self.opts.stream_sid,
+            "channel": channel, "channel_id": self.opts.call_sid, "format": self.name,
+            "optimal_frame_size": frame, "ptime": 20, "channel_variables": vars}),
+        ]
+    }
+
+    /// Unused: Asterisk media is binary ([`CallerWire::media_message`]).
+    fn media(&mut self, _pcm: &[i16], _elapsed_ms: u128) -> Value {
+        Value::Null
+    }
+
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+        let mut bytes = Vec::with_capacity(pcm.len() * 2);
+        self.media.encode(pcm, &mut bytes);
+        Message::Binary(bytes.into())
+    }
+
+    fn dtmf(&mut self, key: char) -> Value {
+        if self.json() {
+            json!({"event": "DTMF_END", "channel_id": self.opts.call_sid, "digit": key.to_string()})
+        } else {
+            json!(format!(
+                "DTMF_END digit:{key} channel_id:{}",
+                self.opts.call_sid
+            ))
+        }
+    }
+
+    fn mark(&mut self, name: &str) -> Option<Value> {
+        Some(if self.json() {
+            json!({"event": "MEDIA_MARK_PROCESSED", "channel_id": self.opts.call_sid,
+                "correlation_id": name})
+        } else {
+            json!(format!("MEDIA_MARK_PROCESSED {name}"))
+        })
+    }
+
+    fn stop(&mut self) -> Option<Value> {
+        None
+    }
+
+    fn wrong_stream(&self, _v: &Value) -> bool {
+        false
+    }
+
+    fn payload(&mut self, _b64: &str) -> Option<(Vec<i16>, bool)> {
+        None
+    }
+
+    /// Plain text reads as `{"command": NAME, "correlation_id": REST}`; a message in the other
+    /// format is not understood (Asterisk would reject it).
+    fn parse_text(&self, text: &str) -> Option<Value> {
+        let is_json = text.trim_start().starts_with('{');
+        if is_json != self.json() {
+            return None;
+        }
+        if is_json {
+            return serde_json::from_str(text).ok();
+        }
+        let (name, rest) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+        Some(json!({"command": name, "correlation_id": (!rest.is_empty()).then_some(rest)}))
+    }
+
+    fn read(&mut self, v: &Value) -> Heard {
+        match v["command"].as_str() {
+            Some("MARK_MEDIA") => match v["correlation_id"].as_str() {
+                Some(id) if !id.is_empty() => Heard::Mark(id.to_string()),
+                _ => Heard::Invalid,
+            },
+            Some("FLUSH_MEDIA") => Heard::Clear,
+            _ => Heard::Invalid,
+        }
+    }
+
+    /// `FLUSH_MEDIA` drops the queued marks without a word.
+    fn cleared(&mut self, _flushed: &[String]) -> Vec<Value> {
+        Vec::new()
+    }
+
+    fn read_binary(&mut self, data: &[u8]) -> Heard {
+        if self
+            .paused_at
+            .is_some_and(|t| t.elapsed() > Self::IN_FLIGHT_GRACE)
+        {
+            self.sent_while_paused += 1;
+        }
+        // Asterisk cuts the message into whole frames and drops a remainder.
+        let frame = self.frame_bytes();
+        let whole = data.len() / frame * frame;
+        let mut pcm = Vec::with_capacity(whole);
+        if self.media.decode(&data[..whole], &mut pcm).is_err() {
+            return Heard::Invalid;
+        }
+        Heard::Audio {
+            pcm,
+            odd: data.len() != frame,
+        }
+    }
+
+    fn queue_changed(&mut self, queued_samples: usize) -> Vec<Value> {
+        let frames = queued_samples / frame_len(self.media.rate());
+        match self.paused_at {
+            None if frames >= self.xoff => {
+                self.paused_at = Some(Instant::now());
+                self.pauses += 1;
+                vec![self.bare("MEDIA_XOFF")]
+            }
+            Some(_) if frames < self.xon => {
+                self.paused_at = None;
+                vec![self.bare("MEDIA_XON")]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn flow_stats(&self) -> (usize, usize) {
+        (self.pauses, self.sent_while_paused)
+    }
+}
+
 /// Plivo Audio Streams, as Plivo speaks it (see [`Wire::Plivo`]).
 struct PlivoWire {
     opts: CallerOptions,
@@ -1312,7 +1729,7 @@ impl CallerWire for JambonzWire {
         ]
     }
 
-    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
         let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
         Message::Binary(bytes.into())
     }
@@ -1463,7 +1880,7 @@ impl CallerWire for GenesysWire {
         vec![self.message("open", open)]
     }
 
-    fn media_frame(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
+    fn media_message(&mut self, pcm: &[i16], _elapsed_ms: u128) -> Message {
         let mut bytes = Vec::with_capacity(pcm.len() * 2);
         Codec::Mulaw.encode_into(pcm, &mut bytes);
         if self.stereo {

@@ -13,6 +13,7 @@ pub mod plivo_api;
 pub mod redis_server;
 pub mod telnyx_api;
 pub mod twilio_api;
+pub mod vonage_api;
 
 /// The next recorded item `next` hands out, waiting up to `timeout` for `arrived` to be
 /// notified of a new one: the wait loop of the REST fakes' `wait_for_*`.

@@ -5,6 +5,7 @@
 //! validation, request authentication, codec and call control) plus one line in
 //! [`ProviderSettings`].
 
+pub mod asterisk;
 pub mod control;
 pub mod exotel;
 pub mod genesys;
@@ -12,7 +13,10 @@ pub mod jambonz;
 pub mod plivo;
 pub mod signalwire;
 pub mod telnyx;
+#[cfg(test)]
+mod testing;
 pub mod twilio;
+pub mod vonage;
 pub mod ws;
 
 use std::collections::BTreeMap;
@@ -41,6 +45,10 @@ crate::registry! {
         Jambonz(jambonz::config::JambonzSettings) = "jambonz",
         /// Genesys Cloud AudioHook, Audio Connector flavour (signed upgrade, PCMU), route `/genesys`.
         Genesys(genesys::config::GenesysSettings) = "genesys",
+        /// Vonage Voice API WebSocket (NCCO `connect`, binary L16), route `/vonage`.
+        Vonage(vonage::config::VonageSettings) = "vonage",
+        /// Asterisk chan_websocket (`Dial(WebSocket/…)`, subprotocol `media`), route `/asterisk`.
+        Asterisk(asterisk::config::AsteriskSettings) = "asterisk",
     }
 }
 
@@ -227,6 +235,21 @@ pub trait MediaDecoder: Send + 'static {
     fn take_pending(&mut self) -> Option<InboundEvent> {
         None
     }
+    /// A flow-control change the provider asked for since the last frame (Asterisk
+    /// `MEDIA_XOFF`/`MEDIA_XON`), taken after each decoded frame and handed to the encoder.
+    /// Protocols without flow control keep this default.
+    fn take_flow(&mut self) -> Option<Flow> {
+        None
+    }
+}
+
+/// Outbound flow control the provider asks for: its playout queue is full or has room again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Stop sending media: what is sent now may be dropped.
+    Pause,
+    /// Sending is safe again.
+    Resume,
 }
 
 /// For a provider's config tests: `[telephony.<name>]` from TOML, errors as `"key: message"`.
@@ -260,6 +283,78 @@ pub fn custom_parameters(
             other => (k, other.to_string()),
         })
         .collect()
+}
+
+/// Validates a `basic_auth_user` / `basic_auth_password` pair of a provider's config: both or
+/// neither, no `:` in the user. The pair when set.
+pub(crate) fn basic_auth_setting(
+    user: String,
+    password: crate::config::SensitiveString,
+    ctx: &crate::component::Ctx<'_>,
+    errs: &mut crate::component::Errors,
+) -> Option<(String, crate::config::SensitiveString)> {
+    errs.check(
+        !user.contains(':'),
+        &ctx.key("basic_auth_user"),
+        "must not contain `:`",
+    );
+    let on = !user.is_empty();
+    errs.check(
+        on != password.is_empty(),
+        &ctx.key("basic_auth_password"),
+        &format!(
+            "basic_auth_user and basic_auth_password go together (set {})",
+            ctx.env_var("basic_auth_password")
+        ),
+    );
+    on.then_some((user, password))
+}
+
+/// Validates a provider's `stream_token` (it rides in a URL): the token when set.
+pub(crate) fn stream_token_setting(
+    token: crate::config::SensitiveString,
+    ctx: &crate::component::Ctx<'_>,
+    errs: &mut crate::component::Errors,
+) -> Option<crate::config::SensitiveString> {
+    errs.check(
+        token
+            .expose()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')),
+        &ctx.key("stream_token"),
+        "must be URL-safe (letters, digits, - _ . ~)",
+    );
+    (!token.is_empty()).then_some(token)
+}
+
+/// Checks a shared secret carried as `?{param}=<token>` in the stream URL, in constant time; a
+/// missing or wrong one is a 403, logged without its value (Plivo, Vonage: their upgrades are
+/// not signed, so the secret rides in the URL the operator configures).
+pub fn check_query_token(
+    path_and_query: &str,
+    param: &str,
+    token: &crate::config::SensitiveString,
+    provider: &str,
+) -> Result<(), Refusal> {
+    let got = path_and_query
+        .split_once('?')
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(param)?.strip_prefix('='))
+        .unwrap_or("");
+    if crate::bot::constant_time_eq(got.as_bytes(), token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(
+            provider,
+            token_present = !got.is_empty(),
+            "Stream token missing or wrong; connection refused."
+        );
+        Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "signature",
+        })
+    }
 }
 
 /// Checks HTTP Basic auth on an upgrade (`Authorization: Basic base64(user:password)`) in
@@ -308,6 +403,9 @@ pub trait MediaEncoder: Send + 'static {
     /// protocol violation): the protocol's last words, if it has any (Genesys `disconnect`
     /// when the peer did not end the session itself).
     fn closing(&mut self, _fault: bool, _out: &mut Vec<WireFrame>) {}
+    /// The provider paused or resumed outbound media ([`MediaDecoder::take_flow`]); an
+    /// encoder that honours it holds media while paused and releases it into `out` on resume.
+    fn flow(&mut self, _flow: Flow, _out: &mut Vec<WireFrame>) {}
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.

@@ -1,9 +1,9 @@
 //! The media socket loop, shared by every provider: a reader task that enforces the size limit
 //! and decodes frames with the connection's [`MediaDecoder`], and a writer task that encodes
-//! commands with its [`MediaEncoder`] and sends the decoder's protocol replies. The halves
-//! share no lock. Once the call attaches a listener, caller audio goes from the reader
-//! straight to it (a full queue drops and counts the frame); only control events reach the
-//! call. Both tasks run on the call's task tracker and stop with its cancellation token.
+//! commands with its [`MediaEncoder`], sends the decoder's protocol replies and hands it the
+//! provider's flow-control changes ([`super::Flow`]). The halves share no lock. Once the call
+//! attaches a listener, caller audio goes from the reader straight to it (a full queue drops
+//! and counts the frame); only control events reach the call. Both tasks run on the call's task tracker and stop with its cancellation token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::{CallStart, Codec, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
+use super::{CallStart, Codec, Flow, InboundEvent, OutboundCommand, ProtocolError, WireFrame};
 use crate::telemetry::metrics;
 
 /// Reader → call: decoded control events (and media until a listener is attached).
@@ -82,6 +82,7 @@ impl AudioRoute {
 enum ToWriter {
     Started(Box<CallStart>),
     Reply(WireFrame),
+    Flow(Flow),
 }
 
 /// Starts the reader and writer tasks for `socket`.
@@ -156,6 +157,11 @@ pub fn spawn(
                         return;
                     }
                 }
+                if let Some(flow) = decoder.take_flow() {
+                    if internal_tx.send(ToWriter::Flow(flow)).await.is_err() {
+                        return;
+                    }
+                }
                 // The frame's own event, then whatever the decoder released with it.
                 let mut decoded = decoded;
                 loop {
@@ -203,6 +209,7 @@ pub fn spawn(
                     msg = internal_rx.recv(), if reader_alive => match msg {
                         Some(ToWriter::Started(start)) => encoder.started(&start),
                         Some(ToWriter::Reply(frame)) => encoder.reply(frame, &mut frames),
+                        Some(ToWriter::Flow(flow)) => encoder.flow(flow, &mut frames),
                         None => reader_alive = false,
                     },
                     cmd = command_rx.recv() => match cmd {
@@ -227,6 +234,7 @@ pub fn spawn(
                 match msg {
                     ToWriter::Started(start) => encoder.started(&start),
                     ToWriter::Reply(frame) => encoder.reply(frame, &mut frames),
+                    ToWriter::Flow(flow) => encoder.flow(flow, &mut frames),
                 }
             }
             encoder.closing(fault.get().is_some(), &mut frames);

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on loopback sockets, a simulated Twilio caller speaking
 //! real (flite) speech in real time, and the Kore simulator checking every request.
 
+mod asterisk;
 mod call_flow;
 mod cluster;
 mod contract;
@@ -17,3 +18,4 @@ mod speech_backends;
 mod support;
 mod telnyx;
 mod voice;
+mod vonage;

@@ -115,6 +115,28 @@ pub fn genesys(s: &mut Settings) -> &mut voxhook::telephony::genesys::config::Ge
         .expect("genesys is registered")
 }
 
+/// The Vonage provider's settings, to adjust in a test.
+pub fn vonage(s: &mut Settings) -> &mut voxhook::telephony::vonage::config::VonageSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Vonage(t) => Some(t),
+            _ => None,
+        })
+        .expect("vonage is registered")
+}
+
+/// The Asterisk chan_websocket provider's settings, to adjust in a test.
+pub fn asterisk(s: &mut Settings) -> &mut voxhook::telephony::asterisk::config::AsteriskSettings {
+    s.telephony
+        .iter_mut()
+        .find_map(|p| match p {
+            ProviderSettings::Asterisk(t) => Some(t),
+            _ => None,
+        })
+        .expect("asterisk is registered")
+}
+
 /// Keys `12#` reach the bot as text turn 2, in DTMF mode.
 pub async fn keys_are_a_turn(h: &Harness, caller: &SimCaller) {
     caller.press("12#").await;

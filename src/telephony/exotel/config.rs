@@ -70,24 +70,16 @@ impl Component for ExotelSettings {
             &ctx.key("max_message_bytes"),
             "must be at least 1024",
         );
-        errs.check(
-            !c.basic_auth_user.contains(':'),
-            &ctx.key("basic_auth_user"),
-            "must not contain `:`",
-        );
-        let on = !c.basic_auth_user.is_empty();
-        errs.check(
-            on != c.basic_auth_password.is_empty(),
-            &ctx.key("basic_auth_password"),
-            &format!(
-                "basic_auth_user and basic_auth_password go together (set {})",
-                ctx.env_var("basic_auth_password")
-            ),
+        let basic_auth = crate::telephony::basic_auth_setting(
+            c.basic_auth_user,
+            c.basic_auth_password,
+            ctx,
+            errs,
         );
         ExotelSettings {
             enabled: c.enabled,
             route: c.route,
-            basic_auth: on.then_some((c.basic_auth_user, c.basic_auth_password)),
+            basic_auth,
             max_message_bytes: c.max_message_bytes,
             max_early_media_frames: c.max_early_media_frames,
         }

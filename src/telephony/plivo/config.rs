@@ -145,14 +145,7 @@ impl Component for PlivoSettings {
             );
             StreamCodec::DEFAULT
         });
-        errs.check(
-            c.stream_token
-                .expose()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')),
-            &ctx.key("stream_token"),
-            "must be URL-safe (letters, digits, - _ . ~)",
-        );
+        let stream_token = crate::telephony::stream_token_setting(c.stream_token, ctx, errs);
         let rest = (!c.auth_id.is_empty()).then(|| {
             errs.check(
                 c.api_base_url.starts_with("http://") || c.api_base_url.starts_with("https://"),
@@ -188,7 +181,7 @@ impl Component for PlivoSettings {
             route: c.route,
             outbound,
             l16_big_endian: big,
-            stream_token: (!c.stream_token.is_empty()).then_some(c.stream_token),
+            stream_token,
             caller_header: c.caller_header,
             called_header: c.called_header,
             max_message_bytes: c.max_message_bytes,

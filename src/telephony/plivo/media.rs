@@ -1,7 +1,7 @@
 //! Plivo's stream audio, both directions: `audio/x-mulaw` at 8000 Hz and `audio/x-l16` at
 //! 8000 or 16000 Hz. Plivo's docs do not name the L16 byte order; peers read it as
 //! little-endian, which is the default here, and `l16_byte_order = "big"` turns it around.
-//! Exotel's PCM16 little-endian streams use the same codec.
+//! Exotel's and Vonage's PCM16 little-endian streams use the same codec.
 
 use std::collections::VecDeque;
 
@@ -116,7 +116,7 @@ impl StreamCodec {
     }
 }
 
-/// The inbound side of a stream whose codec `start` names (Plivo, Exotel): base64 payloads
+/// The inbound side of a stream whose codec `start` names (Plivo, Exotel, Vonage): payloads
 /// decoded into PCM events, and payloads that come before `start` kept (at most `max_early`)
 /// and decoded once it has.
 pub struct Inbound {
@@ -159,19 +159,33 @@ impl Inbound {
         b64: &str,
         pending: &mut VecDeque<InboundEvent>,
     ) -> Result<(), ProtocolError> {
-        self.bytes.clear();
-        B64.decode_vec(b64.as_bytes(), &mut self.bytes)
-            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))?;
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        let res = B64
+            .decode_vec(b64.as_bytes(), &mut bytes)
+            .map_err(|e| ProtocolError::Malformed(format!("media payload: {e}")))
+            .and_then(|()| self.raw(&bytes, pending));
+        self.bytes = bytes;
+        res
+    }
+
+    /// One payload of raw codec bytes (binary protocols: Vonage): decoded into `pending`, or
+    /// held until `start`.
+    pub fn raw(
+        &mut self,
+        bytes: &[u8],
+        pending: &mut VecDeque<InboundEvent>,
+    ) -> Result<(), ProtocolError> {
         let Some(codec) = self.codec else {
             if self.early.len() >= self.max_early {
                 return Err(ProtocolError::NoStart(self.max_early));
             }
-            self.early.push(self.bytes.clone());
+            self.early.push(bytes.to_vec());
             return Ok(());
         };
         // The one allocation per frame: the PCM travels to the listener.
-        let mut pcm = Vec::with_capacity(self.bytes.len());
-        codec.decode(&self.bytes, &mut pcm)?;
+        let mut pcm = Vec::with_capacity(bytes.len());
+        codec.decode(bytes, &mut pcm)?;
         pending.push_back(InboundEvent::Audio(pcm));
         Ok(())
     }

@@ -17,7 +17,7 @@ mod wire;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
@@ -59,26 +59,11 @@ impl Provider for Plivo {
     }
 
     fn authenticate(&self, _headers: &HeaderMap, path_and_query: &str) -> Result<(), Refusal> {
-        let Some(token) = &self.settings.stream_token else {
-            return Ok(());
-        };
-        let got = path_and_query
-            .split_once('?')
-            .map_or("", |(_, q)| q)
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(TOKEN_PARAMETER)?.strip_prefix('='))
-            .unwrap_or("");
-        if crate::bot::constant_time_eq(got.as_bytes(), token.expose().as_bytes()) {
-            Ok(())
-        } else {
-            tracing::warn!(
-                token_present = !got.is_empty(),
-                "Plivo stream token missing or wrong; connection refused."
-            );
-            Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "signature",
-            })
+        match &self.settings.stream_token {
+            Some(token) => {
+                super::check_query_token(path_and_query, TOKEN_PARAMETER, token, "plivo")
+            }
+            None => Ok(()),
         }
     }
 

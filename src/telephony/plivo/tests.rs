@@ -222,7 +222,7 @@ fn the_stream_token_is_checked_in_the_query() {
     ] {
         assert_eq!(
             on.authenticate(&h, bad).unwrap_err().status,
-            StatusCode::FORBIDDEN,
+            axum::http::StatusCode::FORBIDDEN,
             "{bad}"
         );
     }
