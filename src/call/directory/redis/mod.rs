@@ -152,11 +152,6 @@ impl RedisDirectory {
             }),
         })
     }
-
-    /// This instance's id in Redis.
-    pub fn instance_id(&self) -> &str {
-        &self.inner.me
-    }
 }
 
 /// `host-pid-xxxx`: readable in Redis, unique per process start.
