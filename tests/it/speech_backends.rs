@@ -6,7 +6,7 @@ use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
 use voxhook::tts::TtsSettings;
 
-use crate::support::{rms, speech, transcribe, Harness, PiperServer, WAIT};
+use crate::support::{rms, speech, transcribe, Harness, SpeechServer, WAIT};
 
 const SAID: &str = "I would like to check my account balance.";
 
@@ -75,6 +75,35 @@ async fn a_call_through_deepgram_ended_by_its_endpointing() {
             .any(|m| m.contains("\"speech_final\":true")),
         "{c:?}"
     );
+}
+
+/// A real self-hosted STT behind the OpenAI-compatible backend: faster-whisper-server with
+/// the tiny.en weights (its quirk: the model field is `model_name`, only `json` answers)
+/// hears the caller's real (flite) speech, and the bot gets the words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_heard_by_a_real_faster_whisper_server() {
+    let server = SpeechServer::faster_whisper().await;
+    let stt = format!(
+        "provider = \"openai\"\nbase_url = \"{}\"\nmodel = \"tiny.en\"\nmodel_field = \"model_name\"\nlanguage = \"en\"",
+        server.base_url
+    );
+    let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", &stt).unwrap()).await;
+    let user = "+15550003434";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech(SAID).await).await;
+    caller.finish_speaking().await;
+    let got = h
+        .wait_received(1, |r| r.kind == "text" && r.user_id == user)
+        .await;
+    let heard = got[0].val.to_lowercase();
+    assert!(
+        heard.contains("check my account balance"),
+        "{:?}",
+        got[0].val
+    );
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
 }
 
 /// OpenAI-compatible transcription: the VAD's utterance goes out as one 16 kHz WAV.
@@ -168,7 +197,7 @@ async fn a_call_spoken_through_deepgram_aura() {
 /// voice (22,050 Hz WAV labelled text/html) speaks the bot, and whisper hears the words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spoken_by_a_real_piper_server() {
-    let piper = PiperServer::start().await;
+    let piper = SpeechServer::piper().await;
     let h = Harness::start_with(|s| {
         let tts = format!("provider = \"piper\"\nbase_url = \"{}\"", piper.base_url);
         s.tts = TtsSettings::from_toml("tts", &tts).unwrap();

