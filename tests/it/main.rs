@@ -1,6 +1,7 @@
 //! Integration tests: the real server on loopback sockets, a simulated Twilio caller speaking
 //! real (flite) speech in real time, and the Kore simulator checking every request.
 
+mod accuracy;
 mod asterisk;
 mod call_flow;
 mod cluster;

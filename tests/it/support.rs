@@ -29,7 +29,7 @@ pub const SECRET: &str = "test-secret-0123456789abcdef";
 /// Generous: CI machines are slow and noisy.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
