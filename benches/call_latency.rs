@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench call_latency` (options: `-- --calls N --idle N --threads N
 //! --parallel N`, the last two for `[stt]`; no-input reprompts are off so idle calls stay
-//! idle). `--stt deepgram|openai` and `--tts openai|deepgram` swap in a cloud backend
+//! idle). `--stt deepgram|openai` and `--tts openai|deepgram|elevenlabs` swap in a cloud backend
 //! against its local fake, configured with the vendor's typical latency (`--vendor-ms N`). Figures are percentiles from one run; the daemon's own JSON log lines are the
 //! measurement source.
 
@@ -136,7 +136,7 @@ type Fakes = Vec<Box<dyn std::any::Any>>;
 
 /// The `[stt]` and `[tts]` bodies for the chosen backends, starting their fakes.
 async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String, String) {
-    use voxhook::sim::{deepgram, openai};
+    use voxhook::sim::{deepgram, elevenlabs, openai};
     let vendor = Duration::from_millis(arg("--vendor-ms", 150) as u64);
     let section = |provider: &str, url: String, key: &str| {
         format!("provider = \"{provider}\"\nbase_url = \"{url}\"\napi_key = \"{key}\"")
@@ -192,6 +192,17 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             .await
             .unwrap();
             let s = section("deepgram", sim.base_url(), "dg-test-key") + "\nencoding = \"mulaw\"";
+            fakes.push(Box::new(sim));
+            s
+        }
+        "elevenlabs" => {
+            let sim = elevenlabs::ElevenLabsSim::start(elevenlabs::ElevenLabsSimOptions {
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let s = section("elevenlabs", sim.base_url(), "xi-test-key");
             fakes.push(Box::new(sim));
             s
         }

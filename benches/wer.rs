@@ -1,7 +1,8 @@
 //! Accuracy and speed of each embedded whisper model on speech through the telephone path:
 //! word error rate (WER) on real human English (Debian `pocketsphinx-testdata`: 5 LibriVox
 //! sentences, 5 spoken card lists) and, for multilingual models, on Spanish (espeak-ng),
-//! with the real-time factor (decode time / audio time) of each utterance. One decode at a
+//! with the real-time factor (decode time / audio time) of each utterance. "guarded" is the
+//! text after `stt::guard` (repeat loops trimmed), which is what the bot receives. One decode at a
 //! time, `--threads` threads (default 2), so the RTF is one caller's latency on this machine.
 //!
 //! `cargo bench --bench wer` (options: `-- --models tiny.en,base --threads 2`). Models come
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use voxhook::config::WhisperSettings;
 use voxhook::sim::speech_set::{self, Utterance};
+use voxhook::stt::guard::{self, Verdict};
 use voxhook::stt::whisper::WhisperStt;
 
 fn arg(name: &str, default: &str) -> String {
@@ -35,6 +37,8 @@ fn multilingual(model: &Path) -> bool {
 
 struct Score {
     errors: usize,
+    /// After `stt::guard` (what the bot receives).
+    guarded: usize,
     words: usize,
     rtf: Vec<f64>,
     worst: Vec<String>,
@@ -54,6 +58,7 @@ async fn score(model: &Path, language: &str, threads: usize, set: &[Utterance]) 
         .expect("decode");
     let mut s = Score {
         errors: 0,
+        guarded: 0,
         words: 0,
         rtf: Vec::new(),
         worst: Vec::new(),
@@ -63,6 +68,12 @@ async fn score(model: &Path, language: &str, threads: usize, set: &[Utterance]) 
         let (e, n) = speech_set::word_errors(&u.text, &t.text);
         s.errors += e;
         s.words += n;
+        let sent = match guard::check(&t.text, t.audio_ms) {
+            Verdict::Keep => t.text.clone(),
+            Verdict::Trimmed(text) => text,
+            Verdict::Dropped => String::new(),
+        };
+        s.guarded += speech_set::word_errors(&u.text, &sent).0;
         s.rtf.push(t.decode_ms as f64 / 1000.0 / u.seconds());
         if e > 0 {
             s.worst
@@ -99,8 +110,8 @@ async fn main() {
         seconds(&spanish)
     );
     println!(
-        "{:<8} {:<9} {:>7} {:>10} {:>8} {:>8} {:>10}",
-        "model", "set", "words", "errors", "WER", "RTF p50", "RTF max"
+        "{:<8} {:<9} {:>7} {:>7} {:>8} {:>8} {:>12} {:>8} {:>10}",
+        "model", "set", "words", "errors", "WER", "guarded", "WER guarded", "RTF p50", "RTF max"
     );
     let mut notes = Vec::new();
     for name in models.split(',').map(str::trim) {
@@ -120,10 +131,12 @@ async fn main() {
         for (language, label, set) in sets {
             let s = score(&path, language, threads, set).await;
             println!(
-                "{name:<8} {label:<9} {:>7} {:>10} {:>7.1}% {:>8.3} {:>10.3}",
+                "{name:<8} {label:<9} {:>7} {:>7} {:>7.1}% {:>8} {:>11.1}% {:>8.3} {:>10.3}",
                 s.words,
                 s.errors,
                 100.0 * s.errors as f64 / s.words as f64,
+                s.guarded,
+                100.0 * s.guarded as f64 / s.words as f64,
                 pct(&s.rtf, 0.5),
                 pct(&s.rtf, 1.0)
             );

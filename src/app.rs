@@ -63,6 +63,8 @@ pub enum AppError {
 pub struct Engines {
     /// STT backend of the default language.
     pub stt: Arc<dyn SpeechToText>,
+    /// STT that takes over from any language's backend when it fails (`[stt] fallback`).
+    pub stt_fallback: Option<Arc<dyn SpeechToText>>,
     /// TTS backend of the default language.
     pub tts: Arc<dyn TextToSpeech>,
     /// Bot channel.
@@ -106,6 +108,13 @@ impl Engines {
         stt: Arc<dyn SpeechToText>,
         tts: Arc<dyn TextToSpeech>,
     ) -> Result<Self, AppError> {
+        let stt_fallback = settings.stt_fallback.as_ref().map(stt::build).transpose()?;
+        let tts_fallbacks = settings
+            .tts_fallback
+            .iter()
+            .map(tts::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let tts = tts::chain::with_fallbacks(tts, &tts_fallbacks);
         let mut languages = HashMap::new();
         for l in &settings.languages {
             let l_stt = match &l.stt {
@@ -113,7 +122,7 @@ impl Engines {
                 None => stt.clone(),
             };
             let l_tts = match &l.tts {
-                Some(own) => tts::build(own)?,
+                Some(own) => tts::chain::with_fallbacks(tts::build(own)?, &tts_fallbacks),
                 None => tts.clone(),
             };
             languages.insert(
@@ -146,6 +155,7 @@ impl Engines {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             stt,
+            stt_fallback,
             tts,
             bot: bot.clone(),
             languages,
@@ -190,6 +200,7 @@ pub async fn serve(
             stt_language: None,
             tts: engines.tts,
         },
+        stt_fallback: engines.stt_fallback,
         languages: engines.languages,
         filler: engines.filler,
         fallback_clip: engines.fallback_clip,

@@ -46,6 +46,25 @@ pub enum VadEvent {
     },
 }
 
+/// Share (0..1) of the 16 ms frames of `samples` (16 kHz) that a fresh detector scores as
+/// speech at `threshold`; digital silence counts as not speech without asking it.
+pub fn speech_share(samples: &[i16], threshold: f32) -> f32 {
+    let mut detector = earshot::Detector::default_boxed();
+    let (mut speech, mut frames) = (0u32, 0u32);
+    for frame in samples.chunks_exact(VAD_FRAME) {
+        frames += 1;
+        let peak = frame.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        if peak > SILENCE_PEAK && detector.predict_i16(frame) >= threshold {
+            speech += 1;
+        }
+    }
+    if frames == 0 {
+        0.0
+    } else {
+        speech as f32 / frames as f32
+    }
+}
+
 /// Streaming VAD with hangover-based endpointing.
 pub struct Endpointer {
     detector: Box<earshot::Detector>,

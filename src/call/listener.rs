@@ -14,7 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::resample::Resampler;
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
-use crate::stt::{SpeechToText, SttControl, SttEvent, SttInput, SttParams, SttStream, Transcript};
+use crate::stt::{
+    guard, SpeechToText, SttControl, SttEvent, SttInput, SttParams, SttStream, Transcript,
+};
+use crate::telemetry::metrics;
 
 use super::record::CallTrace;
 
@@ -57,8 +60,18 @@ pub enum ListenerEvent {
 pub struct SttSource {
     /// The backend.
     pub stt: Arc<dyn SpeechToText>,
+    /// Takes over when `stt` cannot open a session or loses it (`[stt] fallback`).
+    pub fallback: Option<Arc<dyn SpeechToText>>,
     /// Session parameters.
     pub params: SttParams,
+}
+
+/// Why [`listen`] returned.
+enum Ended {
+    /// Cancelled, or the audio or event channel closed: the listener is done.
+    Done,
+    /// The session could not open or ended, and a fallback may take over.
+    Lost(String),
 }
 
 /// Runs until cancelled or the audio channel closes.
@@ -71,6 +84,44 @@ pub async fn run(
     events: mpsc::Sender<ListenerEvent>,
     cancel: CancellationToken,
 ) {
+    let mut backend = source.stt;
+    let mut fallback = source.fallback;
+    loop {
+        let ended = listen(
+            &mut audio,
+            inbound_rate,
+            vad.clone(),
+            (backend.clone(), fallback.is_some()),
+            source.params.clone(),
+            &trace,
+            &events,
+            &cancel,
+        )
+        .await;
+        let Ended::Lost(error) = ended else { return };
+        let Some(next) = fallback.take() else { return };
+        // The utterance in progress, if any, is lost with the session; the next starts
+        // afresh on the fallback.
+        tracing::warn!(from = backend.name(), to = next.name(), error = %error,
+            "STT lost; the fallback backend takes over.");
+        metrics::stt_fallback(backend.name());
+        backend = next;
+    }
+}
+
+/// Listens with one backend; `can_fall_back`: a lost session returns [`Ended::Lost`]
+/// instead of turning speech input off.
+#[allow(clippy::too_many_arguments)]
+async fn listen(
+    audio: &mut mpsc::Receiver<Vec<i16>>,
+    inbound_rate: u32,
+    vad: EndpointerConfig,
+    (backend, can_fall_back): (Arc<dyn SpeechToText>, bool),
+    params: SttParams,
+    trace: &CallTrace,
+    events: &mpsc::Sender<ListenerEvent>,
+    cancel: &CancellationToken,
+) -> Ended {
     // The VAD runs at the internal rate; the STT session takes the same audio.
     let mut resampler = match Resampler::new(inbound_rate, INTERNAL_RATE) {
         Ok(r) => r,
@@ -78,14 +129,14 @@ pub async fn run(
             let _ = events
                 .send(ListenerEvent::SttUnavailable(e.to_string()))
                 .await;
-            return record_only(audio, &trace, &cancel).await;
+            record_only(audio, trace, cancel).await;
+            return Ended::Done;
         }
     };
     // Opened here, not in the actor, and alongside the VAD: while a session opens (a cloud
     // STT reconnecting on a language switch), speech starts and barge-ins still reach the
     // actor, and what the session must hear waits in a bounded backlog.
-    let backend = source.stt.clone();
-    let opening = backend.open(source.params, cancel.clone());
+    let opening = backend.open(params, cancel.clone());
     tokio::pin!(opening);
     let mut session: Option<SttStream> = None;
     let mut stt_off = false;
@@ -103,7 +154,8 @@ pub async fn run(
                     let _ = events
                         .send(ListenerEvent::SttUnavailable(e.to_string()))
                         .await;
-                    return record_only(audio, &trace, &cancel).await;
+                    record_only(audio, trace, cancel).await;
+                    return Ended::Done;
                 }
             }
         }
@@ -116,6 +168,8 @@ pub async fn run(
     let mut finalize_due: Option<Instant> = None;
     // The backend already ended a turn within the VAD's current utterance.
     let mut backend_final = false;
+    // A partial with words arrived since the last final (its barge-in was sent).
+    let mut heard_words = false;
     let mut endpointer = Endpointer::new(vad);
     let mut pcm16k = Vec::with_capacity(640);
     let mut vad_events = Vec::new();
@@ -131,7 +185,7 @@ pub async fn run(
                 if let Some(s) = &session {
                     let _ = s.input.try_send(SttInput::Control(SttControl::Close));
                 }
-                return;
+                return Ended::Done;
             }
             opened = &mut opening, if session.is_none() && !stt_off => match opened {
                 Ok(s) => {
@@ -142,12 +196,13 @@ pub async fn run(
                     }
                     session = Some(s);
                 }
+                Err(e) if can_fall_back => return Ended::Lost(e.to_string()),
                 Err(e) => {
                     tracing::error!(error = %e, "STT session failed to open; speech input disabled.");
                     stt_off = true;
                     backlog.clear();
                     if events.send(ListenerEvent::SttUnavailable(e.to_string())).await.is_err() {
-                        return;
+                        return Ended::Done;
                     }
                 }
             },
@@ -161,7 +216,7 @@ pub async fn run(
                 }
             }
             frame = audio.recv() => {
-                let Some(frame) = frame else { return };
+                let Some(frame) = frame else { return Ended::Done };
                 trace.caller_audio(&frame);
                 heard_since_tick = true;
                 pcm16k.clear();
@@ -218,7 +273,7 @@ pub async fn run(
                     };
                     if let Some(e) = to_actor {
                         if events.send(e).await.is_err() {
-                            return;
+                            return Ended::Done;
                         }
                     }
                 }
@@ -226,20 +281,31 @@ pub async fn run(
             ev = next_event(&mut session) => {
                 let out = match ev {
                     Some(SttEvent::Final(t)) if backend_turns => {
+                        heard_words = false;
                         // The turn's end is the VAD's, when it saw one first.
                         finalize_due = None;
                         backend_final = true;
                         let at = speech_ended.take().unwrap_or_else(Instant::now);
                         if events.send(ListenerEvent::SpeechEnded(at)).await.is_err() {
-                            return;
+                            return Ended::Done;
                         }
-                        ListenerEvent::Transcript(t)
+                        ListenerEvent::Transcript(guarded(t))
                     }
-                    Some(SttEvent::Final(t)) => ListenerEvent::Transcript(t),
+                    Some(SttEvent::Final(t)) => {
+                        heard_words = false;
+                        ListenerEvent::Transcript(guarded(t))
+                    }
+                    // The first words of a turn are the surest sign the caller talks (not
+                    // noise, not the bot's echo): a barge-in while the bot speaks.
+                    Some(SttEvent::Partial(t)) if !heard_words && !t.text.trim().is_empty() => {
+                        heard_words = true;
+                        ListenerEvent::BargeIn
+                    }
                     Some(SttEvent::Partial(_)) => continue,
                     // The backend's own voice activity: a barge-in while the bot speaks.
                     Some(SttEvent::SpeechStarted) => ListenerEvent::BargeIn,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
+                    None if can_fall_back => return Ended::Lost("STT session ended".into()),
                     None => {
                         // Speech input is off from here; the VAD still drives barge-in.
                         session = None;
@@ -248,7 +314,7 @@ pub async fn run(
                     }
                 };
                 if events.send(out).await.is_err() {
-                    return;
+                    return Ended::Done;
                 }
             }
         }
@@ -271,6 +337,33 @@ pub async fn run(
     }
 }
 
+/// The transcript as the bot may see it: repeat loops trimmed, invented text emptied.
+fn guarded(mut t: Transcript) -> Transcript {
+    let words = t.text.split_whitespace().count();
+    match guard::check(&t.text, t.audio_ms) {
+        guard::Verdict::Keep => {}
+        guard::Verdict::Trimmed(text) => {
+            tracing::info!(
+                words,
+                kept = text.split_whitespace().count(),
+                "Recognised text had a repeat loop; trimmed it."
+            );
+            metrics::stt_guarded("repeat");
+            t.text = text;
+        }
+        guard::Verdict::Dropped => {
+            tracing::info!(
+                words,
+                audio_ms = t.audio_ms,
+                "Recognised text is longer than its audio could hold; dropped it."
+            );
+            metrics::stt_guarded("rate");
+            t.text.clear();
+        }
+    }
+    t
+}
+
 /// The next event of the session; never, without one.
 async fn next_event(session: &mut Option<SttStream>) -> Option<SttEvent> {
     match session {
@@ -288,7 +381,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 /// Without speech input the caller's audio still reaches the recording.
 async fn record_only(
-    mut audio: mpsc::Receiver<Vec<i16>>,
+    audio: &mut mpsc::Receiver<Vec<i16>>,
     trace: &CallTrace,
     cancel: &CancellationToken,
 ) {
@@ -321,6 +414,7 @@ mod tests {
         .unwrap();
         let source = SttSource {
             stt: crate::stt::build(&stt).unwrap(),
+            fallback: None,
             params: SttParams {
                 call_id: "CA1".into(),
                 language: None,

@@ -57,6 +57,8 @@ pub struct CallDeps {
     pub engines: LanguageEngines,
     /// Engines per configured language code.
     pub languages: HashMap<String, LanguageEngines>,
+    /// Takes over when a call's STT cannot open or loses its session.
+    pub stt_fallback: Option<Arc<dyn SpeechToText>>,
     /// Filler clip (when filler is on).
     pub filler: Option<Arc<AudioFrame>>,
     /// Recorded fallback prompt (when configured).

@@ -286,9 +286,10 @@ impl CallTrace {
         }
     }
 
-    /// The first frame of message `id` went out; its synthesis took `tts` to start.
-    pub fn first_audio(&self, id: u64, tts: Duration) {
-        m::tts_first_audio(tts);
+    /// The first frame of message `id` went out; its synthesis on `backend` took `tts` to
+    /// start.
+    pub fn first_audio(&self, id: u64, tts: Duration, backend: &'static str) {
+        m::tts_first_audio(backend, tts);
         let now = Instant::now();
         let mut inner = self.lock();
         let Some(turn) = inner
@@ -488,8 +489,8 @@ mod tests {
         t.speak(2);
         t.speak(3);
         t.bot_done(Some("bot.timeout"));
-        t.first_audio(1, Duration::from_millis(5));
-        t.first_audio(2, Duration::from_millis(7));
+        t.first_audio(1, Duration::from_millis(5), "fake");
+        t.first_audio(2, Duration::from_millis(7), "fake");
         t.barge_in();
         let r = t.finish(&start(), "twilio", "+1555", outcome());
         assert_eq!(r.turns.len(), 2);

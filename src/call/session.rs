@@ -155,6 +155,7 @@ pub async fn run(
             bot_failure_text: s.call.bot_failure_text.clone(),
             max_duration: s.call.max_duration,
             max_duration_text: s.call.max_duration_text.clone(),
+            stt_outage_text: s.call.stt_outage_text.clone(),
             languages: s
                 .languages
                 .iter()
@@ -329,6 +330,7 @@ fn spawn_listener(
     let (ev_tx, events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
     let source = listener::SttSource {
         stt: engines.stt.clone(),
+        fallback: deps.stt_fallback.clone(),
         params: SttParams {
             call_id: call_id.to_string(),
             language: engines.stt_language.clone(),
@@ -374,6 +376,7 @@ fn spawn_speaker(
         out_rate: start.outbound_rate,
         lead: deps.settings.audio.playback_lead,
         filler: deps.filler.clone(),
+        fallback: deps.fallback_clip.clone(),
         language: language.clone(),
     };
     let task = speaker::run(cfg, cmd_rx, out, ev_tx, cancel.child_token());
@@ -511,7 +514,7 @@ impl Actor {
             }
             ListenerEvent::SttUnavailable(e) => {
                 tracing::error!(error = %e, "Speech input off for this call; digits still work.");
-                None
+                Some(CallInput::SpeechInputLost)
             }
         }
     }
@@ -539,10 +542,16 @@ impl Actor {
 
     fn on_speaker(&mut self, ev: SpeakerEvent) -> Option<CallInput> {
         match ev {
-            SpeakerEvent::FirstAudio { id, latency, tts } => {
-                self.trace.first_audio(id, tts);
+            SpeakerEvent::FirstAudio {
+                id,
+                latency,
+                tts,
+                backend,
+            } => {
+                self.trace.first_audio(id, tts, backend);
                 tracing::info!(
                     msg_id = id,
+                    tts = backend,
                     reply_to_audio_ms = latency.as_secs_f64() * 1e3,
                     tts_first_chunk_ms = tts.as_secs_f64() * 1e3,
                     overhead_ms = (latency.saturating_sub(tts)).as_secs_f64() * 1e3,

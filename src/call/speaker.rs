@@ -56,6 +56,8 @@ pub enum SpeakerEvent {
         latency: Duration,
         /// Of which: synthesis start → first TTS chunk.
         tts: Duration,
+        /// The TTS backend that spoke it (`clip`: recorded audio).
+        backend: &'static str,
     },
     /// Message `id` could not be spoken.
     Failed {
@@ -76,6 +78,9 @@ pub fn parse_mark(name: &str) -> Option<u64> {
     name.strip_prefix("vx-")?.parse().ok()
 }
 
+/// The `backend` of recorded audio in [`SpeakerEvent::FirstAudio`].
+pub const CLIP: &str = "clip";
+
 /// Samples per chunk read from a clip (100 ms at 16 kHz).
 const CLIP_CHUNK: usize = 1_600;
 
@@ -91,6 +96,8 @@ struct Current {
     received: Instant,
     started: Instant,
     first_chunk: Option<Instant>,
+    /// TTS backend name, or `clip`.
+    backend: &'static str,
     source: Source,
     cancel: CancellationToken,
     /// Rate of the source (the call's resampler is rebuilt only when it changes).
@@ -119,6 +126,8 @@ pub struct SpeakerConfig {
     pub lead: Duration,
     /// Filler clip, if filler is configured.
     pub filler: Option<Arc<AudioFrame>>,
+    /// Played instead of a message no TTS backend could start (`[call] fallback_audio`).
+    pub fallback: Option<Arc<AudioFrame>>,
     /// The call's language at start (passed on to the TTS).
     pub language: Option<String>,
 }
@@ -152,7 +161,19 @@ pub async fn run(
         if current.is_none() {
             if let Some((id, prompt, received)) = queue.pop_front() {
                 let received = received.unwrap_or_else(Instant::now);
-                match start(&*tts, language.as_deref(), id, prompt, received, &cancel).await {
+                let started = match start(&*tts, language.as_deref(), id, prompt, received, &cancel)
+                    .await
+                {
+                    Err(error) => match cfg.fallback.clone() {
+                        Some(clip) => {
+                            tracing::warn!(msg_id = id, error = %error, "TTS failed; playing the fallback audio.");
+                            start(&*tts, None, id, Prompt::Clip(clip), received, &cancel).await
+                        }
+                        None => Err(error),
+                    },
+                    ok => ok,
+                };
+                match started {
                     Ok(c) => current = Some(c),
                     Err(error) => {
                         let _ = events.send(SpeakerEvent::Failed { id, error }).await;
@@ -261,6 +282,16 @@ pub async fn run(
                         }
                         push_frames(c, &resampled, frame_len, false);
                     }
+                    Some(Err(e)) if c.first_chunk.is_none() && !c.filler && cfg.fallback.is_some() => {
+                        // Nothing of the message was heard: the recorded fallback says it.
+                        tracing::warn!(msg_id = c.id, error = %e, "TTS failed; playing the fallback audio.");
+                        if let Some(clip) = cfg.fallback.clone() {
+                            c.rate = clip.sample_rate;
+                            c.backend = CLIP;
+                            c.source = Source::Clip { clip, pos: 0 };
+                            c.prepared = false;
+                        }
+                    }
                     Some(Err(e)) => {
                         let id = c.id;
                         current = None;
@@ -296,7 +327,7 @@ pub async fn run(
                 filler_sent |= c.filler;
                 if !c.first_sent && !c.filler {
                     let tts = c.first_chunk.unwrap_or(sent_at) - c.started;
-                    let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received, tts };
+                    let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received, tts, backend: c.backend };
                     let _ = events.send(ev).await;
                 }
                 c.first_sent = true;
@@ -339,7 +370,7 @@ async fn start(
 ) -> Result<Current, String> {
     let child = cancel.child_token();
     let started = Instant::now();
-    let (source, rate) = match prompt {
+    let (source, rate, backend) = match prompt {
         Prompt::Text { text, ssml } => {
             let req = TtsRequest {
                 text,
@@ -351,11 +382,11 @@ async fn start(
                 .synthesize(&req, child.clone())
                 .await
                 .map_err(|e| e.to_string())?;
-            (Source::Tts(stream), tts.sample_rate())
+            (Source::Tts(stream), tts.sample_rate(), tts.name())
         }
         Prompt::Clip(clip) => {
             let rate = clip.sample_rate;
-            (Source::Clip { clip, pos: 0 }, rate)
+            (Source::Clip { clip, pos: 0 }, rate, CLIP)
         }
     };
     Ok(Current {
@@ -364,6 +395,7 @@ async fn start(
         received,
         started,
         first_chunk: None,
+        backend,
         source,
         cancel: child,
         rate,

@@ -47,6 +47,8 @@ pub struct TurnConfig {
     pub max_duration: Option<Duration>,
     /// Said at the limit.
     pub max_duration_text: String,
+    /// Said once when speech input is lost for the rest of the call (`None`: nothing).
+    pub stt_outage_text: Option<String>,
     /// Languages the caller can choose during the call.
     pub languages: Vec<LanguageChoice>,
     /// The call's language at start.
@@ -127,6 +129,8 @@ pub enum CallInput {
     },
     /// An utterance could not be recognised.
     UtteranceLost,
+    /// Speech recognition is gone for the rest of the call (keys still work).
+    SpeechInputLost,
     /// A keypad digit.
     Digit(char),
     /// The deadline returned by [`TurnState::next_deadline`] passed.
@@ -343,6 +347,22 @@ impl TurnState {
                 self.speech_over_playback = false;
                 if self.recognizing.take().is_some() && self.awaiting.is_none() {
                     self.stop_filler(&mut out);
+                }
+            }
+            CallInput::SpeechInputLost => {
+                self.caller_speaking = false;
+                self.speech_over_playback = false;
+                if self.recognizing.take().is_some() && self.awaiting.is_none() {
+                    self.stop_filler(&mut out);
+                }
+                // Never a silent call: the caller learns why nobody answers their words.
+                if let Some(text) = self
+                    .cfg
+                    .stt_outage_text
+                    .take()
+                    .filter(|_| self.ending.is_none())
+                {
+                    self.speak(Prompt::text(text), &mut out);
                 }
             }
             CallInput::Digit(d) => self.on_digit(d, now, &mut out),
@@ -722,6 +742,7 @@ mod tests {
             bot_failure_text: "Goodbye for now.".into(),
             max_duration: None,
             max_duration_text: "Time is up.".into(),
+            stt_outage_text: Some("I can't hear you.".into()),
             languages: Vec::new(),
             language: None,
             expect_greeting: true,
@@ -873,6 +894,17 @@ mod tests {
         let a = s.on(CallInput::BotDone { ok: false }, now);
         assert_eq!(a, vec![speak(1, "Sorry.")]);
         assert_eq!(sent(&s.on(said("again"), now)), ["again"]);
+    }
+
+    #[test]
+    fn losing_speech_input_is_said_once_and_keys_still_reach_the_bot() {
+        let now = Instant::now();
+        let mut s = state(true);
+        s.on(CallInput::BotDone { ok: true }, now);
+        let a = s.on(CallInput::SpeechInputLost, now);
+        assert_eq!(a, vec![speak(1, "I can't hear you.")]);
+        s.on(CallInput::Played(1), now);
+        assert!(s.on(CallInput::SpeechInputLost, now).is_empty());
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct CallConfig {
     pub max_duration_text: String,
     /// Provider custom parameter that names the call's language (a key of `[languages]`).
     pub language_parameter: String,
+    /// Spoken once when speech recognition stops working mid-call and no `stt.fallback`
+    /// can take over (empty: say nothing); keys still work.
+    pub stt_outage_text: String,
 }
 
 impl Default for CallConfig {
@@ -179,6 +182,8 @@ impl Default for CallConfig {
             filler_audio: String::new(),
             max_duration_secs: 3_600,
             max_duration_text: "We have reached the time limit for this call. Goodbye.".into(),
+            stt_outage_text: "Sorry, I can't hear you right now. You can still use your keypad."
+                .into(),
             language_parameter: "language".into(),
         }
     }

@@ -36,8 +36,12 @@ pub struct Settings {
     pub dtmf: DtmfSettings,
     /// Speech-to-text backend.
     pub stt: SttSettings,
+    /// Takes over when `stt` cannot open a session or loses it mid-call (`[stt] fallback`).
+    pub stt_fallback: Option<SttSettings>,
     /// Text-to-speech backend.
     pub tts: TtsSettings,
+    /// Tried in order when `tts` fails a message before its first audio (`[tts] fallback`).
+    pub tts_fallback: Vec<TtsSettings>,
     /// Bot channel.
     pub bot: BotSettings,
     /// Call directory (bot user ids, callback routes).
@@ -67,6 +71,8 @@ pub struct CallSettings {
     pub max_duration_text: String,
     /// Custom parameter naming the language.
     pub language_parameter: String,
+    /// Said once when speech input is lost with no fallback (`None`: nothing).
+    pub stt_outage_text: Option<String>,
 }
 
 /// Validated no-input settings.
@@ -244,8 +250,12 @@ pub fn validate(mut raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
     );
     let audio = section(&mut raw, "audio", &mut errs).map(|c| audio(c, &mut errs));
     let dtmf = section(&mut raw, "dtmf", &mut errs).map(|c| dtmf(c, &mut errs));
-    let stt_raw = raw.sections.remove("stt");
-    let tts_raw = raw.sections.remove("tts");
+    let mut stt_raw = raw.sections.remove("stt");
+    let mut tts_raw = raw.sections.remove("tts");
+    let stt_fallback = take_fallback(&mut stt_raw)
+        .and_then(|v| fallback_section(v, SttSettings::TAG, "stt.fallback", &mut errs))
+        .map(|v| SttSettings::from_section(Some(v), "stt.fallback", None, &mut errs));
+    let tts_fallback = tts_fallbacks(take_fallback(&mut tts_raw), &mut errs);
     let stt = SttSettings::from_section(stt_raw.clone(), "stt", None, &mut errs);
     let tts = TtsSettings::from_section(tts_raw.clone(), "tts", None, &mut errs);
     let call = section(&mut raw, "call", &mut errs).map(|c| call(c, &mut errs));
@@ -291,7 +301,9 @@ pub fn validate(mut raw: RawConfig) -> Result<Settings, Vec<ConfigError>> {
             audio,
             dtmf,
             stt,
+            stt_fallback: stt_fallback.flatten(),
             tts,
+            tts_fallback: tts_fallback.into_iter().flatten().collect(),
             bot,
             routing,
             call,
@@ -472,6 +484,7 @@ fn call(c: CallConfig, errs: &mut Errors) -> CallSettings {
         max_duration: (c.max_duration_secs > 0).then(|| Duration::from_secs(c.max_duration_secs)),
         max_duration_text: c.max_duration_text,
         language_parameter: c.language_parameter,
+        stt_outage_text: (!c.stt_outage_text.trim().is_empty()).then_some(c.stt_outage_text),
     }
 }
 
@@ -545,6 +558,60 @@ fn languages(
 
 /// A language's backend section: its own keys (and a shorthand key) laid over the base
 /// section, or its own section alone when it names another backend. `None`: no override.
+/// Takes `fallback` out of a backend section (`[stt]`, `[tts]`): it names other backends,
+/// so it is none of the primary's keys (nor of a `[languages]` override built on it).
+fn take_fallback(section: &mut Option<Value>) -> Option<Value> {
+    let mut table = match section.clone().map(Value::into_table).transpose() {
+        Ok(t) => t?,
+        Err(_) => return None, // the backend's own parse reports the type error
+    };
+    let fallback = table.remove("fallback");
+    if fallback.is_some() {
+        *section = Some(Value::new(None, config::ValueKind::Table(table)));
+    }
+    fallback
+}
+
+/// A fallback written as a backend name (`fallback = "whisper"`: its defaults) or as a table
+/// with the tag and the backend's keys (`[stt.fallback]`).
+fn fallback_section(value: Value, tag: &str, path: &str, errs: &mut Errors) -> Option<Value> {
+    match value.kind {
+        config::ValueKind::String(name) => {
+            let mut t = config::Map::new();
+            t.insert(tag.to_string(), Value::from(name));
+            Some(Value::new(None, config::ValueKind::Table(t)))
+        }
+        config::ValueKind::Table(_) => Some(value),
+        _ => {
+            errs.push(
+                path,
+                format!("a backend name, or a table with `{tag}` and its keys"),
+            );
+            None
+        }
+    }
+}
+
+/// `[tts] fallback`: one backend or a list of them, tried in order.
+fn tts_fallbacks(value: Option<Value>, errs: &mut Errors) -> Vec<Option<TtsSettings>> {
+    let items = match value {
+        None => return Vec::new(),
+        Some(v) => match v.kind {
+            config::ValueKind::Array(items) => items,
+            _ => vec![v],
+        },
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let path = format!("tts.fallback[{i}]");
+            fallback_section(v, TtsSettings::TAG, &path, errs)
+                .and_then(|v| TtsSettings::from_section(Some(v), &path, None, errs))
+        })
+        .collect()
+}
+
 fn backend_override(
     base: Option<&Value>,
     own: Option<Value>,
@@ -596,6 +663,35 @@ mod tests {
         client_id = "cs-abc"
         client_secret = "s3cret-value"
     "#;
+
+    /// `fallback` names a backend (its defaults) or holds a table, a list for TTS; it is not
+    /// one of the primary's keys, nor of a `[languages]` override built on `[stt]`.
+    #[test]
+    fn fallbacks_are_backends_of_their_own() {
+        let toml = format!(
+            "{MINIMAL}\n[stt]\nprovider = \"fake\"\nfallback = \"whisper\"\n\
+             [tts]\nprovider = \"fake\"\nfallback = [\"flite\", {{ provider = \"fake\", sample_rate = 8000 }}]\n\
+             [languages.es]\nstt_language = \"es\"\nstt = {{ transcripts = [\"hola\"] }}"
+        );
+        let s = validate(load_str(&toml, HashMap::new()).unwrap()).unwrap();
+        assert!(matches!(s.stt, SttSettings::Fake(_)));
+        assert!(matches!(s.stt_fallback, Some(SttSettings::Whisper(_))));
+        assert!(matches!(
+            s.tts_fallback.as_slice(),
+            [TtsSettings::Flite(_), TtsSettings::Fake(f)] if f.sample_rate == 8_000
+        ));
+        assert!(matches!(s.languages[0].stt, Some(SttSettings::Fake(_))));
+        let bad = format!(
+            "{MINIMAL}\n[stt]\nfallback = 3\n[tts]\nfallback = [\"nope\"]\n[call]\nstt_outage_text = \"\""
+        );
+        let errs = validate(load_str(&bad, HashMap::new()).unwrap()).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["stt.fallback", "tts.fallback[0].provider"],
+            "{errs:?}"
+        );
+    }
 
     #[test]
     fn minimal_config_is_valid_and_derives_poll_url() {

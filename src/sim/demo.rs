@@ -50,7 +50,7 @@ pub const PLATFORM_CHOICES: [&str; 2] = ["kore", "ingenious"];
 /// The demo's STT backends.
 pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
 /// The demo's TTS backends.
-pub const TTS_CHOICES: [&str; 3] = ["flite", "openai", "deepgram"];
+pub const TTS_CHOICES: [&str; 4] = ["flite", "openai", "deepgram", "elevenlabs"];
 
 /// What the demo's caller says, for fakes that recognise nothing.
 const DEMO_TRANSCRIPTS: [&str; 2] = [
@@ -127,6 +127,19 @@ async fn speech_backends(
             let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
             fakes.push(Box::new(sim));
             Some(section + "\nencoding = \"mulaw\"")
+        }
+        "elevenlabs" => {
+            let sim =
+                super::elevenlabs::ElevenLabsSim::start(super::elevenlabs::ElevenLabsSimOptions {
+                    // Flash's typical time to first audio.
+                    latency: Duration::from_millis(150),
+                    ..Default::default()
+                })
+                .await
+                .map_err(err)?;
+            let section = fake_section("elevenlabs", &sim.base_url(), "xi-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
         }
         _ => None,
     };

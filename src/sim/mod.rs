@@ -5,6 +5,7 @@
 pub mod caller;
 pub mod deepgram;
 pub mod demo;
+pub mod elevenlabs;
 pub mod ingenious;
 pub mod kore;
 pub mod openai;

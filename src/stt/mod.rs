@@ -7,6 +7,7 @@
 pub(crate) mod conformance;
 pub mod deepgram;
 pub mod fake;
+pub mod guard;
 pub mod openai;
 pub mod whisper;
 

@@ -15,9 +15,15 @@ use super::{
     SpeechToText, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream, Transcript,
     STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
+use crate::audio::vad;
 use crate::component::{Component, Ctx, Errors};
+use crate::telemetry::metrics;
 
 const RATE: u32 = 16_000;
+/// earshot score of a speech frame for the no-speech check (the VAD's default threshold).
+const SPEECH_SCORE: f32 = 0.5;
+/// Utterances with a smaller share of speech frames than this hold no speech.
+const MIN_SPEECH_SHARE: f32 = 0.1;
 /// whisper.cpp ignores input shorter than one second; shorter utterances are padded.
 const MIN_SAMPLES: usize = RATE as usize + RATE as usize / 10;
 /// whisper's window: 30 s.
@@ -151,6 +157,20 @@ impl Inner {
         if pcm.len() < MIN_SAMPLES {
             pcm.resize(MIN_SAMPLES, 0.0);
         }
+        // Whisper turns near-silence and noise into "you" or "Thank you."; its no-speech
+        // probability does not help (single-segment decoding without timestamps reports
+        // about 2e-5 on silence, measured), so the VAD's second look decides.
+        if vad::speech_share(samples, SPEECH_SCORE) < MIN_SPEECH_SHARE {
+            metrics::stt_guarded("no_speech");
+            tracing::info!(audio_ms, "No speech in the utterance; not decoded.");
+            return Ok(Transcript {
+                text: String::new(),
+                confidence: None,
+                audio_ms,
+                decode_ms: 0,
+                queue_ms: (started - queued).as_millis() as u64,
+            });
+        }
         let audio_ctx = (pcm.len() * CTX_PER_SEC / RATE as usize + CTX_MARGIN).min(1500);
 
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
@@ -214,7 +234,8 @@ fn collect_text(state: &WhisperState) -> (String, Option<f32>) {
     (clean(&text), (n > 0).then(|| p_sum / n as f32))
 }
 
-/// Trims whisper's output and drops its non-speech annotations (`[BLANK_AUDIO]`, `(music)`).
+/// Trims whisper's output and drops its non-speech annotations (`[BLANK_AUDIO]`, `(music)`)
+/// and text without a letter or digit (`♪`, stray bytes).
 fn clean(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut depth = 0i32;
@@ -225,6 +246,9 @@ fn clean(raw: &str) -> String {
             _ if depth == 0 => out.push(c),
             _ => {}
         }
+    }
+    if !out.chars().any(char::is_alphanumeric) {
+        return String::new();
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }

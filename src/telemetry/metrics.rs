@@ -78,6 +78,15 @@ pub const REMOTE_ERROR_KINDS: &[&str] = &[
 /// Counter by `backend` (a TTS provider name) and `kind` (one of [`REMOTE_ERROR_KINDS`]):
 /// failures of remote TTS backends.
 pub const TTS_ERRORS: &str = "voxhook_tts_errors_total";
+/// Counter by `reason` (one of [`GUARD_REASONS`]): final transcripts changed before they
+/// reached the bot because part or all of the text was invented (`stt::guard`).
+pub const STT_GUARDED: &str = "voxhook_stt_transcripts_guarded_total";
+/// The `reason` labels of [`STT_GUARDED`]: a repeat loop trimmed, text longer than its audio
+/// could hold dropped, or whisper's no-speech probability high (dropped).
+pub const GUARD_REASONS: &[&str] = &["repeat", "rate", "no_speech"];
+/// Counter by `backend` (the STT provider that failed): calls whose STT session could not
+/// open or was lost, handed to `[stt] fallback`.
+pub const STT_FALLBACKS: &str = "voxhook_stt_fallbacks_total";
 /// Histogram by `backend`: a remote STT's end of speech → final transcript (as the backend
 /// measures it: audio streamed after the last word, or the request's round trip).
 pub const STT_FINAL_LATENCY: &str = "voxhook_stt_final_latency_seconds";
@@ -87,7 +96,7 @@ pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
 pub const STT_QUEUE_WAIT: &str = "voxhook_stt_queue_wait_seconds";
 /// Histogram: turn (or `ON_CONNECT`) sent → first bot message received.
 pub const BOT_REPLY_DURATION: &str = "voxhook_bot_reply_duration_seconds";
-/// Histogram: synthesis start → first TTS audio chunk, per message.
+/// Histogram by `backend`: synthesis start → first TTS audio chunk, per message.
 pub const TTS_FIRST_AUDIO: &str = "voxhook_tts_first_audio_seconds";
 /// Histogram: caller's end of speech → first audio frame of the reply sent.
 pub const RESPONSE_LATENCY: &str = "voxhook_response_latency_seconds";
@@ -197,6 +206,14 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     (STT_ERRORS, "Remote STT failures by backend and kind."),
     (TTS_ERRORS, "Remote TTS failures by backend and kind."),
+    (
+        STT_FALLBACKS,
+        "Calls whose STT session failed and the fallback STT took over, by failed backend.",
+    ),
+    (
+        STT_GUARDED,
+        "Final transcripts trimmed or dropped as invented, by reason: repeat, rate, no_speech.",
+    ),
 ];
 
 /// Histograms (all in seconds) and their help texts.
@@ -209,10 +226,6 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     (
         BOT_REPLY_DURATION,
         "Request sent to the bot until its first message arrived.",
-    ),
-    (
-        TTS_FIRST_AUDIO,
-        "Synthesis start until the first TTS audio chunk, per message.",
     ),
     (
         RESPONSE_LATENCY,
@@ -236,6 +249,11 @@ fn describe() {
         STT_FINAL_LATENCY,
         metrics::Unit::Seconds,
         "Remote STT: end of speech until the final transcript, by backend."
+    );
+    describe_histogram!(
+        TTS_FIRST_AUDIO,
+        metrics::Unit::Seconds,
+        "Synthesis start until the first TTS audio chunk, per message, by backend (clip: recorded audio)."
     );
     describe_histogram!(
         FRAME_HANDLING,
@@ -283,6 +301,9 @@ fn register_all() {
     for result in ["closed", "failed"] {
         counter!(ORPHANS_CLOSED, "result" => result).absolute(0);
     }
+    for &reason in GUARD_REASONS {
+        counter!(STT_GUARDED, "reason" => reason).absolute(0);
+    }
     gauge!(ROUTING_UP).set(1.0);
     for &(name, _) in HISTOGRAMS {
         // Registering is enough: the exporter renders an empty histogram's buckets at 0.
@@ -299,12 +320,15 @@ fn register_all() {
             counter!(STT_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
         }
         let _ = histogram!(STT_FINAL_LATENCY, "backend" => backend);
+        counter!(STT_FALLBACKS, "backend" => backend).absolute(0);
     }
     for &backend in crate::tts::TtsSettings::NAMES {
         for &kind in REMOTE_ERROR_KINDS {
             counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).absolute(0);
         }
+        let _ = histogram!(TTS_FIRST_AUDIO, "backend" => backend);
     }
+    let _ = histogram!(TTS_FIRST_AUDIO, "backend" => crate::call::speaker::CLIP);
 }
 
 /// Counts one live call until the returned guard drops.
@@ -441,6 +465,17 @@ pub fn stt_error(backend: &'static str, kind: &'static str) {
     counter!(STT_ERRORS, "backend" => backend, "kind" => kind).increment(1);
 }
 
+/// The call's STT session on `backend` failed; the fallback STT took over.
+pub fn stt_fallback(backend: &'static str) {
+    counter!(STT_FALLBACKS, "backend" => backend).increment(1);
+}
+
+/// A final transcript was trimmed or dropped as invented (`reason`, one of
+/// [`GUARD_REASONS`]).
+pub fn stt_guarded(reason: &'static str) {
+    counter!(STT_GUARDED, "reason" => reason).increment(1);
+}
+
 /// A remote TTS backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).
 pub fn tts_error(backend: &'static str, kind: &'static str) {
     counter!(TTS_ERRORS, "backend" => backend, "kind" => kind).increment(1);
@@ -462,8 +497,8 @@ pub fn bot_reply_duration(d: Duration) {
 }
 
 /// TTS produced its first chunk `d` after synthesis started.
-pub fn tts_first_audio(d: Duration) {
-    histogram!(TTS_FIRST_AUDIO).record(d.as_secs_f64());
+pub fn tts_first_audio(backend: &'static str, d: Duration) {
+    histogram!(TTS_FIRST_AUDIO, "backend" => backend).record(d.as_secs_f64());
 }
 
 /// The reply's first frame went out `d` after the caller stopped speaking.

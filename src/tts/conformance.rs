@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{TextToSpeech, TtsRequest, TtsStream};
+use super::{TextToSpeech, TtsError, TtsRequest, TtsStream};
 
 /// How long a whole synthesis may take.
 const STEP: Duration = Duration::from_secs(30);
@@ -21,16 +21,29 @@ pub struct Subject {
     pub faulty: Option<Arc<dyn TextToSpeech>>,
 }
 
-async fn collect(mut s: TtsStream) -> Vec<Result<Vec<i16>, String>> {
+async fn drain(mut s: TtsStream) -> Vec<Result<Vec<i16>, TtsError>> {
     tokio::time::timeout(STEP, async {
         let mut out = Vec::new();
         while let Some(c) = s.recv().await {
-            out.push(c.map_err(|e| e.to_string()));
+            out.push(c);
         }
         out
     })
     .await
     .expect("the stream ends in time")
+}
+
+async fn collect(s: TtsStream) -> Vec<Result<Vec<i16>, String>> {
+    let chunks = drain(s).await;
+    chunks
+        .into_iter()
+        .map(|c| c.map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Every chunk of `text` from `b`, errors included (the backends' own tests share it).
+pub(crate) async fn all(b: &Arc<dyn TextToSpeech>, text: &str) -> Vec<Result<Vec<i16>, TtsError>> {
+    drain(synth(b, text, CancellationToken::new()).await).await
 }
 
 async fn synth(b: &Arc<dyn TextToSpeech>, text: &str, cancel: CancellationToken) -> TtsStream {
@@ -145,5 +158,7 @@ mod tests {
         deepgram => crate::tts::deepgram::tests::subject().await;
         #[cfg(feature = "sim")]
         piper => crate::tts::piper::tests::subject().await;
+        #[cfg(feature = "sim")]
+        elevenlabs => crate::tts::elevenlabs::tests::subject().await;
     }
 }

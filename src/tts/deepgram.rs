@@ -309,20 +309,7 @@ pub(crate) mod tests {
         use super::*;
         use crate::sim::deepgram::AuraSimOptions;
 
-        async fn all(b: &Arc<dyn TextToSpeech>, text: &str) -> Vec<Result<Vec<i16>, TtsError>> {
-            let mut s = b
-                .synthesize(&TtsRequest::text(text), CancellationToken::new())
-                .await
-                .unwrap();
-            let mut out = Vec::new();
-            while let Some(c) = tokio::time::timeout(Duration::from_secs(10), s.recv())
-                .await
-                .unwrap()
-            {
-                out.push(c);
-            }
-            out
-        }
+        use crate::tts::conformance::all;
 
         /// μ-law at 8 kHz, streamed in pieces (odd byte splits included for linear16),
         /// the request as documented, and a wrong key refused without being printed.

@@ -3,9 +3,11 @@
 //! and [`build`], which turns config into one shared backend. A backend is one file here (its
 //! config, validation, build and code) plus one line in [`TtsSettings`].
 
+pub mod chain;
 #[cfg(test)]
 mod conformance;
 pub mod deepgram;
+pub mod elevenlabs;
 pub mod fake;
 pub mod flite;
 mod http;
@@ -30,7 +32,10 @@ crate::registry! {
         OpenAi(openai::OpenAiTtsSettings) = "openai",
         /// Deepgram Aura `POST /v1/speak`, streamed per sentence at the telephone's rate.
         Deepgram(deepgram::AuraSettings) = "deepgram",
+        /// Piper's HTTP server (`POST /synthesize`, WAV), a local neural voice.
         Piper(piper::PiperSettings) = "piper",
+        /// ElevenLabs WebSocket `stream-input`, μ-law 8 kHz by default, one socket per message.
+        ElevenLabs(elevenlabs::ElevenLabsSettings) = "elevenlabs",
     }
 }
 

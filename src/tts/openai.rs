@@ -489,20 +489,7 @@ pub(crate) mod tests {
         use super::*;
         use crate::sim::openai::OpenAiSimOptions;
 
-        async fn all(b: &Arc<dyn TextToSpeech>, text: &str) -> Vec<Result<Vec<i16>, TtsError>> {
-            let mut s = b
-                .synthesize(&TtsRequest::text(text), CancellationToken::new())
-                .await
-                .unwrap();
-            let mut out = Vec::new();
-            while let Some(c) = tokio::time::timeout(Duration::from_secs(10), s.recv())
-                .await
-                .unwrap()
-            {
-                out.push(c);
-            }
-            out
-        }
+        use crate::tts::conformance::all;
 
         /// The first audio arrives while the sentence is still streaming, the request has
         /// the documented fields, and 20 characters at 50 ms come back as 1 s at 24 kHz.

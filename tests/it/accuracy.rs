@@ -5,6 +5,7 @@
 use voxhook::config::{LanguageSettings, WhisperSettings};
 use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::speech_set::{self, normalise, Utterance};
+use voxhook::stt::guard::{self, Verdict};
 use voxhook::stt::whisper::WhisperStt;
 use voxhook::stt::SttSettings;
 
@@ -15,22 +16,37 @@ fn english() -> Vec<Utterance> {
         .expect("pocketsphinx-testdata (./scripts/setup.sh installs it)")
 }
 
-/// Word error rate (%) of `model` on `set` decoded in `language`.
-async fn wer(model: &str, language: &str, set: &[Utterance]) -> (f64, Vec<String>) {
-    let stt = WhisperStt::load(&WhisperSettings {
+fn whisper(model: &str, language: &str) -> WhisperStt {
+    WhisperStt::load(&WhisperSettings {
         model_path: root().join("models").join(model).display().to_string(),
         language: language.into(),
         threads: 2,
         max_parallel_decodes: 1,
     })
-    .expect("model (./scripts/setup.sh installs it)");
+    .expect("model (./scripts/setup.sh installs it)")
+}
+
+/// What the bot would receive for `pcm`: whisper's text after the listener's guard.
+async fn sent(stt: &WhisperStt, pcm: Vec<i16>) -> String {
+    let t = stt.transcribe(pcm).await.expect("decode");
+    match guard::check(&t.text, t.audio_ms) {
+        Verdict::Keep => t.text,
+        Verdict::Trimmed(text) => text,
+        Verdict::Dropped => String::new(),
+    }
+}
+
+/// Word error rate (%) of `model` on `set` decoded in `language`, on the text the bot
+/// receives.
+async fn wer(model: &str, language: &str, set: &[Utterance]) -> (f64, Vec<String>) {
+    let stt = whisper(model, language);
     let (mut errors, mut words, mut heard) = (0, 0, Vec::new());
     for u in set {
-        let t = stt.transcribe(u.pcm_16k.clone()).await.expect("decode");
-        let (e, n) = speech_set::word_errors(&u.text, &t.text);
+        let text = sent(&stt, u.pcm_16k.clone()).await;
+        let (e, n) = speech_set::word_errors(&u.text, &text);
         errors += e;
         words += n;
-        heard.push(t.text);
+        heard.push(text);
     }
     (100.0 * errors as f64 / words as f64, heard)
 }
@@ -42,12 +58,44 @@ async fn whisper_base_hears_real_english_through_the_telephone_path() {
     assert!(wer <= 15.0, "WER {wer:.1} %: {heard:#?}");
 }
 
-/// Measured 44.6 % (41/92): tiny.en loops on "five five" ("5 5 5 … 5", 29 insertions)
-/// and misses "ill disposed"; guard at 50 % so a worse front end (resampler, codec) shows.
+/// tiny.en loops on "five five" ("5 5 5 … 5", 29 insertions: 44.6 % raw); with the loop
+/// trimmed by the guard it measured 14.1 % (13/92); guard at 20 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whisper_tiny_en_hears_real_english_through_the_telephone_path() {
     let (wer, heard) = wer("ggml-tiny.en.bin", "en", &english()).await;
-    assert!(wer <= 50.0, "WER {wer:.1} %: {heard:#?}");
+    assert!(wer <= 20.0, "WER {wer:.1} %: {heard:#?}");
+}
+
+/// Silence, line noise and clicks must not become turns ("you", "Thank you."): whisper's
+/// no-speech rule and the guard leave nothing for the bot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_noise_and_clicks_reach_the_bot_as_nothing() {
+    let stt = whisper("ggml-tiny.en.bin", "en");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = |amp: f64| {
+        (0..16_000 * 2)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed % 2001) as f64 / 1000.0 - 1.0) * amp
+            })
+            .map(|x| x as i16)
+            .collect::<Vec<i16>>()
+    };
+    let clicks: Vec<i16> = (0..16_000 * 2)
+        .map(|i| if i % 4_000 < 16 { 12_000 } else { 0 })
+        .collect();
+    for (name, pcm) in [
+        ("silence", vec![0i16; 16_000 * 2]),
+        ("line noise", noise(150.0)),
+        ("loud noise", noise(3_000.0)),
+        ("clicks", clicks),
+    ] {
+        let pcm = speech_set::from_line(&speech_set::to_line(&pcm, 16_000));
+        let text = sent(&stt, pcm).await;
+        assert!(text.is_empty(), "{name} became {text:?}");
+    }
 }
 
 /// `[languages.es]` names the multilingual base model and `stt_language = "es"`: a call
@@ -90,7 +138,9 @@ async fn a_spanish_call_is_heard_by_the_multilingual_model() {
         .await;
     assert_eq!(got[0].interactive_language.as_deref(), Some("es"));
     assert!(
-        normalise(&got[0].val).contains("hablar con un agente"),
+        // Spanish words, not tiny.en's English guesses ("un agente" sometimes comes out as
+        // "una gente", which sounds the same).
+        normalise(&got[0].val).contains("necesito hablar con"),
         "{:?}",
         got[0].val
     );

@@ -383,7 +383,7 @@ directory = "{dir}/recordings"
     assert_eq!(get("voxhook_stt_duration_seconds_count"), 2.0);
     assert_eq!(get("voxhook_response_latency_seconds_count"), 2.0);
     assert!(get("voxhook_bot_reply_duration_seconds_count") >= 4.0);
-    assert!(get("voxhook_tts_first_audio_seconds_count") >= 5.0);
+    assert!(get(r#"voxhook_tts_first_audio_seconds_count{backend="flite"}"#) >= 5.0);
     assert!(
         !text.contains(call_sid) && !text.contains(user),
         "no call labels"

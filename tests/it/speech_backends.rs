@@ -2,6 +2,7 @@
 //! carrying a whole call through the real daemon.
 
 use voxhook::sim::deepgram::{AuraSim, AuraSimOptions, DeepgramSim, DeepgramSimOptions};
+use voxhook::sim::elevenlabs::{ElevenLabsSim, ElevenLabsSimOptions};
 use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
 use voxhook::stt::SttSettings;
 use voxhook::tts::TtsSettings;
@@ -191,6 +192,131 @@ async fn a_call_spoken_through_deepgram_aura() {
         .requests()
         .iter()
         .all(|r| r.query["encoding"] == "mulaw"));
+}
+
+/// ElevenLabs `stream-input`: μ-law 8 kHz over one socket per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_spoken_through_elevenlabs() {
+    let sim = ElevenLabsSim::start(ElevenLabsSimOptions::default())
+        .await
+        .unwrap();
+    let tts = format!(
+        "provider = \"elevenlabs\"\napi_key = \"xi-test-key\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    call_spoken_by(&tts, || {
+        sim.connections()
+            .into_iter()
+            .flat_map(|c| c.texts)
+            .collect()
+    })
+    .await;
+    assert!(sim
+        .connections()
+        .iter()
+        .all(|c| c.query["output_format"] == "ulaw_8000"));
+}
+
+/// A TTS that refuses every message (a wrong ElevenLabs key) hands each one to the next
+/// backend in `[tts] fallback`: the caller hears the fake's tone, never silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_tts_hands_the_message_to_its_fallback() {
+    let sim = ElevenLabsSim::start(ElevenLabsSimOptions::default())
+        .await
+        .unwrap();
+    let h = Harness::start_with(|s| {
+        let tts = format!(
+            "provider = \"elevenlabs\"\napi_key = \"xi-revoked\"\nbase_url = \"{}\"",
+            sim.base_url()
+        );
+        s.tts = TtsSettings::from_toml("tts", &tts).unwrap();
+        s.tts_fallback = vec![TtsSettings::from_toml("tts", "provider = \"fake\"").unwrap()];
+    })
+    .await;
+    let user = "+15550003434";
+    let caller = h.call_and_hear_greeting(user).await;
+    assert!(
+        rms(&caller.log().heard) > 300.0,
+        "the fallback's tone was heard"
+    );
+    assert!(!sim.connections().is_empty(), "ElevenLabs was tried first");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+/// With no TTS able to speak and no fallback backend, `[call] fallback_audio` is played in
+/// place of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_tts_failing_the_fallback_audio_is_played() {
+    let h = Harness::start_with(|s| {
+        s.tts =
+            TtsSettings::from_toml("tts", "provider = \"fake\"\nfail_on = \"Welcome\"").unwrap();
+        s.call.fallback_audio = Some(
+            crate::support::root()
+                .join("assets/fallback.wav")
+                .display()
+                .to_string(),
+        );
+    })
+    .await;
+    let user = "+15550003535";
+    let caller = h.call_and_hear_greeting(user).await;
+    let heard = transcribe(&caller.log().heard).await;
+    assert!(heard.contains("sorry"), "{heard:?}");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+/// An STT that cannot open (Deepgram unreachable) hands the call to `[stt] fallback`: the
+/// bot still gets the caller's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_stt_hands_the_call_to_its_fallback() {
+    let h = Harness::start_with(|s| {
+        let dead = "provider = \"deepgram\"\napi_key = \"k\"\nbase_url = \"ws://127.0.0.1:9\"";
+        s.stt = SttSettings::from_toml("stt", dead).unwrap();
+        let fake = format!("provider = \"fake\"\ntranscripts = [\"{SAID}\"]");
+        s.stt_fallback = Some(SttSettings::from_toml("stt", &fake).unwrap());
+    })
+    .await;
+    let user = "+15550003636";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller.say(speech("Hello, can you hear me?").await).await;
+    caller.finish_speaking().await;
+    let turns = h.wait_received(1, |r| r.kind == "text").await;
+    assert_eq!(turns[0].val, SAID, "the fallback STT heard the caller");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
+/// With no fallback, losing the STT is said to the caller once (`[call] stt_outage_text`)
+/// and the call goes on: keys still reach the bot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_stt_without_a_fallback_is_said_and_keys_still_work() {
+    let h = Harness::start_with(|s| {
+        let dead = "provider = \"deepgram\"\napi_key = \"k\"\nbase_url = \"ws://127.0.0.1:9\"";
+        s.stt = SttSettings::from_toml("stt", dead).unwrap();
+    })
+    .await;
+    let user = "+15550003737";
+    let caller = h.call_and_hear_greeting(user).await;
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() >= 2)
+        .await
+        .expect("the outage message played after the greeting");
+    let heard = transcribe(&caller.log().heard).await;
+    assert!(
+        heard.contains("keypad") || heard.contains("hear you"),
+        "{heard:?}"
+    );
+    caller.press("12#").await;
+    let turns = h.wait_received(1, |r| r.kind == "text").await;
+    assert_eq!(turns[0].val, "12", "keys still reach the bot");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
 }
 
 /// Piper, the self-hosted neural voice, for real: the piper-tts HTTP server with the joe
