@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Checks systemd/voxhook.service with systemd-analyze: `verify` (syntax, directives, and that
+# Checks the systemd units with systemd-analyze: `verify` (syntax, directives, and that
 # ExecStart= binaries exist) and `security` (exposure at most 2.0).
 #
-# The unit names /usr/bin/voxhook, which a build machine does not have installed, so both
-# checks run on a copy whose binary path points at the freshly built target/debug/voxhook.
-# Nothing else in the copy changes.
+# The units name /usr/bin/voxhook and /opt/voxhook/piper-venv, which a build machine does not
+# have installed, so the checks run on copies whose paths point at the freshly built
+# target/debug/voxhook and models/piper-venv. Nothing else in the copies changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$PWD/target/debug/voxhook"
 [ -x "$bin" ] || { echo "verify-unit: build first ($bin missing)" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
+check() { # unit, highest exposure
+  local unit=$1 max=$2 exposure
+  systemd-analyze verify "$dir/$unit"
+  exposure=$(systemd-analyze security --offline=yes "$dir/$unit" |
+    sed -n "s/.*Overall exposure level for $unit: \([0-9.]*\).*/\1/p")
+  echo "systemd/$unit: verify ok, exposure $exposure"
+  awk -v e="$exposure" -v m="$max" 'BEGIN { exit !(e != "" && e <= m) }' ||
+    { echo "verify-unit: $unit exposure $exposure is above $max" >&2; exit 1; }
+}
 sed "s|/usr/bin/voxhook|$bin|g" systemd/voxhook.service >"$dir/voxhook.service"
-systemd-analyze verify "$dir/voxhook.service"
-exposure=$(systemd-analyze security --offline=yes "$dir/voxhook.service" |
-  sed -n 's/.*Overall exposure level for voxhook.service: \([0-9.]*\).*/\1/p')
-echo "systemd/voxhook.service: verify ok, exposure $exposure"
-awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.0) }' ||
-  { echo "verify-unit: exposure $exposure is above 2.0" >&2; exit 1; }
+check voxhook.service 2.0
+sed "s|/opt/voxhook/piper-venv|$PWD/models/piper-venv|g" systemd/voxhook-piper.service \
+  >"$dir/voxhook-piper.service"
+check voxhook-piper.service 2.0
