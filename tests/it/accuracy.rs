@@ -170,7 +170,7 @@ async fn heard_errors(
     use tokio_util::sync::CancellationToken;
     let (mut errors, mut words, mut render, mut audio) = (0, 0, 0.0, 0.0);
     for sentence in BOT_SENTENCES {
-        let t0 = std::time::Instant::now();
+        let t0 = tokio::time::Instant::now();
         let mut s = tts
             .synthesize(
                 &voxhook::tts::TtsRequest::text(sentence),
