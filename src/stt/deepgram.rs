@@ -323,7 +323,8 @@ impl DeepgramSttSettings {
             .parse()
             .map_err(|_| unavailable("auth", "deepgram: API key is not a valid header".into()))?;
         req.headers_mut().insert("authorization", auth);
-        let connecting = tokio_tungstenite::connect_async(req);
+        // No Nagle: a `Finalize` right after the last audio must not wait for an ACK.
+        let connecting = tokio_tungstenite::connect_async_with_config(req, None, true);
         match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => Err(unavailable(
                 "timeout",

@@ -338,7 +338,9 @@ async fn speak(
     req.headers_mut().insert("xi-api-key", key);
     let (ws, _) = match tokio::time::timeout(
         cfg.connect_timeout,
-        tokio_tungstenite::connect_async(req),
+        // No Nagle: the first message, the text and the end go out as small writes in a
+        // row, and waiting for each ACK cost 40 ms before the first audio (measured).
+        tokio_tungstenite::connect_async_with_config(req, None, true),
     )
     .await
     {
