@@ -24,6 +24,8 @@ pub struct EndpointerConfig {
     pub barge_in_min_speech: Duration,
     /// Silence that ends an utterance.
     pub end_of_utterance: Duration,
+    /// Silence that ends an utterance while digits are expected or heard.
+    pub digits_end_of_utterance: Duration,
     /// Audio kept from before the start.
     pub pre_roll: Duration,
     /// Longest utterance.
@@ -82,6 +84,10 @@ pub struct Endpointer {
     utterance_speech_ms: u64,
     silence_run_ms: u64,
     barge_in_sent: bool,
+    /// The bot asked for digits: every utterance gets the digits hangover.
+    expect_digits: bool,
+    /// This utterance's words so far end in a digit (a streaming STT's partial).
+    digits_heard: bool,
 }
 
 impl Endpointer {
@@ -102,7 +108,30 @@ impl Endpointer {
             utterance_speech_ms: 0,
             silence_run_ms: 0,
             barge_in_sent: false,
+            expect_digits: false,
+            digits_heard: false,
         }
+    }
+
+    /// The caller is (`true`) or is no longer expected to read out digits.
+    pub fn expect_digits(&mut self, on: bool) {
+        self.expect_digits = on;
+    }
+
+    /// The current utterance's words end in a digit (so far): a pause may be between two
+    /// groups of a number, not the end of the turn.
+    pub fn heard_digits(&mut self, on: bool) {
+        self.digits_heard = on && self.in_utterance;
+    }
+
+    /// The silence that ends the current utterance.
+    fn hangover_ms(&self) -> u64 {
+        let d = if self.expect_digits || self.digits_heard {
+            self.cfg.digits_end_of_utterance
+        } else {
+            self.cfg.end_of_utterance
+        };
+        d.as_millis() as u64
     }
 
     /// True while an utterance is open.
@@ -176,9 +205,10 @@ impl Endpointer {
         events.push(VadEvent::Audio(frame));
         self.check_barge_in(events);
         let cut = self.utterance_ms >= self.cfg.max_utterance.as_millis() as u64;
-        if cut || self.silence_run_ms >= self.cfg.end_of_utterance.as_millis() as u64 {
+        if cut || self.silence_run_ms >= self.hangover_ms() {
             self.in_utterance = false;
             self.speech_run_ms = 0;
+            self.digits_heard = false;
             events.push(VadEvent::Ended { cut });
         }
     }
@@ -203,6 +233,7 @@ mod tests {
             min_speech: Duration::from_millis(48),
             barge_in_min_speech: Duration::from_millis(96),
             end_of_utterance: Duration::from_millis(160),
+            digits_end_of_utterance: Duration::from_millis(480),
             pre_roll: Duration::from_millis(64),
             max_utterance: Duration::from_millis(1_600),
         }
@@ -246,6 +277,24 @@ mod tests {
         };
         // All 7 frames so far fit in the history (pre-roll + min speech + margin).
         assert_eq!(audio.len(), 7 * VAD_FRAME);
+    }
+
+    /// A pause that would end a turn does not while digits are expected (the bot asked for
+    /// a number) or were just heard; the longer hangover still ends it.
+    #[test]
+    fn a_pause_between_digit_groups_does_not_end_the_turn() {
+        let pause = format!("SSSSSS{}SSSS{}", "_".repeat(15), "_".repeat(30));
+        let mut e = Endpointer::new(cfg());
+        assert_eq!(kinds(&run(&mut e, &pause)).matches('E').count(), 2);
+        e.expect_digits(true);
+        assert_eq!(kinds(&run(&mut e, &pause)).matches('E').count(), 1);
+        e.expect_digits(false);
+        let mut ev = run(&mut e, "SSSSSS");
+        e.heard_digits(true);
+        ev.extend(run(&mut e, &pause[6..]));
+        assert_eq!(kinds(&ev).matches('E').count(), 1);
+        // Heard digits last one utterance only.
+        assert_eq!(kinds(&run(&mut e, &pause)).matches('E').count(), 2);
     }
 
     #[test]

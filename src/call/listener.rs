@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,7 @@ use crate::stt::{
 };
 use crate::telemetry::metrics;
 
+use super::digits;
 use super::record::CallTrace;
 
 /// Socket reader → listener: caller audio frames (~2.5 s of 20 ms frames). The reader uses
@@ -74,11 +75,14 @@ enum Ended {
     Lost(String),
 }
 
-/// Runs until cancelled or the audio channel closes.
+/// Runs until cancelled or the audio channel closes. `expect_digits` says when the bot has
+/// asked for a number (the endpointer then waits longer in pauses).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut audio: mpsc::Receiver<Vec<i16>>,
     inbound_rate: u32,
     vad: EndpointerConfig,
+    mut expect_digits: watch::Receiver<bool>,
     source: SttSource,
     trace: CallTrace,
     events: mpsc::Sender<ListenerEvent>,
@@ -90,7 +94,7 @@ pub async fn run(
         let ended = listen(
             &mut audio,
             inbound_rate,
-            vad.clone(),
+            (vad.clone(), &mut expect_digits),
             (backend.clone(), fallback.is_some()),
             source.params.clone(),
             &trace,
@@ -115,7 +119,7 @@ pub async fn run(
 async fn listen(
     audio: &mut mpsc::Receiver<Vec<i16>>,
     inbound_rate: u32,
-    vad: EndpointerConfig,
+    (vad, expect_digits): (EndpointerConfig, &mut watch::Receiver<bool>),
     (backend, can_fall_back): (Arc<dyn SpeechToText>, bool),
     params: SttParams,
     trace: &CallTrace,
@@ -171,6 +175,9 @@ async fn listen(
     // A partial with words arrived since the last final (its barge-in was sent).
     let mut heard_words = false;
     let mut endpointer = Endpointer::new(vad);
+    endpointer.expect_digits(*expect_digits.borrow_and_update());
+    // The actor may be gone before the listener; then the flag stays as it is.
+    let mut digits_open = true;
     let mut pcm16k = Vec::with_capacity(640);
     let mut vad_events = Vec::new();
     let mut to_stt: Vec<SttInput> = Vec::new();
@@ -205,6 +212,10 @@ async fn listen(
                         return Ended::Done;
                     }
                 }
+            },
+            changed = expect_digits.changed(), if digits_open => match changed {
+                Ok(()) => endpointer.expect_digits(*expect_digits.borrow_and_update()),
+                Err(_) => digits_open = false,
             },
             _ = sleep_until_opt(finalize_due) => {
                 finalize_due = None;
@@ -299,9 +310,13 @@ async fn listen(
                     // noise, not the bot's echo): a barge-in while the bot speaks.
                     Some(SttEvent::Partial(t)) if !heard_words && !t.text.trim().is_empty() => {
                         heard_words = true;
+                        endpointer.heard_digits(digits::ends_in_digit(&t.text));
                         ListenerEvent::BargeIn
                     }
-                    Some(SttEvent::Partial(_)) => continue,
+                    Some(SttEvent::Partial(t)) => {
+                        endpointer.heard_digits(digits::ends_in_digit(&t.text));
+                        continue;
+                    }
                     // The backend's own voice activity: a barge-in while the bot speaks.
                     Some(SttEvent::SpeechStarted) => ListenerEvent::BargeIn,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
@@ -425,6 +440,7 @@ mod tests {
             min_speech: Duration::from_millis(160),
             barge_in_min_speech: Duration::from_millis(240),
             end_of_utterance: Duration::from_millis(500),
+            digits_end_of_utterance: Duration::from_millis(500),
             pre_roll: Duration::from_millis(300),
             max_utterance: Duration::from_secs(30),
         };
@@ -436,6 +452,7 @@ mod tests {
             audio_rx,
             8_000,
             vad,
+            watch::channel(false).1,
             source,
             CallTrace::new(false, None),
             ev_tx,

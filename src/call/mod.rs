@@ -3,6 +3,7 @@
 //! to the [`session`] actor, which owns all call state and drives the pure turn logic in
 //! [`state`]. The listener (STT), speaker (TTS) and bot worker are helper tasks.
 
+pub mod digits;
 pub mod directory;
 pub mod end_reason;
 pub mod listener;

@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use super::digits;
 use super::end_reason::CallEndReason;
 use super::listener::{self, ListenerEvent, LISTENER_AUDIO_CAPACITY, LISTENER_EVENT_CAPACITY};
 use super::record::CallTrace;
@@ -117,11 +118,13 @@ pub async fn run(
 
     let (bot_tx, mut bot_events) = spawn_bot_worker(deps, conversation.clone(), &tracker, &cancel);
     let listener_cancel = cancel.child_token();
+    let (expect_digits, _) = watch::channel(false);
     let (audio_tx, mut listener_events) = spawn_listener(
         &start.call_id,
         start.inbound_rate,
         deps,
         engines,
+        expect_digits.subscribe(),
         &trace,
         &tracker,
         &listener_cancel,
@@ -199,6 +202,8 @@ pub async fn run(
         n_turns: 0,
         reply_received: None,
         trace: trace.clone(),
+        expect_digits,
+        digit_prompt_words: s.audio.digit_prompt_words.clone(),
     };
     for ev in early {
         ctx.on_inbound(ev);
@@ -318,11 +323,13 @@ fn spawn_bot_worker(
 /// Listener: caller audio → recording → VAD → STT, in `engines`' language. The listener
 /// opens its STT session itself, so this returns at once; a session that fails to open is
 /// reported as `SttUnavailable` (digits still work).
+#[allow(clippy::too_many_arguments)]
 fn spawn_listener(
     call_id: &str,
     inbound_rate: u32,
     deps: &CallDeps,
     engines: &LanguageEngines,
+    expect_digits: watch::Receiver<bool>,
     trace: &CallTrace,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -342,6 +349,7 @@ fn spawn_listener(
         min_speech: a.min_speech,
         barge_in_min_speech: a.barge_in_min_speech,
         end_of_utterance: a.end_of_utterance,
+        digits_end_of_utterance: a.digits_end_of_utterance,
         pre_roll: a.pre_roll,
         max_utterance: a.max_utterance,
     };
@@ -350,6 +358,7 @@ fn spawn_listener(
         audio_rx,
         inbound_rate,
         vad,
+        expect_digits,
         source,
         trace.clone(),
         ev_tx,
@@ -416,6 +425,10 @@ struct Actor {
     /// The call's bot conversation (told when such messages have played).
     conversation: Arc<dyn Conversation>,
     trace: CallTrace,
+    /// The bot's last message asked for a number: the listener waits longer in pauses.
+    expect_digits: watch::Sender<bool>,
+    /// `[audio] digit_prompt_words`.
+    digit_prompt_words: Vec<String>,
 }
 
 impl Actor {
@@ -526,6 +539,12 @@ impl Actor {
                 tracing::info!(text = self.trace.shown(r.text.as_deref().unwrap_or("")),
                     options = r.options.len(), action = ?r.action, "Bot said.");
                 self.reply_received = Some(Instant::now());
+                if let Some(text) = r.text.as_deref() {
+                    let digits = digits::asks_for_digits(text, &self.digit_prompt_words);
+                    if self.expect_digits.send_replace(digits) != digits {
+                        tracing::info!(expect_digits = digits, "Endpointing for digits changed.");
+                    }
+                }
                 Some(CallInput::BotReply(*r))
             }
             BotEvent::Done(Ok(())) => {
@@ -664,6 +683,7 @@ impl Actor {
             self.inbound_rate,
             deps,
             engines,
+            self.expect_digits.subscribe(),
             &self.trace,
             &self.tracker,
             &self.listener_cancel,

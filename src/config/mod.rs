@@ -81,6 +81,11 @@ pub struct AudioConfig {
     pub min_speech_ms: u64,
     /// Silence that ends an utterance (VAD hangover).
     pub end_of_utterance_ms: u64,
+    /// Silence that ends an utterance while the caller reads digits (the bot's last prompt
+    /// asked for a number, or a streaming STT's partial ends in one); 0: no difference.
+    pub digits_end_of_utterance_ms: u64,
+    /// Words in a bot prompt that mean the caller will read out digits (lower case).
+    pub digit_prompt_words: Vec<String>,
     /// Audio kept from before speech was detected, so first syllables are not clipped.
     pub pre_roll_ms: u64,
     /// Longest utterance; a monologue is cut and sent at this length.
@@ -99,6 +104,20 @@ impl Default for AudioConfig {
             vad_threshold: 0.5,
             min_speech_ms: 160,
             end_of_utterance_ms: 700,
+            digits_end_of_utterance_ms: 2_000,
+            digit_prompt_words: [
+                "number",
+                "digits",
+                "digit",
+                "pin",
+                "code",
+                "zip",
+                "postcode",
+                "extension",
+                "date of birth",
+            ]
+            .map(String::from)
+            .to_vec(),
             pre_roll_ms: 300,
             max_utterance_ms: 30_000,
             barge_in: true,

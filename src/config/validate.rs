@@ -145,6 +145,10 @@ pub struct AudioSettings {
     pub min_speech: Duration,
     /// Hangover that ends an utterance.
     pub end_of_utterance: Duration,
+    /// Hangover while the caller reads digits (never shorter than `end_of_utterance`).
+    pub digits_end_of_utterance: Duration,
+    /// Prompt words that announce digits (lower case).
+    pub digit_prompt_words: Vec<String>,
     /// Pre-roll kept before detected speech.
     pub pre_roll: Duration,
     /// Longest utterance.
@@ -393,6 +397,12 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         "must be at least 100",
     );
     errs.check(
+        c.digits_end_of_utterance_ms == 0
+            || (c.end_of_utterance_ms..=10_000).contains(&c.digits_end_of_utterance_ms),
+        "audio.digits_end_of_utterance_ms",
+        "must be 0 (off) or between end_of_utterance_ms and 10000",
+    );
+    errs.check(
         c.max_utterance_ms >= 1_000,
         "audio.max_utterance_ms",
         "must be at least 1000",
@@ -406,6 +416,13 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         vad_threshold: c.vad_threshold,
         min_speech: ms(c.min_speech_ms),
         end_of_utterance: ms(c.end_of_utterance_ms),
+        digits_end_of_utterance: ms(c.digits_end_of_utterance_ms.max(c.end_of_utterance_ms)),
+        digit_prompt_words: c
+            .digit_prompt_words
+            .iter()
+            .map(|w| w.trim().to_lowercase())
+            .filter(|w| !w.is_empty())
+            .collect(),
         pre_roll: ms(c.pre_roll_ms),
         max_utterance: ms(c.max_utterance_ms),
         barge_in: c.barge_in,

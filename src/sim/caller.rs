@@ -390,11 +390,19 @@ enum Command {
     Hangup,
 }
 
+/// Caller speech not yet streamed: `Say`s the loop has not taken yet, and samples queued.
+/// Both count, so `finish_speaking` right after `say` waits for that speech.
+#[derive(Default)]
+struct Speaking {
+    says: usize,
+    samples: usize,
+}
+
 /// A live simulated call.
 pub struct SimCaller {
     commands: mpsc::Sender<Command>,
     log: Arc<Mutex<CallerLog>>,
-    speaking: Arc<Mutex<usize>>,
+    speaking: Arc<Mutex<Speaking>>,
     /// The call's ids.
     pub options: CallerOptions,
 }
@@ -470,7 +478,7 @@ impl SimCaller {
             .map_err(|e| fail(&e))?;
         let (commands, rx) = mpsc::channel(64);
         let log = Arc::new(Mutex::new(CallerLog::default()));
-        let speaking = Arc::new(Mutex::new(0));
+        let speaking = Arc::new(Mutex::new(Speaking::default()));
         tokio::spawn(run(ws, wire, rx, log.clone(), speaking.clone()));
         Ok(Self {
             commands,
@@ -483,6 +491,7 @@ impl SimCaller {
     /// Queues speech (8 kHz PCM, resampled to the wire's rate), streamed in real time after
     /// what is queued already.
     pub async fn say(&self, pcm_8k: Vec<i16>) {
+        self.speaking.lock().unwrap_or_else(|p| p.into_inner()).says += 1;
         let _ = self.commands.send(Command::Say(pcm_8k)).await;
     }
 
@@ -511,7 +520,10 @@ impl SimCaller {
 
     /// Waits until queued caller speech has been streamed.
     pub async fn finish_speaking(&self) {
-        while *self.speaking.lock().unwrap_or_else(|p| p.into_inner()) > 0 {
+        while {
+            let s = self.speaking.lock().unwrap_or_else(|p| p.into_inner());
+            s.says > 0 || s.samples > 0
+        } {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -779,7 +791,7 @@ async fn run<S>(
     mut wire: Box<dyn CallerWire>,
     mut commands: mpsc::Receiver<Command>,
     log: Arc<Mutex<CallerLog>>,
-    speaking: Arc<Mutex<usize>>,
+    speaking: Arc<Mutex<Speaking>>,
 ) where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
         + futures_util::Sink<Message>
@@ -804,7 +816,7 @@ async fn run<S>(
             _ = tick.tick() => {
                 // Caller → voxhook: one 20 ms frame, speech or silence, like a phone line.
                 let frame: Vec<i16> = (0..in_frame).map(|_| outgoing.pop_front().unwrap_or(0)).collect();
-                *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
+                speaking.lock().unwrap_or_else(|p| p.into_inner()).samples = outgoing.len();
                 let media = wire.media_message(&frame, started.elapsed().as_millis());
                 if sink.send(media).await.is_err() {
                     break;
@@ -825,7 +837,9 @@ async fn run<S>(
             cmd = commands.recv() => match cmd {
                 Some(Command::Say(pcm)) => {
                     outgoing.extend(to_rate(pcm, wire.inbound_rate()));
-                    *speaking.lock().unwrap_or_else(|p| p.into_inner()) = outgoing.len();
+                    let mut s = speaking.lock().unwrap_or_else(|p| p.into_inner());
+                    s.says = s.says.saturating_sub(1);
+                    s.samples = outgoing.len();
                 }
                 Some(Command::Dtmf(k)) => {
                     let key = wire.dtmf(k);

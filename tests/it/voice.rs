@@ -309,3 +309,61 @@ async fn a_language_choice_switches_the_bot_language_and_the_voice() {
     h.assert_closed_once(user).await;
     h.finish().await;
 }
+
+/// After the bot asks for a number, "four five … six seven" with a 1.2 s pause is one
+/// turn (the digits hangover, 2 s); after a prompt that asks for none, the same pause ends
+/// the turn (700 ms), so the caller's two groups are two turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_while_reading_digits_does_not_end_the_turn() {
+    let h = Harness::start_with(|s| {
+        s.stt = voxhook::stt::SttSettings::from_toml(
+            "stt",
+            "provider = \"fake\"\ntranscripts = [\"4 5 6 7\"]\nlatency_ms = 5",
+        )
+        .unwrap();
+    })
+    .await;
+    let user = "+15550003010";
+    let caller = h.call_and_hear_greeting(user).await;
+    let groups = [
+        crate::support::speech("four five").await,
+        vec![0i16; 9_600],
+        crate::support::speech("six seven").await,
+    ];
+    let spoken_turns = || {
+        h.bot
+            .received()
+            .iter()
+            .filter(|r| r.kind == "text" && r.val == "4 5 6 7")
+            .count()
+    };
+    for (key, prompt, turns) in [
+        ("0", "Please say your card number.", 1),
+        ("1", "Thank you. What else can I do?", 2),
+    ] {
+        h.bot.push_override(is_text(key), Reply::say(&[prompt]));
+        let played = caller.log().marks_played.len();
+        caller.press(&format!("{key}#")).await;
+        caller
+            .wait_for(WAIT, |l| l.marks_played.len() > played)
+            .await
+            .expect("prompt played");
+        let before = spoken_turns();
+        for pcm in groups.clone() {
+            caller.say(pcm).await;
+        }
+        caller.finish_speaking().await;
+        // Longer than the digits hangover: every turn the speech makes has been sent.
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        let seen: Vec<String> = h
+            .bot
+            .received()
+            .iter()
+            .map(|r| format!("{}:{}", r.kind, r.val))
+            .collect();
+        assert_eq!(spoken_turns() - before, turns, "after {prompt:?}: {seen:?}");
+    }
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
