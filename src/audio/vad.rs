@@ -22,6 +22,9 @@ pub struct EndpointerConfig {
     pub min_speech: Duration,
     /// Speech within an utterance before it may interrupt playback.
     pub barge_in_min_speech: Duration,
+    /// With a streaming STT's partials: words before playback may be interrupted (0: the
+    /// VAD decides). Read by the listener; the endpointer itself counts no words.
+    pub barge_in_min_words: usize,
     /// Silence that ends an utterance.
     pub end_of_utterance: Duration,
     /// Silence that ends an utterance while digits are expected or heard.
@@ -232,6 +235,7 @@ mod tests {
             threshold: 0.5,
             min_speech: Duration::from_millis(48),
             barge_in_min_speech: Duration::from_millis(96),
+            barge_in_min_words: 0,
             end_of_utterance: Duration::from_millis(160),
             digits_end_of_utterance: Duration::from_millis(480),
             pre_roll: Duration::from_millis(64),

@@ -168,6 +168,13 @@ async fn listen(
     // The backend ends turns (its endpointing): the VAD's end of speech is only noted, and
     // reported with the backend's final.
     let backend_turns = streaming && backend.endpointing();
+    // Barge-in waits for the caller's words (not a cough, an "uh-huh" or the bot's own echo)
+    // when the backend sends partials and a minimum is set.
+    let min_words = if streaming && backend.partials() {
+        vad.barge_in_min_words
+    } else {
+        0
+    };
     let mut speech_ended: Option<Instant> = None;
     let mut finalize_due: Option<Instant> = None;
     // The backend already ended a turn within the VAD's current utterance.
@@ -265,6 +272,7 @@ async fn listen(
                             to_stt.push(SttInput::Audio(a));
                             None
                         }
+                        VadEvent::BargeIn if min_words > 0 => None,
                         VadEvent::BargeIn => Some(ListenerEvent::BargeIn),
                         VadEvent::Ended { cut: false } if backend_turns => {
                             if !backend_final {
@@ -308,16 +316,16 @@ async fn listen(
                     }
                     // The first words of a turn are the surest sign the caller talks (not
                     // noise, not the bot's echo): a barge-in while the bot speaks.
-                    Some(SttEvent::Partial(t)) if !heard_words && !t.text.trim().is_empty() => {
-                        heard_words = true;
-                        endpointer.heard_digits(digits::ends_in_digit(&t.text));
-                        ListenerEvent::BargeIn
-                    }
                     Some(SttEvent::Partial(t)) => {
                         endpointer.heard_digits(digits::ends_in_digit(&t.text));
-                        continue;
+                        if heard_words || t.text.split_whitespace().count() < min_words.max(1) {
+                            continue;
+                        }
+                        heard_words = true;
+                        ListenerEvent::BargeIn
                     }
                     // The backend's own voice activity: a barge-in while the bot speaks.
+                    Some(SttEvent::SpeechStarted) if min_words > 0 => continue,
                     Some(SttEvent::SpeechStarted) => ListenerEvent::BargeIn,
                     Some(SttEvent::Error(e)) => ListenerEvent::SttFailed(e),
                     None if can_fall_back => return Ended::Lost("STT session ended".into()),
@@ -439,6 +447,7 @@ mod tests {
             threshold: 0.5,
             min_speech: Duration::from_millis(160),
             barge_in_min_speech: Duration::from_millis(240),
+            barge_in_min_words: 0,
             end_of_utterance: Duration::from_millis(500),
             digits_end_of_utterance: Duration::from_millis(500),
             pre_roll: Duration::from_millis(300),

@@ -348,6 +348,7 @@ fn spawn_listener(
         threshold: a.vad_threshold,
         min_speech: a.min_speech,
         barge_in_min_speech: a.barge_in_min_speech,
+        barge_in_min_words: a.barge_in_min_words,
         end_of_utterance: a.end_of_utterance,
         digits_end_of_utterance: a.digits_end_of_utterance,
         pre_roll: a.pre_roll,

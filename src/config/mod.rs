@@ -94,6 +94,9 @@ pub struct AudioConfig {
     pub barge_in: bool,
     /// Speech during playback must last this long to interrupt.
     pub barge_in_min_speech_ms: u64,
+    /// With a streaming STT that sends partials: words the caller must have said before
+    /// playback is interrupted (0: the VAD or the backend's speech start is enough).
+    pub barge_in_min_words: usize,
     /// How far ahead of real time outbound audio may be sent to the provider.
     pub playback_lead_ms: u64,
 }
@@ -122,6 +125,7 @@ impl Default for AudioConfig {
             max_utterance_ms: 30_000,
             barge_in: true,
             barge_in_min_speech_ms: 240,
+            barge_in_min_words: 0,
             playback_lead_ms: 200,
         }
     }

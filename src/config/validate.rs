@@ -157,6 +157,8 @@ pub struct AudioSettings {
     pub barge_in: bool,
     /// Minimum speech to interrupt playback.
     pub barge_in_min_speech: Duration,
+    /// Words a partial must hold to interrupt playback (0: any speech).
+    pub barge_in_min_words: usize,
     /// Outbound lead over real time.
     pub playback_lead: Duration,
 }
@@ -403,6 +405,11 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         "must be 0 (off) or between end_of_utterance_ms and 10000",
     );
     errs.check(
+        c.barge_in_min_words <= 10,
+        "audio.barge_in_min_words",
+        "must be 0 (any speech) to 10",
+    );
+    errs.check(
         c.max_utterance_ms >= 1_000,
         "audio.max_utterance_ms",
         "must be at least 1000",
@@ -427,6 +434,7 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         max_utterance: ms(c.max_utterance_ms),
         barge_in: c.barge_in,
         barge_in_min_speech: ms(c.barge_in_min_speech_ms),
+        barge_in_min_words: c.barge_in_min_words,
         playback_lead: ms(c.playback_lead_ms),
     }
 }

@@ -383,6 +383,10 @@ impl SpeechToText for DeepgramStt {
         self.0.deepgram_ends_turns
     }
 
+    fn partials(&self) -> bool {
+        self.0.interim_results
+    }
+
     async fn open(
         &self,
         params: SttParams,

@@ -156,6 +156,11 @@ pub trait SpeechToText: Send + Sync {
     fn endpointing(&self) -> bool {
         false
     }
+    /// `true` (streaming backends only): the session sends `Partial`s while the caller
+    /// speaks, so barge-in can wait for real words (`[audio] barge_in_min_words`).
+    fn partials(&self) -> bool {
+        false
+    }
     /// Opens a session; it ends when `cancel` fires, `input` is dropped or after `Close`.
     /// Called by the call's listener task, never by the actor, so it may take a round trip.
     async fn open(

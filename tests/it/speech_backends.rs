@@ -194,6 +194,55 @@ async fn a_call_spoken_through_deepgram_aura() {
         .all(|r| r.query["encoding"] == "mulaw"));
 }
 
+/// `[audio] barge_in_min_words = 3` with Deepgram's partials: an "uh-huh" over the bot's
+/// answer does not interrupt it (the VAD alone would), a sentence does, at its first
+/// interim result with three words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barge_in_waits_for_the_callers_words() {
+    let sim = DeepgramSim::start(DeepgramSimOptions {
+        transcripts: vec!["Actually I want to speak to an agent please.".into()],
+        ..DeepgramSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let h = Harness::start_with(|s| {
+        let stt = format!(
+            "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"",
+            sim.base_url()
+        );
+        s.stt = SttSettings::from_toml("stt", &stt).unwrap();
+        s.audio.barge_in_min_words = 3;
+    })
+    .await;
+    let user = "+15550003838";
+    let caller = h.call_and_hear_greeting(user).await;
+    let long = "Your balance is two thousand dollars. Your last payment was received on Monday. \
+                Your next statement is due at the end of the month. Is there anything else?";
+    h.bot.push_override(
+        |r: &voxhook::sim::kore::Received| r.kind == "text" && r.val == "0",
+        voxhook::sim::kore::Reply::say(&[long]),
+    );
+    caller.press("0#").await;
+    caller
+        .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 1)
+        .await
+        .expect("the answer starts playing");
+    caller.say(speech("Uh huh.").await).await;
+    caller.finish_speaking().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(caller.log().clears, 0, "an uh-huh interrupted the bot");
+    caller
+        .say(speech("Actually, I want to speak to an agent, please.").await)
+        .await;
+    caller
+        .wait_for(WAIT, |l| l.clears >= 1)
+        .await
+        .expect("the caller's words interrupt the bot");
+    caller.hang_up().await;
+    h.assert_closed_once(user).await;
+    h.finish().await;
+}
+
 /// ElevenLabs `stream-input`: μ-law 8 kHz over one socket per message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spoken_through_elevenlabs() {
