@@ -148,6 +148,8 @@ pub struct TurnInput {
     pub confidence: Option<f32>,
     /// The call's language (a key of `[languages]`), sent as `interactiveLanguage`.
     pub language: Option<String>,
+    /// The bot message this turn cut off (barge-in), as text, when there was one.
+    pub interrupted: Option<String>,
 }
 
 /// Who the call is, for the bot.

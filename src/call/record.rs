@@ -431,6 +431,7 @@ mod tests {
             mode,
             confidence: None,
             language: None,
+            interrupted: None,
         }
     }
 

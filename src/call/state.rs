@@ -7,7 +7,7 @@
 //! while a reply is late; repeated bot failures, the call time limit and the bot's own
 //! hang-up or transfer end the call once the audio before them has played.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,6 +182,10 @@ pub struct TurnState {
     pending: VecDeque<TurnInput>,
     /// Messages handed to playback and not yet played.
     playing: BTreeSet<u64>,
+    /// The text of each spoken message in `playing` (for the bot, when one is cut off).
+    texts: BTreeMap<u64, String>,
+    /// The message the caller's last barge-in cut off, for their next turn.
+    interrupted: Option<String>,
     next_id: u64,
     /// The caller interrupted the reply in flight: drop its remaining messages.
     reply_interrupted: bool,
@@ -218,6 +222,8 @@ impl TurnState {
             bot_busy: true,
             pending: VecDeque::new(),
             playing: BTreeSet::new(),
+            texts: BTreeMap::new(),
+            interrupted: None,
             next_id: 1,
             reply_interrupted: false,
             speech_over_playback: false,
@@ -335,6 +341,7 @@ impl TurnState {
                             mode: InputMode::Speech,
                             confidence,
                             language: None,
+                            interrupted: None,
                         },
                         &mut out,
                     );
@@ -369,6 +376,7 @@ impl TurnState {
             CallInput::Tick => self.on_tick(now, &mut out),
             CallInput::Played(id) => {
                 self.playing.remove(&id);
+                self.texts.remove(&id);
                 if self.playing.is_empty() {
                     // The prompt ended while the caller was talking: what they say counts.
                     self.speech_over_playback = false;
@@ -489,6 +497,7 @@ impl TurnState {
                     mode: InputMode::NoInput,
                     confidence: None,
                     language: None,
+                    interrupted: None,
                 },
                 out,
             ),
@@ -572,6 +581,9 @@ impl TurnState {
         let id = self.next_id;
         self.next_id += 1;
         self.playing.insert(id);
+        if let Prompt::Text { text, .. } = &prompt {
+            self.texts.insert(id, text.clone());
+        }
         out.push(CallAction::Speak {
             id,
             prompt,
@@ -597,6 +609,12 @@ impl TurnState {
     }
 
     fn interrupt(&mut self, out: &mut Vec<CallAction>) {
+        // The first message still playing is the one being heard when the caller cut in.
+        self.interrupted = self
+            .playing
+            .first()
+            .and_then(|id| self.texts.get(id).cloned());
+        self.texts.clear();
         // Marks of cleared messages may still arrive: they are not in `playing` any more,
         // so they do not count as played. The clear stops filler too.
         self.playing.clear();
@@ -615,6 +633,7 @@ impl TurnState {
                     mode: InputMode::Dtmf,
                     confidence: None,
                     language: None,
+                    interrupted: None,
                 },
                 out,
             );
@@ -624,6 +643,7 @@ impl TurnState {
     /// A turn from the caller: a language choice switches first; a menu answer becomes the
     /// option's payload.
     fn caller_turn(&mut self, mut turn: TurnInput, out: &mut Vec<CallAction>) {
+        turn.interrupted = self.interrupted.take();
         if let Some(code) = self.language_choice(&turn) {
             if self.language.as_deref() != Some(code.as_str()) {
                 self.language = Some(code.clone());

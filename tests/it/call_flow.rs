@@ -97,6 +97,16 @@ async fn a_twilio_call_talks_to_the_bot_end_to_end() {
         "{:?}",
         turns[2].val
     );
+    // The bot learns which of its messages the caller cut off.
+    assert_eq!(turns[2].custom_data["bargeIn"], true);
+    let cut = turns[2].custom_data["interruptedText"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(cut.contains("balance"), "{cut:?}");
+    assert!(
+        turns[1].custom_data.get("bargeIn").is_none(),
+        "keys cut nothing"
+    );
 
     // Hang-up: exactly one SESSION_CLOSURE.
     caller

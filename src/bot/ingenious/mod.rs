@@ -533,6 +533,10 @@ impl Conversation for IngeniousConversation {
             if let Some(conf) = turn.confidence {
                 m.insert("sttConfidence".into(), Value::from(f64::from(conf)));
             }
+            if let Some(cut) = &turn.interrupted {
+                m.insert("bargeIn".into(), Value::Bool(true));
+                m.insert("interruptedText".into(), cut.as_str().into());
+            }
             m
         });
         let body = serde_json::to_value(wire::UserMessage {

@@ -111,6 +111,10 @@ impl KoreClient {
                 if let Some(c) = t.confidence {
                     custom.insert("sttConfidence".into(), Value::from(f64::from(c)));
                 }
+                if let Some(cut) = &t.interrupted {
+                    custom.insert("bargeIn".into(), Value::Bool(true));
+                    custom.insert("interruptedText".into(), cut.as_str().into());
+                }
                 ("text", t.text.as_str())
             }
         };
@@ -418,6 +422,7 @@ impl KoreClient {
                     mode: super::InputMode::Greeting,
                     confidence: None,
                     language: session.language.clone(),
+                    interrupted: None,
                 };
                 self.send(session, Payload::Text(&turn), self.s.turn_deadline)
                     .await?
@@ -598,6 +603,7 @@ mod tests {
             mode: crate::bot::InputMode::Speech,
             confidence: Some(0.8),
             language: Some("es".into()),
+            interrupted: None,
         }
     }
 
