@@ -73,7 +73,6 @@ fn is_disconnect(e: &std::io::Error) -> bool {
 mod tests {
     use super::*;
     use futures_util::{SinkExt as _, StreamExt as _};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
 
     #[tokio::test]

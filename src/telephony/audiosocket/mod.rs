@@ -133,12 +133,12 @@ impl AudioSocketDecoder {
         match frame.kind {
             wire::KIND_HANGUP => Ok(Some(InboundEvent::Stop)),
             wire::KIND_UUID => {
-                if self.started {
-                    return Err(ProtocolError::Malformed("a second UUID".into()));
-                }
                 let id = uuid::Uuid::from_slice(payload).map_err(|_| {
                     ProtocolError::Malformed(format!("UUID of {} bytes", payload.len()))
                 })?;
+                if self.started {
+                    return Err(ProtocolError::Malformed("a second UUID".into()));
+                }
                 self.started = true;
                 let id = id.hyphenated().to_string();
                 Ok(Some(InboundEvent::Start(Box::new(CallStart {
@@ -288,6 +288,13 @@ impl AudioSocketEncoder {
         self.next_at.map_or(now, |t| t.max(now))
     }
 
+    /// When something held is due, seen at `now`: both the next frame and a mark wait for
+    /// the line to play out what it has.
+    fn due(&self, now: Instant) -> Option<Instant> {
+        self.held.front()?;
+        Some(self.played_out(now))
+    }
+
     fn hold_audio(&mut self, frame: Vec<u8>) {
         if self.held_audio >= self.max_held {
             if let Some(at) = self.held.iter().position(|h| matches!(h, Held::Audio(_))) {
@@ -331,9 +338,7 @@ impl MediaEncoder for AudioSocketEncoder {
     }
 
     fn next_due(&self) -> Option<Instant> {
-        // Both the next frame and a mark wait for the line to play out what it has.
-        self.held.front()?;
-        Some(self.played_out(Instant::now()))
+        self.due(Instant::now())
     }
 
     fn release(&mut self, now: Instant, out: &mut Vec<WireFrame>) {

@@ -1,6 +1,6 @@
 //! AudioSocket decode and encode against the wire examples in `tests/fixtures/audiosocket/`
 //! (hex, `#` comments; shapes from Asterisk's protocol page and `res_audiosocket.c`), the
-//! stream cut into chunks anywhere, faults, and the encoder's pacing on a paused clock.
+//! stream cut into chunks anywhere, faults, and the encoder's pacing on a clock of its own.
 
 use super::*;
 use crate::telephony::testing::Proto;
@@ -147,10 +147,28 @@ fn audio_before_the_uuid_is_passed_on_for_the_call_to_hold() {
     ));
 }
 
-/// What the encoder releases at `now`, and the marks it reports.
-fn release(p: &mut Proto, now: Instant) -> (Vec<Vec<u8>>, Vec<String>) {
+/// A started encoder holding at most `max_held` frames.
+fn encoder(max_held: usize) -> AudioSocketEncoder {
+    let mut e = AudioSocketEncoder::new(max_held);
+    let mut p = proto();
+    let evs = p.binary(&fixture!("uuid.hex")).unwrap();
+    let [InboundEvent::Start(start)] = &evs[..] else {
+        panic!("{evs:?}");
+    };
+    e.started(start);
+    e
+}
+
+fn send(e: &mut AudioSocketEncoder, cmd: &OutboundCommand) {
     let mut out = Vec::new();
-    p.0.encoder.release(now, &mut out);
+    e.encode(cmd, &mut out);
+    assert!(out.is_empty(), "held, never sent at once");
+}
+
+/// What the encoder releases at `now`, and the marks it reports.
+fn release(e: &mut AudioSocketEncoder, now: Instant) -> (Vec<Vec<u8>>, Vec<String>) {
+    let mut out = Vec::new();
+    e.release(now, &mut out);
     let frames = out
         .into_iter()
         .map(|f| match f {
@@ -159,7 +177,7 @@ fn release(p: &mut Proto, now: Instant) -> (Vec<Vec<u8>>, Vec<String>) {
         })
         .collect();
     let mut marks = Vec::new();
-    while let Some(ev) = p.0.encoder.take_event() {
+    while let Some(ev) = e.take_event() {
         match ev {
             InboundEvent::Mark(m) => marks.push(m),
             other => panic!("{other:?}"),
@@ -168,84 +186,86 @@ fn release(p: &mut Proto, now: Instant) -> (Vec<Vec<u8>>, Vec<String>) {
     (frames, marks)
 }
 
-#[tokio::test(start_paused = true)]
-async fn output_is_paced_one_frame_per_20_ms_and_marks_follow_the_played_audio() {
+#[test]
+fn nothing_goes_out_before_the_uuid() {
     let mut p = proto();
-    // Nothing goes out before the UUID.
     assert!(p.encode(&audio(&[1; 160])).is_empty());
     assert_eq!(p.0.encoder.next_due(), None);
-    p.binary(&fixture!("uuid.hex")).unwrap();
+}
 
+#[test]
+fn output_is_paced_one_frame_per_20_ms_and_marks_follow_the_played_audio() {
+    // A clock of its own: times are offsets from t0, never the wall clock.
     let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut e = encoder(500);
     for i in 0..3 {
-        assert!(p.encode(&audio(&[i; 160])).is_empty(), "held, not sent");
+        send(&mut e, &audio(&[i; 160]));
     }
-    p.encode(&OutboundCommand::Mark("vx-1".into()));
-    assert_eq!(p.0.encoder.next_due(), Some(t0));
-    let (frames, marks) = release(&mut p, t0);
+    send(&mut e, &OutboundCommand::Mark("vx-1".into()));
+    assert_eq!(e.due(t0), Some(t0));
+    let (frames, marks) = release(&mut e, t0);
     assert_eq!(frames.len(), 1, "one frame at a time");
     assert_eq!(frames[0].len(), 323);
     assert_eq!(&frames[0][..5], &[0x10, 0x01, 0x40, 0, 0]);
     assert!(marks.is_empty());
-    assert_eq!(p.0.encoder.next_due(), Some(t0 + FRAME));
+    assert_eq!(e.due(t0), Some(ms(20)));
     // Early: nothing. A late timer (5 ms) sends the next frame without drifting the clock.
-    assert_eq!(release(&mut p, t0 + Duration::from_millis(10)).0.len(), 0);
-    let (frames, _) = release(&mut p, t0 + Duration::from_millis(25));
+    assert!(release(&mut e, ms(10)).0.is_empty());
+    let (frames, _) = release(&mut e, ms(25));
     assert_eq!(frames[0][3..5], [1, 0]);
-    assert_eq!(p.0.encoder.next_due(), Some(t0 + 2 * FRAME));
-    let (frames, marks) = release(&mut p, t0 + 2 * FRAME);
+    assert_eq!(e.due(ms(25)), Some(ms(40)));
+    let (frames, marks) = release(&mut e, ms(40));
     assert_eq!((frames.len(), marks.len()), (1, 0), "the mark waits for the frame to play");
-    assert_eq!(p.0.encoder.next_due(), Some(t0 + 3 * FRAME));
-    let (frames, marks) = release(&mut p, t0 + 3 * FRAME);
+    assert_eq!(e.due(ms(40)), Some(ms(60)));
+    let (frames, marks) = release(&mut e, ms(60));
     assert_eq!((frames.len(), marks), (0, vec!["vx-1".to_string()]));
-    assert_eq!(p.0.encoder.next_due(), None);
+    assert_eq!(e.due(ms(60)), None);
 
     // After a quiet spell a new run starts at once.
-    tokio::time::advance(Duration::from_secs(1)).await;
-    let t1 = Instant::now();
-    p.encode(&audio(&[7; 160]));
-    assert_eq!(p.0.encoder.next_due(), Some(t1));
-    assert_eq!(release(&mut p, t1).0.len(), 1);
+    let t1 = ms(1_000);
+    send(&mut e, &audio(&[7; 160]));
+    assert_eq!(e.due(t1), Some(t1));
+    assert_eq!(release(&mut e, t1).0.len(), 1);
 
     // A mark with nothing before it is reported once the line has played out.
-    p.encode(&OutboundCommand::Mark("vx-2".into()));
-    assert_eq!(release(&mut p, t1).1, Vec::<String>::new());
-    assert_eq!(release(&mut p, t1 + FRAME).1, vec!["vx-2".to_string()]);
+    send(&mut e, &OutboundCommand::Mark("vx-2".into()));
+    assert!(release(&mut e, t1).1.is_empty());
+    assert_eq!(release(&mut e, t1 + FRAME).1, vec!["vx-2".to_string()]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_clear_drops_what_is_held_and_its_marks() {
-    let mut p = started();
+#[test]
+fn a_clear_drops_what_is_held_and_its_marks() {
     let t0 = Instant::now();
+    let mut e = encoder(500);
     for _ in 0..10 {
-        p.encode(&audio(&[3; 160]));
+        send(&mut e, &audio(&[3; 160]));
     }
-    p.encode(&OutboundCommand::Mark("vx-1".into()));
-    assert_eq!(release(&mut p, t0).0.len(), 1);
-    p.encode(&OutboundCommand::Clear);
-    assert_eq!(p.0.encoder.next_due(), None, "nothing left to send");
-    assert_eq!(release(&mut p, t0 + 5 * FRAME), (vec![], vec![]));
+    send(&mut e, &OutboundCommand::Mark("vx-1".into()));
+    assert_eq!(release(&mut e, t0).0.len(), 1);
+    send(&mut e, &OutboundCommand::Clear);
+    assert_eq!(e.due(t0), None, "nothing left to send");
+    assert_eq!(release(&mut e, t0 + 5 * FRAME), (vec![], vec![]));
     // The next message waits for the frame on the line, then plays.
-    p.encode(&audio(&[4; 160]));
-    assert_eq!(p.0.encoder.next_due(), Some(t0 + FRAME));
+    send(&mut e, &audio(&[4; 160]));
+    assert_eq!(e.due(t0), Some(t0 + FRAME));
 }
 
-#[tokio::test(start_paused = true)]
-async fn past_max_held_frames_the_oldest_audio_goes() {
-    let mut p = Proto::new(provider("max_held_frames = 10").codec());
-    p.binary(&fixture!("uuid.hex")).unwrap();
+#[test]
+fn past_max_held_frames_the_oldest_audio_goes() {
+    let mut e = encoder(10);
     for i in 0..12 {
-        p.encode(&audio(&[i; 160]));
+        send(&mut e, &audio(&[i; 160]));
     }
-    p.encode(&audio(&[]));
+    send(&mut e, &audio(&[]));
     let mut sent = Vec::new();
     let mut now = Instant::now();
-    while p.0.encoder.next_due().is_some() {
-        sent.extend(release(&mut p, now).0);
+    while e.due(now).is_some() {
+        sent.extend(release(&mut e, now).0);
         now += FRAME;
     }
     let firsts: Vec<u8> = sent.iter().map(|f| f[3]).collect();
-    assert_eq!(firsts, (2..12).collect::<Vec<u8>>(), "frames 0 and 1 dropped, empty skipped");
+    assert_eq!(firsts, (2..12).collect::<Vec<u8>>(), "0 and 1 dropped, empty skipped");
 }
 
 #[test]
