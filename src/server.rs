@@ -278,7 +278,13 @@ pub async fn serve_tcp(
         tracing::debug!(provider = provider.name(), conn = %conn_id, %peer, "Media connection accepted.");
         let deps = state.deps.clone();
         let calls = deps.calls.clone();
-        let call = call::handle_socket(TcpTransport(stream), provider.clone(), deps, conn_id, permit);
+        let call = call::handle_socket(
+            TcpTransport(stream),
+            provider.clone(),
+            deps,
+            conn_id,
+            permit,
+        );
         tokio::spawn(calls.track_future(call));
     }
 }

@@ -93,7 +93,12 @@ impl CallerWire for AudioSocketWire {
         let kind = v["kind"].as_u64().unwrap_or(0) as u8;
         let payload: Vec<u8> = v["payload"]
             .as_array()
-            .map(|a| a.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b.as_u64())
+                    .map(|b| b as u8)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut frame = Vec::new();
         wire::put_frame(kind, &payload, &mut frame);

@@ -103,6 +103,9 @@ mod tests {
         assert_eq!(back, [0x00, 0x00, 0x00], "only the binary frame, then EOF");
 
         drop(peer);
-        assert!(stream.next().await.is_none(), "the peer's close ends the stream");
+        assert!(
+            stream.next().await.is_none(),
+            "the peer's close ends the stream"
+        );
     }
 }

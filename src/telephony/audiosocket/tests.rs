@@ -54,10 +54,7 @@ fn the_documented_frames_decode() {
     let [InboundEvent::Start(start)] = &evs[..] else {
         panic!("{evs:?}");
     };
-    assert_eq!(
-        (start.call_id.as_str(), start.stream_id.as_str()),
-        (ID, ID)
-    );
+    assert_eq!((start.call_id.as_str(), start.stream_id.as_str()), (ID, ID));
     assert_eq!((start.inbound_rate, start.outbound_rate), (8_000, 8_000));
     assert_eq!((start.caller.as_deref(), start.custom.len()), (None, 0));
 
@@ -127,7 +124,10 @@ fn faults_end_the_call_and_unknown_kinds_are_ignored() {
 
     let mut p = started();
     assert!(p.binary(&[0x05, 0x00, 0x01, 9]).unwrap().is_empty());
-    assert!(p.binary(&[0x10, 0x00, 0x00]).unwrap().is_empty(), "empty audio");
+    assert!(
+        p.binary(&[0x10, 0x00, 0x00]).unwrap().is_empty(),
+        "empty audio"
+    );
     assert_eq!(
         p.binary(&fixture!("audio.hex")).unwrap(),
         [InboundEvent::Audio(vec![1, -1])]
@@ -216,7 +216,11 @@ fn output_is_paced_one_frame_per_20_ms_and_marks_follow_the_played_audio() {
     assert_eq!(frames[0][3..5], [1, 0]);
     assert_eq!(e.due(ms(25)), Some(ms(40)));
     let (frames, marks) = release(&mut e, ms(40));
-    assert_eq!((frames.len(), marks.len()), (1, 0), "the mark waits for the frame to play");
+    assert_eq!(
+        (frames.len(), marks.len()),
+        (1, 0),
+        "the mark waits for the frame to play"
+    );
     assert_eq!(e.due(ms(40)), Some(ms(60)));
     let (frames, marks) = release(&mut e, ms(60));
     assert_eq!((frames.len(), marks), (0, vec!["vx-1".to_string()]));
@@ -265,7 +269,11 @@ fn past_max_held_frames_the_oldest_audio_goes() {
         now += FRAME;
     }
     let firsts: Vec<u8> = sent.iter().map(|f| f[3]).collect();
-    assert_eq!(firsts, (2..12).collect::<Vec<u8>>(), "0 and 1 dropped, empty skipped");
+    assert_eq!(
+        firsts,
+        (2..12).collect::<Vec<u8>>(),
+        "0 and 1 dropped, empty skipped"
+    );
 }
 
 #[test]

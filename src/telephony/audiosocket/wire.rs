@@ -44,7 +44,10 @@ pub struct Frame<'a> {
 /// Splits the first whole frame off `buf`: the frame and the bytes it took, or `None` when
 /// `buf` holds only part of one. A header announcing more than `max_payload` bytes is an
 /// error at once, before its payload arrives.
-pub fn next_frame(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, usize)>, ProtocolError> {
+pub fn next_frame(
+    buf: &[u8],
+    max_payload: usize,
+) -> Result<Option<(Frame<'_>, usize)>, ProtocolError> {
     let &[kind, hi, lo, ..] = buf else {
         return Ok(None);
     };
@@ -56,7 +59,9 @@ pub fn next_frame(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, u
         });
     }
     let end = HEADER_BYTES + len;
-    Ok(buf.get(HEADER_BYTES..end).map(|payload| (Frame { kind, payload }, end)))
+    Ok(buf
+        .get(HEADER_BYTES..end)
+        .map(|payload| (Frame { kind, payload }, end)))
 }
 
 /// Appends a frame of `kind` around `payload` (at most [`MAX_PAYLOAD_BYTES`]; callers send
@@ -82,7 +87,7 @@ pub fn slin_frame(pcm: &[i16]) -> Vec<u8> {
 
 /// Decodes slin bytes into `out`; an odd byte count is malformed.
 pub fn decode_slin(payload: &[u8], out: &mut Vec<i16>) -> Result<(), ProtocolError> {
-    if payload.len() % 2 != 0 {
+    if !payload.len().is_multiple_of(2) {
         return Err(ProtocolError::Malformed(format!(
             "audio payload of {} bytes (not whole 16-bit samples)",
             payload.len()
