@@ -2,7 +2,7 @@
 //! connecting over raw TCP (the UUID first, slin 8 kHz both ways, `0x03` keys, no marks, no
 //! clear, no playout buffer: only a phone-sized jitter buffer that overflows when voxhook
 //! sends ahead), a bot hang-up that ends with a `0x00` frame, faults that end only their own
-//! call, the UUID timeout, and admission on the TCP listener.
+//! call, the UUID timeout, and admission and draining on the TCP listener.
 
 use std::time::Duration;
 
@@ -237,5 +237,28 @@ async fn no_uuid_in_time_is_dropped_and_admission_applies_to_the_listener() {
     );
     let user = caller.options.call_sid.clone();
     fake_tone_heard_and_speech_reaches_the_bot(&h, &caller, &user).await;
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_refuses_new_connections_and_lets_the_live_call_finish() {
+    let mut addr = String::new();
+    let h = Harness::start_with(|s| {
+        addr = enable(s);
+        fake_engines(s);
+        s.server.shutdown_grace_period = Duration::from_secs(30);
+    })
+    .await;
+    let live = dial(&addr).await;
+    h.begin_drain().await;
+    let late = connect(CallerOptions::audiosocket(&addr)).await;
+    let log = late
+        .wait_for(Duration::from_secs(5), |l| l.closed)
+        .await
+        .expect("refused while draining");
+    assert!(log.heard.is_empty());
+    assert_eq!(h.bot.count_event(&late.options.call_sid, "ON_CONNECT"), 0);
+    let user = live.options.call_sid.clone();
+    fake_tone_heard_and_speech_reaches_the_bot(&h, &live, &user).await;
     h.finish().await;
 }
