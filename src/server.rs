@@ -275,7 +275,12 @@ pub async fn serve_tcp(
             tracing::debug!(error = %e, "TCP_NODELAY not set.");
         }
         let conn_id = new_conn_id();
-        tracing::debug!(provider = provider.name(), conn = %conn_id, %peer, "Media connection accepted.");
+        tracing::debug!(
+            provider = provider.name(),
+            conn = %conn_id,
+            %peer,
+            "Media connection accepted."
+        );
         let deps = state.deps.clone();
         let calls = deps.calls.clone();
         let call = call::handle_socket(

@@ -1,6 +1,7 @@
 //! Asterisk AudioSocket: a raw TCP listener (not a WebSocket) that Asterisk's
-//! `AudioSocket(uuid,host:port)` application, `Dial(AudioSocket/host:port/uuid)` and ARI
-//! external media (`encapsulation=audiosocket`) connect to. Frames are TLV (`wire.rs`). In:
+//! `AudioSocket(uuid,host:port)` application and its channel driver
+//! (`Dial(AudioSocket/host:port/uuid/c(slin))`) connect to (ARI external media with
+//! `encapsulation=audiosocket` should too; not tried). Frames are TLV (`wire.rs`). In:
 //! the UUID (→ call id, the start of the call), slin 8 kHz audio, DTMF digits, hang-up, error.
 //! Out: slin 8 kHz audio and, when the call ends, hang-up.
 //!
@@ -16,23 +17,27 @@
 //! string form, so the dialplan can pass `${UUID}` or an id of its own.
 //!
 //! Confirmed in Asterisk's sources (`include/asterisk/res_audiosocket.h`,
-//! `res/res_audiosocket.c`, `apps/app_audiosocket.c`) and its protocol page
-//! (docs.asterisk.org, Channel-Drivers/AudioSocket): the 3-byte header with a big-endian
-//! length; kinds `0x00` hang-up, `0x01` UUID (16 raw bytes, sent first, header `01 00 10`),
-//! `0x03` DTMF (one ASCII byte), `0x10` slin 8 kHz little-endian, `0xff` error with Asterisk's
-//! bit-packed codes (`0x01` hang-up of the calling party, `0x02` frame forwarding, `0x04`
+//! `res/res_audiosocket.c`, `apps/app_audiosocket.c`, `channels/chan_audiosocket.c`) and its
+//! protocol page (docs.asterisk.org, Channel-Drivers/AudioSocket): the 3-byte header with a
+//! big-endian length; kinds `0x00` hang-up, `0x01` UUID (16 raw bytes, sent first, header
+//! `01 00 10`), `0x03` DTMF (one ASCII byte), `0x10` slin 8 kHz little-endian, `0xff` error
+//! with Asterisk's bit-packed codes (`0x01` hang-up of the calling party, `0x02` frame forwarding, `0x04`
 //! memory); the application sets the channel to slin both ways and sends voice frames as
 //! they come (20 ms = 320 bytes on a typical channel); what it receives it writes to the
 //! channel at once; from the server it takes only hang-up and audio, treats any other kind or
 //! an empty audio payload as an error that ends the call, and on a channel hang-up just closes
 //! the socket (it sends no hang-up frame). So voxhook sends only non-empty `0x10` and `0x00`.
 //!
+//! Also confirmed: the channel driver's dial string `host:port/uuid/c(codec)`; it sends its
+//! channel's format under the same `0x10` kind (the first offered format unless `c(codec)`),
+//! which voxhook cannot tell from slin, so the dial string must say `c(slin)`.
+//!
 //! Unverified: the newer slin kinds `0x11`–`0x18` (12 to 192 kHz) appear on the current
 //! protocol page, while one `res_audiosocket.h` revision names `0x11` slin16 instead; voxhook
 //! refuses them (the call ends as an unsupported format) rather than guess. Whether Asterisk
 //! ever sends `0xff` is not visible in the application (it closes the socket on errors);
-//! voxhook ends the call on one, logging the code. The channel driver's audio "in the agreed
-//! codec" under the same `0x10` kind is not handled: use slin.
+//! voxhook ends the call on one, logging the code. ARI external media over AudioSocket is not
+//! tried.
 
 pub mod config;
 pub mod wire;
