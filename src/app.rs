@@ -181,7 +181,7 @@ pub async fn serve(
         Some(addr) => Some(TcpListener::bind(addr).await?),
         None => None,
     };
-    // Providers that are raw TCP listeners (AudioSocket) bind now, so a taken port fails
+    // Providers that are raw TCP listeners bind now, so a taken port fails
     // startup like the HTTP listener does.
     let mut tcp_listeners = Vec::new();
     for (i, p) in engines.providers.iter().enumerate() {
