@@ -304,3 +304,29 @@ fn it_is_a_tcp_listener_with_its_uuid_timeout() {
     assert_eq!(p.start_timeout(), Duration::from_millis(750));
     assert_eq!(p.limits().max_message_bytes, 8 * 1024);
 }
+
+#[test]
+fn arbitrary_bytes_in_arbitrary_chunks_never_panic() {
+    // xorshift: deterministic garbage, frames of every kind and length, cut anywhere.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..500 {
+        let mut p = proto();
+        for _ in 0..20 {
+            let len = (next() % 64) as usize;
+            let mut chunk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Mostly small lengths, so whole frames of many kinds get decoded.
+            if let Some(b) = chunk.get_mut(1) {
+                *b = 0;
+            }
+            if p.binary(&chunk).is_err() {
+                break;
+            }
+        }
+    }
+}
