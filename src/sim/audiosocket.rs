@@ -17,8 +17,9 @@ use super::caller::{CallerOptions, CallerWire, Heard};
 use crate::telephony::audiosocket::wire;
 
 /// 20 ms frames a phone's jitter buffer holds before it drops what arrives (what voxhook
-/// sends ahead of real time overflows it).
-pub const JITTER_BUFFER_FRAMES: usize = 8;
+/// sends ahead of real time overflows it). Generous (320 ms), so a test machine's scheduling
+/// stalls do not count as voxhook's bursts.
+pub const JITTER_BUFFER_FRAMES: usize = 16;
 /// One 20 ms frame at 8 kHz, in samples.
 const FRAME: usize = 160;
 

@@ -223,8 +223,26 @@ async fn no_uuid_in_time_is_dropped_and_admission_applies_to_the_listener() {
     assert!(log.heard.is_empty());
     assert_eq!(h.bot.count_event(&silent.options.call_sid, "ON_CONNECT"), 0);
 
-    // Its admission slot was freed: a call gets the only one, and a second is refused.
-    let caller = dial(&addr).await;
+    // Its admission slot is freed (as its teardown ends, just after the socket closed): a call
+    // gets the only one, and a second is refused.
+    let mut tries = 0;
+    let caller = loop {
+        let c = connect(CallerOptions::audiosocket(&addr)).await;
+        let log = c
+            .wait_for(WAIT, |l| l.closed || !l.heard.is_empty())
+            .await
+            .expect("admitted or refused");
+        if !log.heard.is_empty() {
+            break c;
+        }
+        tries += 1;
+        assert!(tries < 20, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    caller
+        .wait_bot_quiet(Duration::from_millis(700), WAIT)
+        .await
+        .expect("greeting played out");
     let refused = connect(CallerOptions::audiosocket(&addr)).await;
     let log = refused
         .wait_for(Duration::from_secs(5), |l| l.closed)
