@@ -191,6 +191,14 @@ pub async fn serve(
         Some(addr) => Some(TcpListener::bind(addr).await?),
         None => None,
     };
+    // Providers that are raw TCP listeners bind now, so a taken port fails
+    // startup like the HTTP listener does.
+    let mut tcp_listeners = Vec::new();
+    for (i, p) in engines.providers.iter().enumerate() {
+        if let Some(addr) = p.tcp_listen() {
+            tcp_listeners.push((i, p.name(), TcpListener::bind(addr).await?));
+        }
+    }
     let calls_cancel = CancellationToken::new();
     let calls = TaskTracker::new();
     let deps = Arc::new(CallDeps {
@@ -234,6 +242,15 @@ pub async fn serve(
         }
         spawn_http(l, server::admin_router(state.clone()), &http_stop)
     });
+    let tcp_servers: Vec<_> = tcp_listeners
+        .into_iter()
+        .map(|(i, name, l)| {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(provider = name, addr = %a, "Listening for media connections.");
+            }
+            tokio::spawn(server::serve_tcp(state.clone(), i, l, http_stop.clone()))
+        })
+        .collect();
     systemd::ready(&format!("Serving on {addr}."));
     systemd::spawn_watchdog(addr, http_stop.clone());
 
@@ -268,6 +285,9 @@ pub async fn serve(
     let _ = http.await;
     if let Some(admin) = admin_http {
         let _ = admin.await;
+    }
+    for t in tcp_servers {
+        let _ = t.await;
     }
     tracing::info!("Stopped.");
     Ok(())

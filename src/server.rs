@@ -2,9 +2,13 @@
 //! route, `/live`, `/ready` and `/metrics` (or the last three on a separate admin listener).
 //! Admission (`max_concurrent_calls`), draining and provider authentication are decided
 //! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
+//! Providers that are raw TCP listeners ([`Provider::tcp_listen`]) get an accept loop
+//! ([`serve_tcp`]) with the same admission instead of a route; a refused connection is
+//! closed at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
@@ -14,11 +18,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::call::directory::Delivery;
 use crate::call::{self, CallDeps};
 use crate::telemetry::metrics;
+use crate::telephony::tcp::TcpTransport;
 use crate::telephony::Provider;
 
 /// Largest callback body accepted (a message with a big carousel is a few KiB).
@@ -44,6 +51,9 @@ pub fn router(state: Arc<ServerState>, with_metrics: bool) -> Router {
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready));
     for (i, p) in state.providers.iter().enumerate() {
+        if p.tcp_listen().is_some() {
+            continue;
+        }
         r = r.route(
             p.route(),
             get(
@@ -152,6 +162,43 @@ async fn bot_callback(
     "ok\n".into_response()
 }
 
+/// Why a new call cannot be taken now (draining, or routing unavailable), as the status and
+/// body a WebSocket upgrade is refused with; counted and logged here.
+fn refuse_new_call(st: &ServerState, provider: &dyn Provider) -> Option<(StatusCode, String)> {
+    if st.draining.load(Ordering::Relaxed) {
+        metrics::call_refused("draining");
+        return Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()));
+    }
+    if let Some(why) = st.deps.directory.unavailable() {
+        metrics::call_refused("routing");
+        tracing::warn!(
+            provider = provider.name(),
+            reason = why,
+            "Call refused: {why}."
+        );
+        return Some((StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")));
+    }
+    None
+}
+
+/// An admission slot, or `None` at capacity (counted and logged).
+fn admission_permit(st: &ServerState, provider: &dyn Provider) -> Option<OwnedSemaphorePermit> {
+    let permit = st.admission.clone().try_acquire_owned().ok();
+    if permit.is_none() {
+        tracing::warn!(
+            limit = st.deps.settings.server.max_concurrent_calls,
+            provider = provider.name(),
+            "At capacity; call refused."
+        );
+        metrics::call_refused("capacity");
+    }
+    permit
+}
+
+fn new_conn_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
 /// A provider's media route: admission and the provider's own authentication before the
 /// upgrade, then the call.
 async fn media(
@@ -162,18 +209,8 @@ async fn media(
     ws: WebSocketUpgrade,
 ) -> Response {
     let provider = st.providers[index].clone();
-    if st.draining.load(Ordering::Relaxed) {
-        metrics::call_refused("draining");
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    if let Some(why) = st.deps.directory.unavailable() {
-        metrics::call_refused("routing");
-        tracing::warn!(
-            provider = provider.name(),
-            reason = why,
-            "Call refused: {why}."
-        );
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    if let Some(refusal) = refuse_new_call(&st, &*provider) {
+        return refusal.into_response();
     }
     let path = uri
         .path_and_query()
@@ -182,18 +219,12 @@ async fn media(
         metrics::call_refused(refusal.reason);
         return refusal.status.into_response();
     }
-    let Ok(permit) = st.admission.clone().try_acquire_owned() else {
-        tracing::warn!(
-            limit = st.deps.settings.server.max_concurrent_calls,
-            provider = provider.name(),
-            "At capacity; call refused."
-        );
-        metrics::call_refused("capacity");
+    let Some(permit) = admission_permit(&st, &*provider) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "at capacity\n").into_response();
     };
     let limits = provider.limits();
     let deps = st.deps.clone();
-    let conn_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let conn_id = new_conn_id();
     // Small socket buffers: media messages are ~400 bytes, and tungstenite's 128 KiB default
     // read buffer would dominate an idle call's memory. Writes go out at once.
     ws.protocols(provider.subprotocols().iter().copied())
@@ -206,4 +237,59 @@ async fn media(
             let calls = deps.calls.clone();
             calls.track_future(call::handle_socket(socket, provider, deps, conn_id, permit))
         })
+}
+
+/// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The accept loop of provider `index`, a raw TCP listener: each connection passes the same
+/// admission as a WebSocket upgrade (draining, routing, capacity; a refused one is closed at
+/// once) and becomes a call. Runs until `stop`.
+pub async fn serve_tcp(
+    state: Arc<ServerState>,
+    index: usize,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    let provider = state.providers[index].clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            res = listener.accept() => match res {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(provider = provider.name(), error = %e, "Accept failed.");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        if refuse_new_call(&state, &*provider).is_some() {
+            continue;
+        }
+        let Some(permit) = admission_permit(&state, &*provider) else {
+            continue;
+        };
+        // Media frames are small and paced: send each at once.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set.");
+        }
+        let conn_id = new_conn_id();
+        tracing::debug!(
+            provider = provider.name(),
+            conn = %conn_id,
+            %peer,
+            "Media connection accepted."
+        );
+        let deps = state.deps.clone();
+        let calls = deps.calls.clone();
+        let call = call::handle_socket(
+            TcpTransport(stream),
+            provider.clone(),
+            deps,
+            conn_id,
+            permit,
+        );
+        tokio::spawn(calls.track_future(call));
+    }
 }

@@ -18,7 +18,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::WebSocket;
 use futures_util::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -30,13 +29,11 @@ use crate::audio::AudioFrame;
 use crate::bot::{template, BotChannel, BotSession, BOT_REPLY_CAPACITY};
 use crate::config::Settings;
 use crate::stt::SpeechToText;
-use crate::telephony::ws::{self, LinkEvent};
+use crate::telephony::ws::{self, LinkEvent, MediaTransport};
 use crate::telephony::{CallStart, InboundEvent, Provider};
 use crate::tts::TextToSpeech;
 pub use end_reason::CallEndReason;
 
-/// How long a connection may stay open without a start message.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long teardown waits for the call's helper tasks after cancelling them.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
 
@@ -85,9 +82,10 @@ impl CallDeps {
     }
 }
 
-/// Serves one media socket from upgrade to teardown. `permit` holds the admission slot.
-pub async fn handle_socket(
-    socket: WebSocket,
+/// Serves one media socket (a WebSocket after its upgrade, or a provider's TCP connection)
+/// to teardown. `permit` holds the admission slot.
+pub async fn handle_socket<T: MediaTransport>(
+    socket: T,
     provider: Arc<dyn Provider>,
     deps: Arc<CallDeps>,
     conn_id: String,
@@ -111,7 +109,7 @@ pub async fn handle_socket(
         // Wait for start; keep media and digits that come first (providers reorder).
         let mut early = Vec::new();
         let early_limit = limits.max_early_events;
-        let deadline = tokio::time::sleep(START_TIMEOUT);
+        let deadline = tokio::time::sleep(provider.start_timeout());
         tokio::pin!(deadline);
         let start = loop {
             let ev = tokio::select! {

@@ -1,7 +1,8 @@
 //! A simulated caller: one engine that speaks a provider's media-stream protocol to voxhook the
 //! way that provider does, through a small per-provider [`CallerWire`] (Twilio Media Streams and
 //! SignalWire with its L16 codecs; Telnyx media streaming with its codecs; Plivo; Exotel;
-//! jambonz and Genesys, whose audio goes in binary frames). The engine streams
+//! jambonz and Genesys, whose audio goes in binary frames; Asterisk AudioSocket over raw TCP,
+//! in [`super::audiosocket`]). The engine streams
 //! caller audio in real time (20 ms frames, silence between utterances), sends keys, and keeps
 //! a playback buffer like the provider's: bot audio plays at real time, marks are echoed when
 //! playback reaches them, and `clear` flushes the buffer (echoing the flushed marks). Used by
@@ -155,6 +156,10 @@ pub enum Wire {
         /// Offer only stereo (customer and agent).
         stereo: bool,
     },
+    /// Asterisk's `AudioSocket()` application over plain TCP (`url` is `host:port`): the
+    /// UUID (`call_sid`) first, slin 8 kHz both ways, `0x03` keys, no marks, no clear, no
+    /// playout buffer (see [`super::audiosocket`]); no stop (the socket closes).
+    AudioSocket,
     /// jambonz `listen` with `bidirectionalAudio.streaming`: subprotocol `audio.jambonz.org`,
     /// a metadata text frame (webhook attributes, `sampleRate`, `mixType`, `metadata` with the
     /// custom parameters), binary L16 little-endian both ways, `passDtmf` events, marks
@@ -236,6 +241,19 @@ impl CallerOptions {
                 flow_levels: (900, 800),
             },
             ..Self::new(url, from, to)
+        }
+    }
+
+    /// An AudioSocket connection to `addr` (`host:port`) with a fresh UUID; the protocol
+    /// carries no numbers or parameters.
+    pub fn audiosocket(addr: &str) -> Self {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        Self {
+            call_sid: id.clone(),
+            stream_sid: id,
+            parameters: BTreeMap::new(),
+            wire: Wire::AudioSocket,
+            ..Self::new(addr, "", "")
         }
     }
 
@@ -378,6 +396,11 @@ pub struct CallerLog {
     pub drains: usize,
     /// XOFFs the provider sent (Asterisk).
     pub pauses: usize,
+    /// Hang-up frames voxhook sent (AudioSocket).
+    pub hangups: usize,
+    /// Audio frames that arrived while the playback buffer was at the wire's cap (a provider
+    /// without a playout buffer, AudioSocket): dropped, never played.
+    pub overflow_frames: usize,
     /// Media frames voxhook sent after the provider's XOFF, before its XON, past the grace
     /// for frames already in flight (Asterisk).
     pub sent_while_paused: usize,
@@ -412,6 +435,13 @@ impl SimCaller {
     pub async fn connect(options: CallerOptions) -> Result<Self, String> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let fail = |e: &dyn std::fmt::Display| format!("connect {}: {e}", options.url);
+        if let Wire::AudioSocket = options.wire {
+            let wire = make_wire(&options).map_err(|e| fail(&e))?;
+            let (sink, stream) = super::audiosocket::connect(&options.url).await?;
+            return Ok(Self::spawn(options, move |rx, log, speaking| {
+                drive(sink, stream, wire, rx, log, speaking)
+            }));
+        }
         let url = match &options.wire {
             Wire::Plivo {
                 stream_token: Some(t),
@@ -476,16 +506,30 @@ impl SimCaller {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| fail(&e))?;
+        Ok(Self::spawn(options, move |rx, log, speaking| {
+            let (sink, stream) = ws.split();
+            drive(sink, stream, wire, rx, log, speaking)
+        }))
+    }
+
+    /// Starts the engine `run` makes (from the command queue and the shared log).
+    fn spawn<F>(
+        options: CallerOptions,
+        run: impl FnOnce(mpsc::Receiver<Command>, Arc<Mutex<CallerLog>>, Arc<Mutex<Speaking>>) -> F,
+    ) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (commands, rx) = mpsc::channel(64);
         let log = Arc::new(Mutex::new(CallerLog::default()));
         let speaking = Arc::new(Mutex::new(Speaking::default()));
-        tokio::spawn(run(ws, wire, rx, log.clone(), speaking.clone()));
-        Ok(Self {
+        tokio::spawn(run(rx, log.clone(), speaking.clone()));
+        Self {
             commands,
             log,
             speaking,
             options,
-        })
+        }
     }
 
     /// Queues speech (8 kHz PCM, resampled to the wire's rate), streamed in real time after
@@ -578,6 +622,8 @@ pub enum Heard {
     Clear,
     /// A protocol message the wire answers itself (nothing to play).
     Control(Vec<Value>),
+    /// voxhook hung the call up with a protocol frame (AudioSocket `0x00`).
+    Hangup,
     /// Not a valid outbound message of the protocol.
     Invalid,
 }
@@ -667,10 +713,16 @@ pub trait CallerWire: Send + 'static {
     fn flow_stats(&self) -> (usize, usize) {
         (0, 0)
     }
+    /// The most audio (samples) the provider side holds for playback; what arrives beyond it
+    /// is dropped and counted (`overflow_frames`). `None` (most providers): a deep buffer.
+    fn playback_cap(&self) -> Option<usize> {
+        None
+    }
 }
 
 fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
     Ok(match &o.wire {
+        Wire::AudioSocket => Box::new(super::audiosocket::AudioSocketWire::new(o)?),
         Wire::Twilio => Box::new(TwilioWire {
             opts: o.clone(),
             rate: 8_000,
@@ -786,18 +838,19 @@ fn make_wire(o: &CallerOptions) -> Result<Box<dyn CallerWire>, String> {
     })
 }
 
-async fn run<S>(
-    ws: S,
+/// The engine over one connection's frame sink and stream (a WebSocket's halves, or
+/// AudioSocket's framed TCP).
+async fn drive<Si, St>(
+    mut sink: Si,
+    mut stream: St,
     mut wire: Box<dyn CallerWire>,
     mut commands: mpsc::Receiver<Command>,
     log: Arc<Mutex<CallerLog>>,
     speaking: Arc<Mutex<Speaking>>,
 ) where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-        + futures_util::Sink<Message>
-        + Unpin,
+    Si: futures_util::Sink<Message> + Unpin,
+    St: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
-    let (mut sink, mut stream) = ws.split();
     for m in wire.opening() {
         if sink.send(wire.text_message(m)).await.is_err() {
             return;
@@ -965,8 +1018,16 @@ fn on_message(
         Heard::Audio { pcm, odd } => {
             l.media_frames += 1;
             l.odd_frames += usize::from(odd);
-            playback.push_back(Queued::Audio(pcm));
+            let full = wire
+                .playback_cap()
+                .is_some_and(|cap| queued(playback) + pcm.len() > cap);
+            if full {
+                l.overflow_frames += 1;
+            } else {
+                playback.push_back(Queued::Audio(pcm));
+            }
         }
+        Heard::Hangup => l.hangups += 1,
         Heard::Mark(n) => playback.push_back(Queued::Mark(n)),
         Heard::Clear => {
             l.clears += 1;

@@ -2,6 +2,7 @@
 //! Kore-compatible development bot ([`kore`]), a Twilio Media Streams caller ([`caller`]) and
 //! the demo call that uses both ([`demo`]).
 
+pub mod audiosocket;
 pub mod caller;
 pub mod deepgram;
 pub mod demo;

@@ -3,15 +3,19 @@
 //! [`OutboundCommand`]s back; `ws.rs` runs the socket with any of them. The call core never
 //! sees provider JSON. A new provider is one module (its `[telephony.<name>]` config,
 //! validation, request authentication, codec and call control) plus one line in
-//! [`ProviderSettings`].
+//! [`ProviderSettings`]. A provider that is a raw TCP listener rather than a WebSocket route
+//! (AudioSocket) names its address in [`Provider::tcp_listen`]; `tcp.rs` turns its
+//! connections into what `ws.rs` runs.
 
 pub mod asterisk;
+pub mod audiosocket;
 pub mod control;
 pub mod exotel;
 pub mod genesys;
 pub mod jambonz;
 pub mod plivo;
 pub mod signalwire;
+pub mod tcp;
 pub mod telnyx;
 #[cfg(test)]
 mod testing;
@@ -21,7 +25,9 @@ pub mod ws;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 
@@ -49,6 +55,8 @@ crate::registry! {
         Vonage(vonage::config::VonageSettings) = "vonage",
         /// Asterisk chan_websocket (`Dial(WebSocket/…)`, subprotocol `media`), route `/asterisk`.
         Asterisk(asterisk::config::AsteriskSettings) = "asterisk",
+        /// Asterisk AudioSocket (`AudioSocket(uuid,host:port)`), a raw TCP listener.
+        AudioSocket(audiosocket::config::AudioSocketSettings) = "audiosocket",
     }
 }
 
@@ -60,6 +68,10 @@ pub trait ProviderBackend: Debug + Send + Sync {
     /// `server.public_url`, which signed requests are checked against.
     fn build(&self, public_url: Option<&str>) -> Result<Arc<dyn Provider>, ControlError>;
 }
+
+/// How long a new connection may stay open without its start message, unless its provider
+/// says otherwise ([`Provider::start_timeout`]).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Per-provider limits on a media socket.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +110,17 @@ pub trait Provider: Send + Sync {
     /// upgrade answers with the first one offered (jambonz refuses a socket without it).
     fn subprotocols(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// For a provider that is a raw TCP listener instead of a WebSocket route (AudioSocket):
+    /// the address it listens on. The server then serves no route for it; `authenticate` is
+    /// not called (there is no request), and the connection's bytes go to its decoder as they
+    /// arrive. `None` (the default): a WebSocket route.
+    fn tcp_listen(&self) -> Option<SocketAddr> {
+        None
+    }
+    /// How long a new connection may stay open without its start message.
+    fn start_timeout(&self) -> Duration {
+        DEFAULT_START_TIMEOUT
     }
 }
 
@@ -406,6 +429,19 @@ pub trait MediaEncoder: Send + 'static {
     /// The provider paused or resumed outbound media ([`MediaDecoder::take_flow`]); an
     /// encoder that honours it holds media while paused and releases it into `out` on resume.
     fn flow(&mut self, _flow: Flow, _out: &mut Vec<WireFrame>) {}
+    /// For an encoder that paces playback itself (the peer plays what it gets at once, with
+    /// no buffer of its own): when it next has something due, `None` when it holds nothing.
+    /// The socket writer then calls [`Self::release`]. Most encoders send at once.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+    /// The due time came: what is due at `now` goes into `out`.
+    fn release(&mut self, _now: tokio::time::Instant, _out: &mut Vec<WireFrame>) {}
+    /// An event the encoder made itself, taken after each command and release until `None`
+    /// (a mark whose audio it has played out, where the protocol has no marks).
+    fn take_event(&mut self) -> Option<InboundEvent> {
+        None
+    }
 }
 
 /// A new connection's codec, split for the socket's reader and writer tasks.

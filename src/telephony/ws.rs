@@ -4,13 +4,19 @@
 //! provider's flow-control changes ([`super::Flow`]). The halves share no lock. Once the call
 //! attaches a listener, caller audio goes from the reader straight to it (a full queue drops
 //! and counts the frame); only control events reach the call. Both tasks run on the call's task tracker and stop with its cancellation token.
+//!
+//! The loop runs any [`MediaTransport`]: a WebSocket, or a raw TCP connection (`tcp.rs`,
+//! for providers that are TCP listeners), whose byte chunks the provider's decoder frames.
+//! Encoders that pace playback themselves (AudioSocket, where the peer plays what it gets
+//! at once) hold frames and name their next due time ([`MediaEncoder::next_due`]); the
+//! writer's one timer releases them, and marks they emulate come back as events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +85,26 @@ impl AudioRoute {
     }
 }
 
+/// A connection the socket loop can run: its frames out ([`Message`]s into a sink) and in (a
+/// stream of them). A WebSocket is one; `tcp.rs` makes a raw TCP stream one.
+pub trait MediaTransport: Send + 'static {
+    /// Frames to the provider.
+    type Sink: Sink<Message, Error = axum::Error> + Send + Unpin + 'static;
+    /// Frames from the provider.
+    type Stream: Stream<Item = Result<Message, axum::Error>> + Send + Unpin + 'static;
+    /// The two halves, for the writer and the reader.
+    fn split(self) -> (Self::Sink, Self::Stream);
+}
+
+impl MediaTransport for WebSocket {
+    type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+    type Stream = futures_util::stream::SplitStream<WebSocket>;
+
+    fn split(self) -> (Self::Sink, Self::Stream) {
+        StreamExt::split(self)
+    }
+}
+
 enum ToWriter {
     Started(Box<CallStart>),
     Reply(WireFrame),
@@ -86,8 +112,8 @@ enum ToWriter {
 }
 
 /// Starts the reader and writer tasks for `socket`.
-pub fn spawn(
-    socket: WebSocket,
+pub fn spawn<T: MediaTransport>(
+    socket: T,
     codec: Codec,
     max_message_bytes: usize,
     tracker: &TaskTracker,
@@ -99,6 +125,9 @@ pub fn spawn(
         mut encoder,
     } = codec;
     let (event_tx, events) = mpsc::channel(INBOUND_EVENT_CAPACITY);
+    // The writer's way to the call for events its encoder makes (emulated marks); weak, so
+    // the reader's end still closes the channel.
+    let writer_events = event_tx.downgrade();
     let (commands, mut command_rx) = mpsc::channel::<OutboundCommand>(OUTBOUND_COMMAND_CAPACITY);
     let (internal_tx, mut internal_rx) = mpsc::channel::<ToWriter>(INTERNAL_CAPACITY);
     let (route_tx, mut route_rx) = mpsc::channel(ROUTE_CAPACITY);
@@ -203,9 +232,25 @@ pub fn spawn(
         async move {
             let mut frames = Vec::with_capacity(2);
             let mut reader_alive = true;
+            // One timer for an encoder that paces its own output, moved only when its due
+            // time changes.
+            let pace = tokio::time::sleep_until(Instant::now());
+            tokio::pin!(pace);
+            let mut armed: Option<Instant> = None;
             loop {
+                let due = encoder.next_due();
+                if due != armed {
+                    if let Some(at) = due {
+                        pace.as_mut().reset(at);
+                    }
+                    armed = due;
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
+                    () = &mut pace, if armed.is_some() => {
+                        armed = None;
+                        encoder.release(Instant::now(), &mut frames);
+                    }
                     msg = internal_rx.recv(), if reader_alive => match msg {
                         Some(ToWriter::Started(start)) => encoder.started(&start),
                         Some(ToWriter::Reply(frame)) => encoder.reply(frame, &mut frames),
@@ -225,6 +270,14 @@ pub fn spawn(
                     if let Err(e) = sink.send(to_message(frame)).await {
                         tracing::debug!(error = %e, "Media socket send failed.");
                         return;
+                    }
+                }
+                while let Some(ev) = encoder.take_event() {
+                    let Some(tx) = writer_events.upgrade() else {
+                        break;
+                    };
+                    if tx.send(LinkEvent::Event(ev)).await.is_err() {
+                        break;
                     }
                 }
             }

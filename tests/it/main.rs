@@ -3,6 +3,7 @@
 
 mod accuracy;
 mod asterisk;
+mod audiosocket;
 mod call_flow;
 mod cluster;
 mod contract;

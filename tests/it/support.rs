@@ -390,6 +390,21 @@ impl Harness {
         assert_eq!(self.bot.count_event(user, "SESSION_CLOSURE"), 1, "{user}");
     }
 
+    /// Starts the drain (as the first SIGTERM would) and waits until `/ready` says so; live
+    /// calls go on, new ones are refused. [`Self::finish`] then waits for the rest.
+    pub async fn begin_drain(&self) {
+        self.stop.cancel();
+        let end = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ready = reqwest::get(self.http_url("/ready")).await.unwrap();
+            if ready.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < end, "never started draining");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the daemon (drains) and checks the simulator saw no protocol violation.
     pub async fn finish(mut self) {
         self.stop.cancel();
