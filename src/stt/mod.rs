@@ -5,9 +5,11 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod assemblyai;
 pub mod deepgram;
 pub mod fake;
 pub mod openai;
+pub mod vosk;
 pub mod whisper;
 
 use std::fmt::Debug;
@@ -28,6 +30,10 @@ crate::registry! {
         Deepgram(deepgram::DeepgramSttSettings) = "deepgram",
         /// OpenAI-compatible `POST /v1/audio/transcriptions`, one request per utterance.
         OpenAi(openai::OpenAiSttSettings) = "openai",
+        /// AssemblyAI Universal-Streaming v3 (WebSocket `/v3/ws`).
+        AssemblyAi(assemblyai::AssemblyAiSttSettings) = "assemblyai",
+        /// A self-hosted vosk-server (WebSocket, `{"eof" : 1}`).
+        Vosk(vosk::VoskSttSettings) = "vosk",
     }
 }
 
