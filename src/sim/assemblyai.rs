@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -167,7 +167,9 @@ fn check(
     query: &HashMap<String, String>,
     options: &AssemblyAiSimOptions,
 ) -> Result<Params, (u16, String)> {
-    let token_ok = query.get("token").is_some_and(|t| options.tokens.contains(t));
+    let token_ok = query
+        .get("token")
+        .is_some_and(|t| options.tokens.contains(t));
     if !token_ok && auth != Some(options.api_key.as_str()) {
         let why = if auth.is_none() {
             "Unauthorized Connection: Missing Authorization header"
@@ -194,9 +196,12 @@ fn check(
     };
     let eot_silence_ms = match query.get("min_end_of_turn_silence_when_confident") {
         None => DEFAULT_EOT_SILENCE_MS,
-        Some(v) => v
-            .parse()
-            .map_err(|_| (3006, "Invalid Message: min_end_of_turn_silence_when_confident".to_string()))?,
+        Some(v) => v.parse().map_err(|_| {
+            (
+                3006,
+                "Invalid Message: min_end_of_turn_silence_when_confident".to_string(),
+            )
+        })?,
     };
     Ok(Params {
         codec,
@@ -224,7 +229,7 @@ async fn serve(tcp: TcpStream, options: Arc<AssemblyAiSimOptions>, shared: Arc<M
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         seen = Some((req.uri().path().to_string(), auth, query));
-        Ok(resp)
+        Ok::<Response, ErrorResponse>(resp)
     };
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         return;
@@ -332,6 +337,7 @@ impl Conn {
                     }
                 }
                 Some(Ok(Message::Text(t))) => {
+                    let t = t.as_str().to_string();
                     let kind = serde_json::from_str::<serde_json::Value>(&t)
                         .ok()
                         .map(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string));
@@ -355,7 +361,7 @@ impl Conn {
                         }
                         Some(Some(k)) if k == "KeepAlive" => self.record(|c| c.keepalives += 1),
                         Some(Some(k)) if k == "UpdateConfiguration" => {
-                            self.record(|c| c.updates.push(t.to_string()));
+                            self.record(|c| c.updates.push(t.clone()));
                         }
                         Some(Some(k)) if k == "Terminate" => {
                             self.record(|c| c.terminates += 1);
@@ -364,7 +370,7 @@ impl Conn {
                             self.send(json!({"type": "Termination",
                                 "audio_duration_seconds": secs.round() as u64,
                                 "session_duration_seconds": started.elapsed().as_secs()}))
-                            .await;
+                                .await;
                             self.close(1000, "").await;
                             return "Terminate".into();
                         }
@@ -463,7 +469,14 @@ impl Conn {
             .collect()
     }
 
-    async fn turn(&self, sp: &Speech, texts: &[String], n_final: usize, end: bool, formatted: bool) {
+    async fn turn(
+        &self,
+        sp: &Speech,
+        texts: &[String],
+        n_final: usize,
+        end: bool,
+        formatted: bool,
+    ) {
         let transcript = if formatted {
             self.script().to_string()
         } else {
@@ -486,7 +499,11 @@ impl Conn {
         let texts = self.raw_words();
         self.turn(&sp, &texts, texts.len(), true, false).await;
         if self.params.format_turns {
-            let texts: Vec<String> = self.script().split_whitespace().map(str::to_string).collect();
+            let texts: Vec<String> = self
+                .script()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
             self.turn(&sp, &texts, texts.len(), true, true).await;
         }
         self.turn_order += 1;

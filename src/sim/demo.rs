@@ -96,14 +96,15 @@ async fn speech_backends(
             Some(section)
         }
         "assemblyai" => {
-            let sim = super::assemblyai::AssemblyAiSim::start(super::assemblyai::AssemblyAiSimOptions {
-                transcripts,
-                // AssemblyAI's typical streaming latency.
-                latency: Duration::from_millis(300),
-                ..Default::default()
-            })
-            .await
-            .map_err(err)?;
+            let sim =
+                super::assemblyai::AssemblyAiSim::start(super::assemblyai::AssemblyAiSimOptions {
+                    transcripts,
+                    // AssemblyAI's typical streaming latency.
+                    latency: Duration::from_millis(300),
+                    ..Default::default()
+                })
+                .await
+                .map_err(err)?;
             let section = fake_section("assemblyai", &sim.base_url(), "aai-test-key");
             fakes.push(Box::new(sim));
             Some(section)

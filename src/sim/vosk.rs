@@ -174,7 +174,7 @@ async fn serve(tcp: TcpStream, options: Arc<VoskSimOptions>, shared: Arc<Mutex<S
                 if options.drop_on_eof == Some(n) {
                     break "dropped at eof (fault)".into();
                 }
-                let final_result = rec.result(&shared, &options, true);
+                let final_result = rec.result(&shared, &options);
                 send(&mut ws, &options, &final_result).await;
                 record(&|c| c.replies.push(final_result.clone()));
                 // The handler returns: websockets closes normally.
@@ -205,7 +205,7 @@ async fn serve(tcp: TcpStream, options: Arc<VoskSimOptions>, shared: Arc<Mutex<S
             Message::Text(t) => {
                 // asr_server.py hands any other text to AcceptWaveform, which raises.
                 close(&mut ws, 1011, "").await;
-                break format!("text that is not the eof (1011): {t}");
+                break format!("text that is not the eof (1011): {}", t.as_str());
             }
             Message::Binary(b) => {
                 record(&|c| {
@@ -273,7 +273,7 @@ impl Rec {
         }
         self.carry = blocks.remainder().to_vec();
         if endpoint {
-            return self.result(shared, options, false);
+            return self.result(shared, options);
         }
         let partial = match self.speech {
             Some(_) => {
@@ -283,13 +283,15 @@ impl Rec {
             }
             None => String::new(),
         };
-        format!("{{\n  \"partial\" : {}\n}}", serde_json::Value::from(partial))
+        format!(
+            "{{\n  \"partial\" : {}\n}}",
+            serde_json::Value::from(partial)
+        )
     }
 
     /// `Result` (at an endpoint) or `FinalResult` (at eof): the utterance's words.
-    fn result(&mut self, shared: &Mutex<Shared>, options: &VoskSimOptions, last: bool) -> String {
+    fn result(&mut self, shared: &Mutex<Shared>, options: &VoskSimOptions) -> String {
         let Some((start, end)) = self.speech.take() else {
-            let _ = last;
             return "{\n  \"text\" : \"\"\n}".into();
         };
         let text = script(shared, options);

@@ -50,9 +50,6 @@ use crate::telemetry::metrics;
 const NAME: &str = "assemblyai";
 /// AssemblyAI's shortest accepted audio chunk; a shorter tail is padded with silence.
 const MIN_CHUNK_MS: u32 = 50;
-/// After an end of turn with nothing heard since, a `ForceEndpoint` has little to end and
-/// may go unanswered: wait only this long.
-const SETTLED_GRACE: Duration = Duration::from_millis(300);
 /// How long `Terminate` may take to flush before the session stops waiting.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// First reconnect delay; doubled for each further attempt.
@@ -305,21 +302,32 @@ impl AssemblyAiSttSettings {
 
     /// Opens one socket and waits for `Begin`, all within the connect timeout.
     async fn connect(&self) -> Result<Ws, SttError> {
-        let unavailable = |kind: &'static str, msg: String| {
-            metrics::stt_error(NAME, kind);
-            SttError::Unavailable(msg)
-        };
+        match tokio::time::timeout(self.connect_timeout, self.open_socket()).await {
+            Ok(res) => res,
+            Err(_) => Err(unavailable(
+                "timeout",
+                format!(
+                    "assemblyai: no session within {} ms",
+                    self.connect_timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    async fn open_socket(&self) -> Result<Ws, SttError> {
         let mut req = self
             .ws_url()
             .as_str()
             .into_client_request()
             .map_err(|e| unavailable("connect", format!("assemblyai: bad URL: {e}")))?;
-        let auth = self.api_key.expose().parse().map_err(|_| {
-            unavailable("auth", "assemblyai: API key is not a valid header".into())
-        })?;
+        let auth =
+            self.api_key.expose().parse().map_err(|_| {
+                unavailable("auth", "assemblyai: API key is not a valid header".into())
+            })?;
         req.headers_mut().insert("authorization", auth);
-        let opening = async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| match e {
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| match e {
                 tungstenite::Error::Http(resp) => {
                     let status = resp.status();
                     let body = resp.body().as_deref().unwrap_or_default();
@@ -336,58 +344,54 @@ impl AssemblyAiSttSettings {
                 }
                 e => unavailable("connect", format!("assemblyai: connect: {e}")),
             })?;
-            // Credentials and parameters may be refused after the upgrade: an `Error`
-            // message and a close frame instead of `Begin`.
-            let mut error = None;
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-                        Ok(ServerMessage::Begin {}) => return Ok(ws),
-                        Ok(ServerMessage::Error { error_code, error: e }) => {
-                            error = Some((error_code, e));
-                        }
-                        _ => {}
-                    },
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = match (frame, error) {
-                            (_, Some((code, e))) => (code, e),
-                            (Some(f), None) => (u16::from(f.code), f.reason.to_string()),
-                            (None, None) => (1005, "closed without a reason".into()),
-                        };
-                        let kind = if FATAL_CLOSE_CODES.contains(&code) {
-                            "auth"
-                        } else {
-                            "protocol"
-                        };
-                        return Err(unavailable(
-                            kind,
-                            format!("assemblyai: session refused with {code}: {reason}"),
-                        ));
+        // Credentials and parameters may be refused after the upgrade: an `Error` message
+        // and a close frame instead of `Begin`.
+        let mut error = None;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                    Ok(ServerMessage::Begin {}) => return Ok(ws),
+                    Ok(ServerMessage::Error {
+                        error_code,
+                        error: e,
+                    }) => {
+                        error = Some((error_code, e));
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        return Err(unavailable("connect", format!("assemblyai: {e}")))
-                    }
-                    None => {
-                        return Err(unavailable(
-                            "connect",
-                            "assemblyai: connection ended before Begin".into(),
-                        ))
-                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = match (frame, error) {
+                        (_, Some((code, e))) => (code, e),
+                        (Some(f), None) => (u16::from(f.code), f.reason.to_string()),
+                        (None, None) => (1005, "closed without a reason".into()),
+                    };
+                    let kind = if FATAL_CLOSE_CODES.contains(&code) {
+                        "auth"
+                    } else {
+                        "protocol"
+                    };
+                    return Err(unavailable(
+                        kind,
+                        format!("assemblyai: session refused with {code}: {reason}"),
+                    ));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(unavailable("connect", format!("assemblyai: {e}"))),
+                None => {
+                    return Err(unavailable(
+                        "connect",
+                        "assemblyai: connection ended before Begin".into(),
+                    ))
                 }
             }
-        };
-        match tokio::time::timeout(self.connect_timeout, opening).await {
-            Ok(res) => res,
-            Err(_) => Err(unavailable(
-                "timeout",
-                format!(
-                    "assemblyai: no session within {} ms",
-                    self.connect_timeout.as_millis()
-                ),
-            )),
         }
     }
+}
+
+/// Counts a failure of `kind` and makes it the session's error.
+fn unavailable(kind: &'static str, msg: String) -> SttError {
+    metrics::stt_error(NAME, kind);
+    SttError::Unavailable(msg)
 }
 
 /// The AssemblyAI backend.
@@ -765,8 +769,8 @@ impl Session {
         sink.send(Message::binary(self.wire.clone())).await
     }
 
-    /// Ends the turn now if AssemblyAI has heard nothing since the last one, else flushes the
-    /// audio and asks for the turn's end. `Ok(false)`: the listener went away.
+    /// Ends the turn now if AssemblyAI has heard nothing since its last end of turn, else
+    /// flushes the audio and asks for the turn's end. `Ok(false)`: the listener went away.
     async fn on_finalize<S>(&mut self, sink: &mut S) -> Result<bool, tungstenite::Error>
     where
         S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
@@ -774,20 +778,17 @@ impl Session {
         if self.finalize.is_some() && !self.emit_final().await {
             return Ok(false);
         }
-        if !self.audio_since_turn {
+        // AssemblyAI already ended a turn and heard nothing since (the VAD's end of speech
+        // comes after its silence): that is the caller's turn, with no round trip.
+        if !self.audio_since_turn || self.turn.settled {
             return Ok(self.emit_final().await);
         }
         self.flush(sink).await?;
         sink.send(Message::text(FORCE_ENDPOINT)).await?;
-        let wait = if self.turn.settled {
-            SETTLED_GRACE.min(self.cfg.finalize_timeout)
-        } else {
-            self.cfg.finalize_timeout
-        };
         let asked = Instant::now();
         self.finalize = Some(Pending {
             asked,
-            deadline: asked + wait,
+            deadline: asked + self.cfg.finalize_timeout,
         });
         Ok(true)
     }
@@ -823,7 +824,11 @@ impl Session {
                 .map(|w| w.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" ");
-            let heard = if heard.is_empty() { t.transcript.trim().to_string() } else { heard };
+            let heard = if heard.is_empty() {
+                t.transcript.trim().to_string()
+            } else {
+                heard
+            };
             if heard.is_empty() {
                 return true;
             }
@@ -1007,8 +1012,12 @@ pub(crate) mod tests {
             ],
             "{errs:?}"
         );
-        assert!(errs[0].message.contains("VOXHOOK__STT__API_KEY"), "{errs:?}");
-        let s = SttSettings::from_toml("stt", "provider = \"assemblyai\"\napi_key = \"aai-secret\"");
+        assert!(
+            errs[0].message.contains("VOXHOOK__STT__API_KEY"),
+            "{errs:?}"
+        );
+        let s =
+            SttSettings::from_toml("stt", "provider = \"assemblyai\"\napi_key = \"aai-secret\"");
         assert!(!format!("{:?}", s.unwrap()).contains("aai-secret"));
     }
 
@@ -1044,7 +1053,9 @@ pub(crate) mod tests {
     fn messages_parse_as_documented() {
         let parse = |json: &str| serde_json::from_str::<ServerMessage>(json).unwrap();
         assert!(matches!(
-            parse(r#"{"type":"Begin","id":"de5d9927-73a6-4be8-b52d-b4c07be37e6b","expires_at":1759796682}"#),
+            parse(
+                r#"{"type":"Begin","id":"de5d9927-73a6-4be8-b52d-b4c07be37e6b","expires_at":1759796682}"#
+            ),
             ServerMessage::Begin {}
         ));
         let ServerMessage::Turn(t) = parse(
@@ -1059,14 +1070,24 @@ pub(crate) mod tests {
         assert_eq!((t.transcript.as_str(), t.words.len()), ("hi", 2));
         assert_eq!(span(&t.words), Some((1920, 2880)));
         assert!(matches!(
-            parse(r#"{"type":"Error","error_code":3008,"error":"Session Expired: Maximum session duration exceeded"}"#),
-            ServerMessage::Error { error_code: 3008, .. }
+            parse(
+                r#"{"type":"Error","error_code":3008,"error":"Session Expired: Maximum session duration exceeded"}"#
+            ),
+            ServerMessage::Error {
+                error_code: 3008,
+                ..
+            }
         ));
         assert!(matches!(
-            parse(r#"{"type":"Termination","audio_duration_seconds":12,"session_duration_seconds":13}"#),
+            parse(
+                r#"{"type":"Termination","audio_duration_seconds":12,"session_duration_seconds":13}"#
+            ),
             ServerMessage::Termination {}
         ));
-        assert!(matches!(parse(r#"{"type":"SpeechStarted","timestamp":1920}"#), ServerMessage::SpeechStarted {}));
+        assert!(matches!(
+            parse(r#"{"type":"SpeechStarted","timestamp":1920}"#),
+            ServerMessage::SpeechStarted {}
+        ));
     }
 
     #[cfg(feature = "sim")]
@@ -1111,7 +1132,10 @@ pub(crate) mod tests {
             }
         }
 
-        async fn wait_ended(sim: &AssemblyAiSim, n: usize) -> Vec<crate::sim::assemblyai::AssemblyAiConnection> {
+        async fn wait_ended(
+            sim: &AssemblyAiSim,
+            n: usize,
+        ) -> Vec<crate::sim::assemblyai::AssemblyAiConnection> {
             let end = Instant::now() + Duration::from_secs(5);
             loop {
                 let c = sim.connections();
@@ -1127,7 +1151,9 @@ pub(crate) mod tests {
         /// `open`, naming the reason and never the key.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_wrong_key_is_refused_without_printing_the_key() {
-            let sim = AssemblyAiSim::start(AssemblyAiSimOptions::default()).await.unwrap();
+            let sim = AssemblyAiSim::start(AssemblyAiSimOptions::default())
+                .await
+                .unwrap();
             let toml = format!(
                 "provider = \"assemblyai\"\napi_key = \"not-the-key\"\nbase_url = \"{}\"",
                 sim.base_url()
@@ -1137,9 +1163,15 @@ pub(crate) mod tests {
                 panic!("opened with a wrong key")
             };
             let msg = e.to_string();
-            assert!(msg.contains("1008") && msg.contains("Unauthorized"), "{msg}");
+            assert!(
+                msg.contains("1008") && msg.contains("Unauthorized"),
+                "{msg}"
+            );
             assert!(!msg.contains("not-the-key"), "{msg}");
-            assert_eq!(wait_ended(&sim, 1).await[0].ended.as_deref(), Some("refused with 1008"));
+            assert_eq!(
+                wait_ended(&sim, 1).await[0].ended.as_deref(),
+                Some("refused with 1008")
+            );
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1164,19 +1196,28 @@ pub(crate) mod tests {
         /// and the session ends after `Termination`.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn frames_are_batched_into_chunks_the_service_accepts() {
-            let sim = AssemblyAiSim::start(AssemblyAiSimOptions::default()).await.unwrap();
-            let b = backend(&sim, "").await;
+            let sim = AssemblyAiSim::start(AssemblyAiSimOptions::default())
+                .await
+                .unwrap();
+            // The fake's own end of turn late, so the ForceEndpoint ends this one.
+            let b = backend(&sim, "min_end_of_turn_silence_when_confident_ms = 3000").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
             // Whole 100 ms chunks and a 30 ms tail.
             send(&s, &speech[..speech.len() / 800 * 800 - 800 + 240]).await;
-            s.input.send(SttInput::Control(SttControl::Finalize)).await.unwrap();
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("no final")
             };
             assert_eq!(t.text, "I would like to check my account balance.");
             assert!(t.audio_ms > 300, "{t:?}");
-            s.input.send(SttInput::Control(SttControl::Close)).await.unwrap();
+            s.input
+                .send(SttInput::Control(SttControl::Close))
+                .await
+                .unwrap();
             while next(&mut s).await.is_some() {}
             let c = &wait_ended(&sim, 1).await[0];
             assert_eq!(c.query["encoding"], "pcm_mulaw");
@@ -1219,7 +1260,10 @@ pub(crate) mod tests {
             assert!(t.audio_ms > 500, "{t:?}");
             let c = sim.connections();
             assert_eq!(c[0].force_endpoints, 0);
-            assert!(c[0].sent.iter().any(|m| m.contains("\"turn_is_formatted\":true")));
+            assert!(c[0]
+                .sent
+                .iter()
+                .any(|m| m.contains("\"turn_is_formatted\":true")));
         }
 
         /// An `Error` + 3005 close mid-stream: the session reconnects and the next utterance
@@ -1246,14 +1290,23 @@ pub(crate) mod tests {
             }
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
             send(&s, &speech).await;
-            s.input.send(SttInput::Control(SttControl::Finalize)).await.unwrap();
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("no final")
             };
             assert!(t.text.contains("balance"), "{t:?}");
             let c = sim.connections();
-            assert_eq!(c[0].ended.as_deref(), Some("closed with 3005 after audio (fault)"));
-            assert!(c[0].sent.iter().any(|m| m.contains("\"error_code\":3005")), "{c:?}");
+            assert_eq!(
+                c[0].ended.as_deref(),
+                Some("closed with 3005 after audio (fault)")
+            );
+            assert!(
+                c[0].sent.iter().any(|m| m.contains("\"error_code\":3005")),
+                "{c:?}"
+            );
         }
 
         /// A 1008 close mid-stream is final: no reconnect is tried, and the session ends.

@@ -191,26 +191,7 @@ impl VoskSttSettings {
 
     /// Opens one socket and sends the config, within the connect timeout.
     async fn connect(&self) -> Result<Ws, SttError> {
-        let unavailable = |kind: &'static str, msg: String| {
-            metrics::stt_error(NAME, kind);
-            SttError::Unavailable(msg)
-        };
-        let opening = async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(self.base_url.as_str())
-                .await
-                .map_err(|e| match e {
-                    tungstenite::Error::Http(resp) => unavailable(
-                        "http",
-                        format!("vosk: handshake refused with HTTP {}", resp.status()),
-                    ),
-                    e => unavailable("connect", format!("vosk: connect: {e}")),
-                })?;
-            ws.send(Message::text(self.config_message()))
-                .await
-                .map_err(|e| unavailable("connect", format!("vosk: config: {e}")))?;
-            Ok(ws)
-        };
-        match tokio::time::timeout(self.connect_timeout, opening).await {
+        match tokio::time::timeout(self.connect_timeout, self.open_socket()).await {
             Ok(res) => res,
             Err(_) => Err(unavailable(
                 "timeout",
@@ -221,6 +202,28 @@ impl VoskSttSettings {
             )),
         }
     }
+
+    async fn open_socket(&self) -> Result<Ws, SttError> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.base_url.as_str())
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(resp) => unavailable(
+                    "http",
+                    format!("vosk: handshake refused with HTTP {}", resp.status()),
+                ),
+                e => unavailable("connect", format!("vosk: connect: {e}")),
+            })?;
+        ws.send(Message::text(self.config_message()))
+            .await
+            .map_err(|e| unavailable("connect", format!("vosk: config: {e}")))?;
+        Ok(ws)
+    }
+}
+
+/// Counts a failure of `kind` and makes it the session's error.
+fn unavailable(kind: &'static str, msg: String) -> SttError {
+    metrics::stt_error(NAME, kind);
+    SttError::Unavailable(msg)
 }
 
 /// The Vosk backend.
@@ -572,10 +575,11 @@ impl Session {
                 return Step::Go;
             }
             // In utterance mode the VAD already drives barge-in.
-            if self.cfg.continuous && !std::mem::replace(&mut self.turn.started, true) {
-                if !self.emit(SttEvent::SpeechStarted).await {
-                    return Step::Stop;
-                }
+            if self.cfg.continuous
+                && !std::mem::replace(&mut self.turn.started, true)
+                && !self.emit(SttEvent::SpeechStarted).await
+            {
+                return Step::Stop;
             }
             let t = Transcript {
                 text: join(&self.turn.text, partial),
@@ -637,7 +641,8 @@ impl Session {
         }
         let t = Transcript {
             text: turn.text,
-            confidence: (turn.words > 0).then(|| (turn.confidence_sum / turn.words as f32).clamp(0.0, 1.0)),
+            confidence: (turn.words > 0)
+                .then(|| (turn.confidence_sum / turn.words as f32).clamp(0.0, 1.0)),
             audio_ms: turn.audio_ms,
             decode_ms,
             queue_ms: 0,
@@ -734,12 +739,20 @@ pub(crate) mod tests {
             r#"{"config":{"max_alternatives":0,"sample_rate":8000,"words":true}}"#
         );
         let b = VoskStt(Arc::new(s));
-        assert_eq!((b.sample_rate(), b.streaming(), b.endpointing()), (INTERNAL_RATE, false, false));
-        let s = settings("mode = \"continuous\"\nend_of_turn = \"vosk\"\nphrase_list = [\"yes\", \"no\"]")
-            .unwrap();
+        assert_eq!(
+            (b.sample_rate(), b.streaming(), b.endpointing()),
+            (INTERNAL_RATE, false, false)
+        );
+        let s = settings(
+            "mode = \"continuous\"\nend_of_turn = \"vosk\"\nphrase_list = [\"yes\", \"no\"]",
+        )
+        .unwrap();
         assert!(s.config_message().contains(r#""phrase_list":["yes","no"]"#));
         let b = VoskStt(Arc::new(s));
-        assert_eq!((b.sample_rate(), b.streaming(), b.endpointing()), (8_000, true, true));
+        assert_eq!(
+            (b.sample_rate(), b.streaming(), b.endpointing()),
+            (8_000, true, true)
+        );
     }
 
     #[test]
@@ -751,7 +764,12 @@ pub(crate) mod tests {
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["stt.base_url", "stt.mode", "stt.end_of_turn", "stt.sample_rate"],
+            [
+                "stt.base_url",
+                "stt.mode",
+                "stt.end_of_turn",
+                "stt.sample_rate"
+            ],
             "{errs:?}"
         );
     }
@@ -798,7 +816,10 @@ pub(crate) mod tests {
         use crate::sim::vosk::{VoskSim, VoskSimOptions};
 
         async fn backend(sim: &VoskSim, extra: &str) -> Arc<dyn SpeechToText> {
-            let toml = format!("provider = \"vosk\"\nbase_url = \"{}\"\n{extra}", sim.base_url());
+            let toml = format!(
+                "provider = \"vosk\"\nbase_url = \"{}\"\n{extra}",
+                sim.base_url()
+            );
             crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap()
         }
 
@@ -840,7 +861,10 @@ pub(crate) mod tests {
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", INTERNAL_RATE).await;
             send(&s, &speech, 320).await;
-            s.input.send(SttInput::Control(SttControl::Finalize)).await.unwrap();
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("no final")
             };
@@ -854,10 +878,21 @@ pub(crate) mod tests {
             let c = &sim.connections()[0];
             assert_eq!(c.config.as_ref().unwrap()["sample_rate"], 8000);
             let expected = speech.len(); // 16 kHz samples → 8 kHz, 2 bytes each
-            assert!(c.audio_bytes.abs_diff(expected) < 400, "{} of {expected}", c.audio_bytes);
-            assert_eq!(c.replies.len(), c.audio_frames + 1, "one reply per frame, then the eof's");
+            assert!(
+                c.audio_bytes.abs_diff(expected) < 400,
+                "{} of {expected}",
+                c.audio_bytes
+            );
+            assert_eq!(
+                c.replies.len(),
+                c.audio_frames + 1,
+                "one reply per frame, then the eof's"
+            );
             assert_eq!((c.eofs, c.ended.as_deref()), (1, Some("eof")));
-            s.input.send(SttInput::Control(SttControl::Close)).await.unwrap();
+            s.input
+                .send(SttInput::Control(SttControl::Close))
+                .await
+                .unwrap();
             while next(&mut s).await.is_some() {}
         }
 
@@ -887,7 +922,9 @@ pub(crate) mod tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn the_fake_refuses_an_eof_without_the_spaces() {
             let sim = VoskSim::start(VoskSimOptions::default()).await.unwrap();
-            let (mut ws, _) = tokio_tungstenite::connect_async(sim.base_url()).await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::connect_async(sim.base_url())
+                .await
+                .unwrap();
             ws.send(Message::text(r#"{"eof":1}"#)).await.unwrap();
             let frame = loop {
                 match ws.next().await {

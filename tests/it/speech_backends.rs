@@ -105,7 +105,8 @@ async fn assemblyai_call(extra: &str) -> AssemblyAiSim {
 /// call's end sends `Terminate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_assemblyai_ended_by_the_vad() {
-    let sim = assemblyai_call("").await;
+    // AssemblyAI's own end of turn set later than the VAD's, so the VAD's comes first.
+    let sim = assemblyai_call("min_end_of_turn_silence_when_confident_ms = 3000").await;
     let c = sim.connections();
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(
@@ -117,14 +118,25 @@ async fn a_call_through_assemblyai_ended_by_the_vad() {
         ("pcm_mulaw", "8000", "universal-streaming-english")
     );
     assert!(c[0].audio_bytes > 8_000, "{c:?}");
-    assert!(c[0].chunk_ms.iter().all(|ms| (50..=1000).contains(ms)), "{:?}", c[0].chunk_ms);
+    assert!(
+        c[0].chunk_ms.iter().all(|ms| (50..=1000).contains(ms)),
+        "{:?}",
+        c[0].chunk_ms
+    );
     assert!(c[0].force_endpoints >= 1, "{c:?}");
     let end = tokio::time::Instant::now() + WAIT;
     while sim.connections()[0].ended.is_none() {
-        assert!(tokio::time::Instant::now() < end, "the stream was not closed");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the stream was not closed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(sim.connections()[0].terminates, 1, "billing stops: Terminate sent");
+    assert_eq!(
+        sim.connections()[0].terminates,
+        1,
+        "billing stops: Terminate sent"
+    );
 }
 
 /// AssemblyAI's own end of turn (`end_of_turn: true`, formatted) ends the caller's turn: no
@@ -154,7 +166,11 @@ async fn a_call_through_a_vosk_server() {
     })
     .await
     .unwrap();
-    let heard = call_heard(&format!("provider = \"vosk\"\nbase_url = \"{}\"", sim.base_url())).await;
+    let heard = call_heard(&format!(
+        "provider = \"vosk\"\nbase_url = \"{}\"",
+        sim.base_url()
+    ))
+    .await;
     assert_eq!(heard, "i would like to check my account balance");
     let c = sim.connections();
     assert_eq!(c[0].config.as_ref().unwrap()["sample_rate"], 8000, "{c:?}");
@@ -176,10 +192,16 @@ async fn a_call_through_vosk_ended_by_its_endpoint() {
         "provider = \"vosk\"\nbase_url = \"{}\"\nmode = \"continuous\"\nend_of_turn = \"vosk\"",
         sim.base_url()
     );
-    assert_eq!(call_heard(&toml).await, "i would like to check my account balance");
+    assert_eq!(
+        call_heard(&toml).await,
+        "i would like to check my account balance"
+    );
     let c = sim.connections();
     assert_eq!(c[0].eofs, 0, "{c:?}");
-    assert!(c[0].audio_bytes > 16_000, "the call's audio, not only the utterance: {c:?}");
+    assert!(
+        c[0].audio_bytes > 16_000,
+        "the call's audio, not only the utterance: {c:?}"
+    );
 }
 
 /// A real self-hosted STT behind the OpenAI-compatible backend: faster-whisper-server with
