@@ -3,9 +3,9 @@
 //! A backend is one file here (its config, validation, build and code) plus one line in
 //! [`SttSettings`].
 
+pub mod assemblyai;
 #[cfg(test)]
 pub(crate) mod conformance;
-pub mod assemblyai;
 pub mod deepgram;
 pub mod fake;
 pub mod openai;

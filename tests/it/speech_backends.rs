@@ -196,8 +196,28 @@ async fn a_call_through_vosk_ended_by_its_endpoint() {
         call_heard(&toml).await,
         "i would like to check my account balance"
     );
+    let end = tokio::time::Instant::now() + WAIT;
+    while sim.connections()[0].ended.is_none() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the stream was not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let c = sim.connections();
-    assert_eq!(c[0].eofs, 0, "{c:?}");
+    // The turn came from the result at Vosk's endpoint; the one eof is the hang-up's, and
+    // its answer is empty.
+    assert!(
+        c[0].replies.iter().any(|r| r.contains("\"result\"")),
+        "{c:?}"
+    );
+    assert_eq!(c[0].eofs, 1, "{c:?}");
+    assert!(
+        c[0].replies
+            .last()
+            .is_some_and(|r| r.contains("\"text\" : \"\"")),
+        "{c:?}"
+    );
     assert!(
         c[0].audio_bytes > 16_000,
         "the call's audio, not only the utterance: {c:?}"
