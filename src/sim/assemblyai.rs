@@ -211,6 +211,8 @@ fn check(
     })
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`, not ours to box.
+#[allow(clippy::result_large_err)]
 async fn serve(tcp: TcpStream, options: Arc<AssemblyAiSimOptions>, shared: Arc<Mutex<Shared>>) {
     tokio::time::sleep(options.handshake_delay).await;
     let mut seen = None;
