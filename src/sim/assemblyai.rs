@@ -7,6 +7,9 @@
 //! `word_is_final`), and an end of turn (`end_of_turn: true`, then a formatted copy when
 //! `format_turns=true`). `ForceEndpoint` ends the turn in progress; `Terminate` ends it, sends
 //! `Termination` and closes with 1000; `KeepAlive` and `UpdateConfiguration` are taken.
+//! `GET /v3/token?expires_in_seconds=…` on the same port mints one-time tokens (the key in
+//! `Authorization`; `expires_in_seconds` 1..=600, `max_session_duration_seconds`
+//! 60..=10800, else 400).
 //!
 //! It recognises nothing: energy marks speech, and each utterance gets the next scripted
 //! transcript. Its end of turn comes after `min_end_of_turn_silence_when_confident` ms of
@@ -96,6 +99,8 @@ pub struct AssemblyAiConnection {
     pub updates: Vec<String>,
     /// Every message sent, as JSON text, in order.
     pub sent: Vec<String>,
+    /// The handshake carried an `Authorization` header.
+    pub authorization_header: bool,
     /// How the connection ended (`None`: still open).
     pub ended: Option<String>,
 }
@@ -104,6 +109,10 @@ pub struct AssemblyAiConnection {
 struct Shared {
     connections: Vec<AssemblyAiConnection>,
     force_endpoints: u32,
+    /// Minted tokens not yet used (each serves one session).
+    minted: Vec<String>,
+    /// Query parameters of each `GET /v3/token`, with the status answered.
+    token_requests: Vec<(HashMap<String, String>, u16)>,
 }
 
 /// A running fake.
@@ -144,6 +153,72 @@ impl AssemblyAiSim {
     pub fn connections(&self) -> Vec<AssemblyAiConnection> {
         lock(&self.shared).connections.clone()
     }
+
+    /// Each `GET /v3/token`: its query parameters and the HTTP status answered.
+    pub fn token_requests(&self) -> Vec<(HashMap<String, String>, u16)> {
+        lock(&self.shared).token_requests.clone()
+    }
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Answers `GET /v3/token` (plain HTTP/1.1 on the WebSocket's port, as AssemblyAI serves both
+/// on one host).
+async fn mint(mut tcp: TcpStream, options: &AssemblyAiSimOptions, shared: &Mutex<Shared>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let query = parse_query(target.split_once('?').map_or("", |(_, q)| q));
+    let auth = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_string())
+    });
+    let in_range = |k: &str, lo: u64, hi: u64, required: bool| match query.get(k) {
+        None => !required,
+        Some(v) => v.parse::<u64>().is_ok_and(|n| (lo..=hi).contains(&n)),
+    };
+    let (status, body) = if auth.as_deref() != Some(options.api_key.as_str()) {
+        (401, json!({"error": "Invalid API key"}))
+    } else if !in_range("expires_in_seconds", 1, 600, true)
+        || !in_range("max_session_duration_seconds", 60, 10_800, false)
+    {
+        (
+            400,
+            json!({"error": "expires_in_seconds must be 1..600; max_session_duration_seconds 60..10800"}),
+        )
+    } else {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        lock(shared).minted.push(token.clone());
+        let secs: u64 = query["expires_in_seconds"].parse().unwrap_or(60);
+        (200, json!({"token": token, "expires_in_seconds": secs}))
+    };
+    lock(shared).token_requests.push((query, status));
+    let body = body.to_string();
+    let reason = match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        _ => "Bad Request",
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(resp.as_bytes()).await;
+    let _ = tcp.shutdown().await;
 }
 
 fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -166,10 +241,18 @@ fn check(
     auth: Option<&str>,
     query: &HashMap<String, String>,
     options: &AssemblyAiSimOptions,
+    shared: &Mutex<Shared>,
 ) -> Result<Params, (u16, String)> {
-    let token_ok = query
-        .get("token")
-        .is_some_and(|t| options.tokens.contains(t));
+    // A minted token serves one session.
+    let minted = query.get("token").is_some_and(|t| {
+        let mut g = lock(shared);
+        let at = g.minted.iter().position(|m| m == t);
+        at.map(|i| g.minted.remove(i)).is_some()
+    });
+    let token_ok = minted
+        || query
+            .get("token")
+            .is_some_and(|t| options.tokens.contains(t));
     if !token_ok && auth != Some(options.api_key.as_str()) {
         let why = if auth.is_none() {
             "Unauthorized Connection: Missing Authorization header"
@@ -215,16 +298,21 @@ fn check(
 #[allow(clippy::result_large_err)]
 async fn serve(tcp: TcpStream, options: Arc<AssemblyAiSimOptions>, shared: Arc<Mutex<Shared>>) {
     tokio::time::sleep(options.handshake_delay).await;
+    // The token endpoint shares the port: tell a plain GET from a WebSocket upgrade.
+    let mut first = [0u8; 16];
+    for _ in 0..100 {
+        match tcp.peek(&mut first).await {
+            Ok(n) if n >= 14 || n == 0 => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(_) => return,
+        }
+    }
+    if first.starts_with(b"GET /v3/token") {
+        return mint(tcp, &options, &shared).await;
+    }
     let mut seen = None;
     let callback = |req: &Request, resp: Response| {
-        let query: HashMap<String, String> = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let query = parse_query(req.uri().query().unwrap_or(""));
         let auth = req
             .headers()
             .get("authorization")
@@ -239,11 +327,12 @@ async fn serve(tcp: TcpStream, options: Arc<AssemblyAiSimOptions>, shared: Arc<M
     let Some((path, auth, query)) = seen else {
         return;
     };
-    let checked = check(&path, auth.as_deref(), &query, &options);
+    let checked = check(&path, auth.as_deref(), &query, &options, &shared);
     let idx = {
         let mut g = lock(&shared);
         g.connections.push(AssemblyAiConnection {
             query,
+            authorization_header: auth.is_some(),
             ..AssemblyAiConnection::default()
         });
         g.connections.len() - 1

@@ -20,8 +20,12 @@
 //! the real service): whether a bad key is refused at the HTTP upgrade or by a 1008 close
 //! after it (both are handled), whether a `ForceEndpoint` with nothing heard is answered at
 //! all (the session waits `finalize_timeout_ms`, or answers at once when no audio went out
-//! since the last turn), and the real cadence of partials. Temporary tokens (`?token=`) are
-//! for clients that must not hold the key; voxhook holds it, so it uses the header.
+//! since the last turn), and the real cadence of partials. With `auth = "temporary_token"`
+//! each session first mints a one-time token (`GET /v3/token?expires_in_seconds=60`, the key
+//! in `Authorization`, answer `{"token", "expires_in_seconds"}`; confirmed in AssemblyAI's
+//! "Authenticate with a temporary token" and its token API reference) and connects with
+//! `?token=`; `max_session_duration_seconds` then caps what one session can bill. Unverified:
+//! the body of a refused token request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +73,13 @@ pub struct AssemblyAiSttConfig {
     /// `wss://streaming.assemblyai.com` (EU: `wss://streaming.eu.assemblyai.com`), or a test
     /// endpoint (`ws://127.0.0.1:…`); `/v3/ws` is appended.
     pub base_url: String,
+    /// `header` (`Authorization: <key>` on the WebSocket) or `temporary_token` (a one-time
+    /// token minted per session with `GET /v3/token`, sent as `?token=`, which lets
+    /// `max_session_secs` cap what one session can bill).
+    pub auth: String,
+    /// `max_session_duration_seconds` of each minted token (0: AssemblyAI's 3 h; 60..=10800;
+    /// `temporary_token` only).
+    pub max_session_secs: u32,
     /// `speech_model` (required by v3): `universal-streaming-english`,
     /// `universal-streaming-multilingual`, …
     pub speech_model: String,
@@ -102,6 +113,8 @@ impl Default for AssemblyAiSttConfig {
         Self {
             api_key: SensitiveString::default(),
             base_url: "wss://streaming.assemblyai.com".into(),
+            auth: "header".into(),
+            max_session_secs: 0,
             speech_model: "universal-streaming-english".into(),
             encoding: "pcm_mulaw".into(),
             sample_rate: 8_000,
@@ -143,6 +156,10 @@ pub struct AssemblyAiSttSettings {
     pub api_key: SensitiveString,
     /// Base URL without a trailing slash.
     pub base_url: String,
+    /// Mint a one-time token per session (`false`: the key goes in the header).
+    pub temporary_token: bool,
+    /// `max_session_duration_seconds` of minted tokens (`None`: not sent).
+    pub max_session_secs: Option<u32>,
     /// `speech_model`.
     pub speech_model: String,
     /// Wire encoding.
@@ -193,6 +210,23 @@ impl Component for AssemblyAiSttSettings {
             base_url.starts_with("wss://") || base_url.starts_with("ws://"),
             &ctx.key("base_url"),
             "must start with wss:// (or ws:// for a local endpoint)",
+        );
+        let temporary_token = match raw.auth.as_str() {
+            "header" => false,
+            "temporary_token" => true,
+            _ => {
+                errs.push(
+                    &ctx.key("auth"),
+                    "must be \"header\" or \"temporary_token\"",
+                );
+                false
+            }
+        };
+        errs.check(
+            raw.max_session_secs == 0
+                || (temporary_token && (60..=10_800).contains(&raw.max_session_secs)),
+            &ctx.key("max_session_secs"),
+            "must be 0, or 60..=10800 with auth = \"temporary_token\"",
         );
         errs.check(
             query_safe(&raw.speech_model),
@@ -247,6 +281,8 @@ impl Component for AssemblyAiSttSettings {
         Self {
             api_key: raw.api_key,
             base_url,
+            temporary_token,
+            max_session_secs: nonzero(raw.max_session_secs),
             speech_model: raw.speech_model,
             encoding,
             sample_rate: raw.sample_rate,
@@ -268,7 +304,29 @@ impl Component for AssemblyAiSttSettings {
 
 impl SttBackend for AssemblyAiSttSettings {
     fn build(&self) -> Result<Arc<dyn SpeechToText>, SttError> {
-        Ok(Arc::new(AssemblyAiStt(Arc::new(self.clone()))))
+        let http = reqwest::Client::builder()
+            .timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| SttError::Init(format!("assemblyai: HTTP client: {e}")))?;
+        Ok(Arc::new(AssemblyAiStt(Arc::new(Client {
+            cfg: self.clone(),
+            http,
+        }))))
+    }
+}
+
+/// The settings and the HTTP client that mints temporary tokens.
+#[derive(Debug)]
+pub struct Client {
+    /// Validated settings.
+    pub cfg: AssemblyAiSttSettings,
+    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Client {
+    type Target = AssemblyAiSttSettings;
+    fn deref(&self) -> &AssemblyAiSttSettings {
+        &self.cfg
     }
 }
 
@@ -300,6 +358,71 @@ impl AssemblyAiSttSettings {
         (self.sample_rate * ms / 1000) as usize
     }
 
+    /// The `GET /v3/token` URL (the WebSocket host over HTTP).
+    pub fn token_url(&self) -> String {
+        let http_base = match self.base_url.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => format!("http://{}", self.base_url.trim_start_matches("ws://")),
+        };
+        let mut url = format!("{http_base}/v3/token?expires_in_seconds=60");
+        if let Some(secs) = self.max_session_secs {
+            url.push_str(&format!("&max_session_duration_seconds={secs}"));
+        }
+        url
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: String,
+}
+
+impl Client {
+    /// A one-time token for the next session.
+    async fn mint(&self) -> Result<String, SttError> {
+        let res = self
+            .http
+            .get(self.token_url())
+            .header("authorization", self.api_key.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                let kind = if e.is_timeout() { "timeout" } else { "connect" };
+                unavailable(kind, format!("assemblyai: token: {}", e.without_url()))
+            })?;
+        let status = res.status();
+        if !status.is_success() {
+            let kind = if matches!(status.as_u16(), 401 | 403) {
+                "auth"
+            } else {
+                "http"
+            };
+            let body = res.text().await.unwrap_or_default();
+            let body: String = body.chars().take(200).collect();
+            return Err(unavailable(
+                kind,
+                format!("assemblyai: token refused with HTTP {status}: {body}"),
+            ));
+        }
+        let t: TokenResponse = res
+            .json()
+            .await
+            .map_err(|e| unavailable("protocol", format!("assemblyai: token: {e}")))?;
+        // It goes into the query as it is: only a URL-safe token is used.
+        if t.token.is_empty()
+            || !t
+                .token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+        {
+            return Err(unavailable(
+                "protocol",
+                "assemblyai: token is not URL-safe".into(),
+            ));
+        }
+        Ok(t.token)
+    }
+
     /// Opens one socket and waits for `Begin`, all within the connect timeout.
     async fn connect(&self) -> Result<Ws, SttError> {
         match tokio::time::timeout(self.connect_timeout, self.open_socket()).await {
@@ -315,16 +438,21 @@ impl AssemblyAiSttSettings {
     }
 
     async fn open_socket(&self) -> Result<Ws, SttError> {
-        let mut req = self
-            .ws_url()
+        let mut url = self.ws_url();
+        if self.temporary_token {
+            url.push_str("&token=");
+            url.push_str(&self.mint().await?);
+        }
+        let mut req = url
             .as_str()
             .into_client_request()
             .map_err(|e| unavailable("connect", format!("assemblyai: bad URL: {e}")))?;
-        let auth =
-            self.api_key.expose().parse().map_err(|_| {
+        if !self.temporary_token {
+            let auth = self.api_key.expose().parse().map_err(|_| {
                 unavailable("auth", "assemblyai: API key is not a valid header".into())
             })?;
-        req.headers_mut().insert("authorization", auth);
+            req.headers_mut().insert("authorization", auth);
+        }
         let (mut ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| match e {
@@ -396,7 +524,7 @@ fn unavailable(kind: &'static str, msg: String) -> SttError {
 
 /// The AssemblyAI backend.
 #[derive(Debug, Clone)]
-pub struct AssemblyAiStt(pub Arc<AssemblyAiSttSettings>);
+pub struct AssemblyAiStt(pub Arc<Client>);
 
 #[async_trait]
 impl SpeechToText for AssemblyAiStt {
@@ -539,7 +667,7 @@ enum End {
 }
 
 struct Session {
-    cfg: Arc<AssemblyAiSttSettings>,
+    cfg: Arc<Client>,
     input: mpsc::Receiver<SttInput>,
     events: mpsc::Sender<SttEvent>,
     cancel: CancellationToken,
@@ -1016,6 +1144,13 @@ pub(crate) mod tests {
             errs[0].message.contains("VOXHOOK__STT__API_KEY"),
             "{errs:?}"
         );
+        let errs = settings("max_session_secs = 600").unwrap_err();
+        assert_eq!(errs[0].key, "stt.max_session_secs", "{errs:?}");
+        let s = settings("auth = \"temporary_token\"\nmax_session_secs = 600\nbase_url = \"wss://streaming.eu.assemblyai.com\"").unwrap();
+        assert_eq!(
+            s.token_url(),
+            "https://streaming.eu.assemblyai.com/v3/token?expires_in_seconds=60&max_session_duration_seconds=600"
+        );
         let s =
             SttSettings::from_toml("stt", "provider = \"assemblyai\"\napi_key = \"aai-secret\"");
         assert!(!format!("{:?}", s.unwrap()).contains("aai-secret"));
@@ -1307,6 +1442,48 @@ pub(crate) mod tests {
                 c[0].sent.iter().any(|m| m.contains("\"error_code\":3005")),
                 "{c:?}"
             );
+        }
+
+        /// `auth = "temporary_token"`: each session mints its own one-time token (with the
+        /// session cap) and connects with `?token=`, the key never on the WebSocket; a wrong
+        /// key is refused by the token endpoint, and the key is never printed.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn temporary_tokens_are_minted_per_session() {
+            let sim = AssemblyAiSim::start(AssemblyAiSimOptions::default())
+                .await
+                .unwrap();
+            let b = backend(&sim, "auth = \"temporary_token\"\nmax_session_secs = 600").await;
+            for _ in 0..2 {
+                let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
+                s.input
+                    .send(SttInput::Control(SttControl::Close))
+                    .await
+                    .unwrap();
+                while next(&mut s).await.is_some() {}
+            }
+            let c = wait_ended(&sim, 2).await;
+            assert!(c.iter().all(|c| !c.authorization_header), "{c:?}");
+            assert!(
+                c.iter().all(|c| c.ended.as_deref() == Some("Terminate")),
+                "{c:?}"
+            );
+            assert_ne!(c[0].query["token"], c[1].query["token"]);
+            let t = sim.token_requests();
+            assert_eq!(t.len(), 2);
+            assert!(t.iter().all(|(q, status)| *status == 200
+                && q["expires_in_seconds"] == "60"
+                && q["max_session_duration_seconds"] == "600"));
+            let toml = format!(
+                "provider = \"assemblyai\"\napi_key = \"not-the-key\"\nbase_url = \"{}\"\nauth = \"temporary_token\"",
+                sim.base_url()
+            );
+            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let Err(e) = b.open(params(), CancellationToken::new()).await else {
+                panic!("opened with a wrong key")
+            };
+            let msg = e.to_string();
+            assert!(msg.contains("token refused with HTTP 401"), "{msg}");
+            assert!(!msg.contains("not-the-key"), "{msg}");
         }
 
         /// A 1008 close mid-stream is final: no reconnect is tried, and the session ends.
