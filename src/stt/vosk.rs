@@ -49,6 +49,9 @@ use crate::telemetry::metrics;
 const NAME: &str = "vosk";
 /// The end-of-stream message, byte for byte: vosk-server compares it literally.
 pub const EOF: &str = r#"{"eof" : 1}"#;
+/// Audio held while an eof is answered (the server reads nothing after it), in seconds; the
+/// oldest goes first.
+const HELD_SECS: usize = 30;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -294,6 +297,7 @@ impl SpeechToText for VoskStt {
             eof: None,
             pcm: Vec::new(),
             wire: Vec::new(),
+            held: Vec::new(),
         };
         tokio::spawn(tracing::Instrument::in_current_span(session.run()));
         Ok(SttStream { input, events })
@@ -379,6 +383,9 @@ struct Session {
     eof: Option<Pending>,
     pcm: Vec<i16>,
     wire: Vec<u8>,
+    /// Audio (wire rate) that came while an eof was being answered: it goes to the next
+    /// socket.
+    held: Vec<i16>,
 }
 
 /// What one step of the loop decided.
@@ -445,15 +452,47 @@ impl Session {
         if pcm.is_empty() || self.turn.lost.is_some() {
             return Step::Go;
         }
-        if !self.ensure_socket().await {
-            return Step::Go;
-        }
         self.pcm.clear();
         match &mut self.resampler {
             Some(r) => r.process(&pcm, &mut self.pcm),
             None => self.pcm.extend_from_slice(&pcm),
         }
+        // The socket that got the eof reads nothing more: this audio is the next socket's.
+        if self.eof.is_some() {
+            self.held.extend_from_slice(&self.pcm);
+            let max = HELD_SECS * self.cfg.sample_rate as usize;
+            if self.held.len() > max {
+                self.held.drain(..self.held.len() - max);
+            }
+            return Step::Go;
+        }
+        if !self.ensure_socket().await {
+            return Step::Go;
+        }
+        if !self.held.is_empty() {
+            // What was held goes first, then this frame.
+            self.held.extend_from_slice(&self.pcm);
+            return self.send_held().await;
+        }
         self.send_pcm().await
+    }
+
+    /// Sends the held audio to the open socket, in 100 ms frames.
+    async fn send_held(&mut self) -> Step {
+        if self.held.is_empty() || self.socket.is_none() {
+            return Step::Go;
+        }
+        let held = std::mem::take(&mut self.held);
+        let frame = (self.cfg.sample_rate / 10) as usize;
+        for chunk in held.chunks(frame) {
+            self.pcm.clear();
+            self.pcm.extend_from_slice(chunk);
+            if matches!(self.send_pcm().await, Step::Stop) {
+                return Step::Stop;
+            }
+        }
+        self.pcm.clear();
+        Step::Go
     }
 
     async fn send_pcm(&mut self) -> Step {
@@ -483,6 +522,12 @@ impl Session {
             if matches!(self.end_turn().await, Step::Stop) {
                 return Step::Stop;
             }
+        }
+        if !self.held.is_empty()
+            && self.ensure_socket().await
+            && matches!(self.send_held().await, Step::Stop)
+        {
+            return Step::Stop;
         }
         if let Some(r) = &mut self.resampler {
             self.pcm.clear();
@@ -625,7 +670,7 @@ impl Session {
                 self.socket = Some(Socket::new(ws));
             }
         }
-        Step::Go
+        self.send_held().await
     }
 
     /// Emits the turn so far (a final, possibly empty, or the error that lost it).
@@ -915,6 +960,48 @@ pub(crate) mod tests {
             let c = &sim.connections()[0];
             assert_eq!(c.eofs, 0);
             assert!(c.replies.iter().any(|r| r.contains("\"result\"")));
+        }
+
+        /// Continuous mode ended by the VAD: audio keeps coming while the eof is answered;
+        /// it is held for the next socket (the old one reads nothing after its eof), so the
+        /// next turn is recognised too and nothing is reported lost.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn audio_during_an_eof_goes_to_the_next_socket() {
+            let sim = VoskSim::start(VoskSimOptions {
+                latency: Duration::from_millis(5),
+                ..VoskSimOptions::default()
+            })
+            .await
+            .unwrap();
+            let b = backend(&sim, "mode = \"continuous\"").await;
+            let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
+            let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
+            send(&s, &speech, 160).await;
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
+            // At once, the next turn (while the eof is being answered).
+            send(&s, &speech, 160).await;
+            let SttEvent::Final(t) = outcome(&mut s).await else {
+                panic!("the first turn was lost")
+            };
+            assert!(t.text.contains("balance"), "{t:?}");
+            s.input
+                .send(SttInput::Control(SttControl::Finalize))
+                .await
+                .unwrap();
+            let SttEvent::Final(t) = outcome(&mut s).await else {
+                panic!("the second turn was lost")
+            };
+            assert!(t.text.contains("balance"), "{t:?}");
+            let c = sim.connections();
+            assert!(c.len() >= 2, "{c:?}");
+            for c in &c[..2] {
+                assert_eq!(c.replies.len(), c.audio_frames + 1, "{c:?}");
+                assert_eq!(c.ended.as_deref(), Some("eof"));
+            }
+            assert_eq!(c[0].audio_bytes + c[1].audio_bytes, speech.len() * 4);
         }
 
         /// What the session guards against: vosk-server takes only the exact eof; the
