@@ -652,6 +652,9 @@ struct Turn {
     started: bool,
     /// AssemblyAI ended a turn and no partial came since.
     settled: bool,
+    /// Stream ms from the last word to the end of turn that carried it (AssemblyAI's own
+    /// latency; the final may go out later, at the VAD's end of speech).
+    answered_ms: Option<u64>,
 }
 
 /// An unanswered `ForceEndpoint`.
@@ -982,6 +985,8 @@ impl Session {
                     Some((s, _)) => (s, end),
                     None => (start, end),
                 });
+                let sent_ms = self.sent_samples * 1000 / u64::from(self.cfg.sample_rate);
+                self.turn.answered_ms = Some(sent_ms.saturating_sub(end));
             }
             self.turn.confidence_sum += t.words.iter().map(|w| w.confidence).sum::<f32>();
             self.turn.words += t.words.len() as u32;
@@ -1019,8 +1024,11 @@ impl Session {
         self.audio_since_turn = !self.chunk.is_empty();
         let confidence = turn.confidence_sum / turn.words.max(1) as f32;
         let mut t = self.transcript(turn.span, turn.text, confidence);
-        if let Some(p) = pending {
-            t.decode_ms = p.asked.elapsed().as_millis() as u64;
+        match (pending, turn.answered_ms) {
+            // Ended by the VAD: the final's latency is the ForceEndpoint round trip.
+            (Some(p), _) => t.decode_ms = p.asked.elapsed().as_millis() as u64,
+            (None, Some(ms)) => t.decode_ms = ms,
+            (None, None) => {}
         }
         if t.audio_ms > 0 {
             metrics::stt_final_latency(NAME, Duration::from_millis(t.decode_ms));
