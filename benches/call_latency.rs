@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench call_latency` (options: `-- --calls N --idle N --threads N
 //! --parallel N`, the last two for `[stt]`; no-input reprompts are off so idle calls stay
-//! idle). `--stt deepgram|openai` and `--tts openai|deepgram|elevenlabs` swap in a cloud backend
+//! idle). `--stt deepgram|openai|assemblyai|vosk` (with `--eot backend`: the backend's own end
+//! of turn) and `--tts openai|deepgram|elevenlabs` swap in a cloud backend
 //! against its local fake, configured with the vendor's typical latency (`--vendor-ms N`). Figures are percentiles from one run; the daemon's own JSON log lines are the
 //! measurement source.
 
@@ -136,7 +137,7 @@ type Fakes = Vec<Box<dyn std::any::Any>>;
 
 /// The `[stt]` and `[tts]` bodies for the chosen backends, starting their fakes.
 async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String, String) {
-    use voxhook::sim::{deepgram, elevenlabs, openai};
+    use voxhook::sim::{assemblyai, deepgram, elevenlabs, openai, vosk};
     let vendor = Duration::from_millis(arg("--vendor-ms", 150) as u64);
     let section = |provider: &str, url: String, key: &str| {
         format!("provider = \"{provider}\"\nbase_url = \"{url}\"\napi_key = \"{key}\"")
@@ -164,6 +165,39 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             .await
             .unwrap();
             let s = section("openai", sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            s
+        }
+        // `--eot backend`: the backend's own end of turn instead of the VAD's.
+        "assemblyai" => {
+            let sim = assemblyai::AssemblyAiSim::start(assemblyai::AssemblyAiSimOptions {
+                transcripts: UTTERANCES.iter().map(|u| u.to_string()).collect(),
+                latency: vendor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let mut s = section("assemblyai", sim.base_url(), "aai-test-key");
+            if arg_str("--eot", "vad") == "backend" {
+                s.push_str("\nend_of_turn = \"assemblyai\"");
+            }
+            fakes.push(Box::new(sim));
+            s
+        }
+        "vosk" => {
+            let sim = vosk::VoskSim::start(vosk::VoskSimOptions {
+                transcripts: UTTERANCES.iter().map(|u| u.to_string()).collect(),
+                // Vosk answers every 20 ms frame, one after the other: a server on the
+                // same network, at most 10 ms a reply.
+                latency: vendor.min(Duration::from_millis(10)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let mut s = format!("provider = \"vosk\"\nbase_url = \"{}\"", sim.base_url());
+            if arg_str("--eot", "vad") == "backend" {
+                s.push_str("\nmode = \"continuous\"\nend_of_turn = \"vosk\"");
+            }
             fakes.push(Box::new(sim));
             s
         }

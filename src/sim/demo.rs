@@ -48,7 +48,7 @@ pub struct DemoOptions {
 pub const PLATFORM_CHOICES: [&str; 2] = ["kore", "ingenious"];
 
 /// The demo's STT backends.
-pub const STT_CHOICES: [&str; 3] = ["whisper", "deepgram", "openai"];
+pub const STT_CHOICES: [&str; 5] = ["whisper", "deepgram", "openai", "assemblyai", "vosk"];
 /// The demo's TTS backends.
 pub const TTS_CHOICES: [&str; 4] = ["flite", "openai", "deepgram", "elevenlabs"];
 
@@ -92,6 +92,33 @@ async fn speech_backends(
             .await
             .map_err(err)?;
             let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "assemblyai" => {
+            let sim =
+                super::assemblyai::AssemblyAiSim::start(super::assemblyai::AssemblyAiSimOptions {
+                    transcripts,
+                    // AssemblyAI's typical streaming latency.
+                    latency: Duration::from_millis(300),
+                    ..Default::default()
+                })
+                .await
+                .map_err(err)?;
+            let section = fake_section("assemblyai", &sim.base_url(), "aai-test-key");
+            fakes.push(Box::new(sim));
+            Some(section)
+        }
+        "vosk" => {
+            let sim = super::vosk::VoskSim::start(super::vosk::VoskSimOptions {
+                transcripts,
+                // A self-hosted server on the same network: a few ms per reply.
+                latency: Duration::from_millis(5),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+            let section = format!("provider = \"vosk\"\nbase_url = \"{}\"", sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }

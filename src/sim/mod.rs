@@ -2,6 +2,7 @@
 //! Kore-compatible development bot ([`kore`]), a Twilio Media Streams caller ([`caller`]) and
 //! the demo call that uses both ([`demo`]).
 
+pub mod assemblyai;
 pub mod audiosocket;
 pub mod caller;
 pub mod deepgram;
@@ -17,6 +18,7 @@ pub mod speech_set;
 pub mod telnyx_api;
 pub mod twilio_api;
 pub mod vonage_api;
+pub mod vosk;
 
 /// The next recorded item `next` hands out, waiting up to `timeout` for `arrived` to be
 /// notified of a new one: the wait loop of the REST fakes' `wait_for_*`.

@@ -223,5 +223,9 @@ mod tests {
         deepgram => crate::stt::deepgram::tests::subject().await;
         #[cfg(feature = "sim")]
         openai => crate::stt::openai::tests::subject().await;
+        #[cfg(feature = "sim")]
+        assemblyai => crate::stt::assemblyai::tests::subject().await;
+        #[cfg(feature = "sim")]
+        vosk => crate::stt::vosk::tests::subject().await;
     }
 }

@@ -3,12 +3,14 @@
 //! A backend is one file here (its config, validation, build and code) plus one line in
 //! [`SttSettings`].
 
+pub mod assemblyai;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod deepgram;
 pub mod fake;
 pub mod guard;
 pub mod openai;
+pub mod vosk;
 pub mod whisper;
 
 use std::fmt::Debug;
@@ -29,6 +31,10 @@ crate::registry! {
         Deepgram(deepgram::DeepgramSttSettings) = "deepgram",
         /// OpenAI-compatible `POST /v1/audio/transcriptions`, one request per utterance.
         OpenAi(openai::OpenAiSttSettings) = "openai",
+        /// AssemblyAI Universal-Streaming v3 (WebSocket `/v3/ws`).
+        AssemblyAi(assemblyai::AssemblyAiSttSettings) = "assemblyai",
+        /// A self-hosted vosk-server (WebSocket, `{"eof" : 1}`).
+        Vosk(vosk::VoskSttSettings) = "vosk",
     }
 }
 

@@ -1,9 +1,11 @@
 //! Cloud speech backends selected in config, each against its local fake (`voxhook::sim`),
 //! carrying a whole call through the real daemon.
 
+use voxhook::sim::assemblyai::{AssemblyAiSim, AssemblyAiSimOptions};
 use voxhook::sim::deepgram::{AuraSim, AuraSimOptions, DeepgramSim, DeepgramSimOptions};
 use voxhook::sim::elevenlabs::{ElevenLabsSim, ElevenLabsSimOptions};
 use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
+use voxhook::sim::vosk::{VoskSim, VoskSimOptions};
 use voxhook::stt::SttSettings;
 use voxhook::tts::TtsSettings;
 
@@ -28,6 +30,11 @@ async fn deepgram_call(extra: &str) -> DeepgramSim {
 
 /// One call whose caller speaks once, with `[stt]` set to `stt_toml`: the bot hears `SAID`.
 async fn call_said(stt_toml: &str) {
+    assert_eq!(call_heard(stt_toml).await, SAID);
+}
+
+/// One call whose caller speaks once, with `[stt]` set to `stt_toml`: what the bot heard.
+async fn call_heard(stt_toml: &str) -> String {
     let h = Harness::start_with(|s| s.stt = SttSettings::from_toml("stt", stt_toml).unwrap()).await;
     let user = "+15550003131";
     let caller = h.call_and_hear_greeting(user).await;
@@ -36,10 +43,10 @@ async fn call_said(stt_toml: &str) {
     let got = h
         .wait_received(1, |r| r.kind == "text" && r.user_id == user)
         .await;
-    assert_eq!(got[0].val, SAID);
     caller.hang_up().await;
     h.assert_closed_once(user).await;
     h.finish().await;
+    got[0].val.clone()
 }
 
 /// Deepgram with voxhook's VAD ending the turn: the call's μ-law goes to Deepgram at 8 kHz
@@ -75,6 +82,146 @@ async fn a_call_through_deepgram_ended_by_its_endpointing() {
             .iter()
             .any(|m| m.contains("\"speech_final\":true")),
         "{c:?}"
+    );
+}
+
+async fn assemblyai_call(extra: &str) -> AssemblyAiSim {
+    let sim = AssemblyAiSim::start(AssemblyAiSimOptions {
+        transcripts: vec![SAID.into()],
+        ..AssemblyAiSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"assemblyai\"\napi_key = \"aai-test-key\"\nbase_url = \"{}\"\n{extra}",
+        sim.base_url()
+    );
+    call_said(&toml).await;
+    sim
+}
+
+/// AssemblyAI with voxhook's VAD ending the turn: the call's μ-law goes out at 8 kHz as it
+/// is, batched from 20 ms frames into chunks AssemblyAI accepts (50–1000 ms), the VAD's end
+/// of speech sends `ForceEndpoint`, the formatted end of turn is the caller's turn, and the
+/// call's end sends `Terminate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_assemblyai_ended_by_the_vad() {
+    // AssemblyAI's own end of turn set later than the VAD's, so the VAD's comes first.
+    let sim = assemblyai_call("min_end_of_turn_silence_when_confident_ms = 3000").await;
+    let c = sim.connections();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (
+            c[0].query["encoding"].as_str(),
+            c[0].query["sample_rate"].as_str(),
+            c[0].query["speech_model"].as_str()
+        ),
+        ("pcm_mulaw", "8000", "universal-streaming-english")
+    );
+    assert!(c[0].audio_bytes > 8_000, "{c:?}");
+    assert!(
+        c[0].chunk_ms.iter().all(|ms| (50..=1000).contains(ms)),
+        "{:?}",
+        c[0].chunk_ms
+    );
+    assert!(c[0].force_endpoints >= 1, "{c:?}");
+    let end = tokio::time::Instant::now() + WAIT;
+    while sim.connections()[0].ended.is_none() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the stream was not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sim.connections()[0].terminates,
+        1,
+        "billing stops: Terminate sent"
+    );
+}
+
+/// AssemblyAI's own end of turn (`end_of_turn: true`, formatted) ends the caller's turn: no
+/// `ForceEndpoint` is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_assemblyai_ended_by_its_end_of_turn() {
+    let sim = assemblyai_call("end_of_turn = \"assemblyai\"\nencoding = \"pcm_s16le\"").await;
+    let c = sim.connections();
+    assert_eq!(c[0].query["encoding"], "pcm_s16le");
+    assert_eq!(c[0].force_endpoints, 0, "{c:?}");
+    assert!(
+        c[0].sent
+            .iter()
+            .any(|m| m.contains("\"end_of_turn\":true") && m.contains("\"turn_is_formatted\":true")),
+        "{c:?}"
+    );
+}
+
+/// A self-hosted Vosk server, utterance mode: each utterance the VAD found goes on its own
+/// socket (config first, 8 kHz PCM, then the literal `{"eof" : 1}`), and its final result
+/// is the caller's turn (Vosk's text: lower case, no punctuation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_vosk_server() {
+    let sim = VoskSim::start(VoskSimOptions {
+        transcripts: vec![SAID.into()],
+        ..VoskSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let heard = call_heard(&format!(
+        "provider = \"vosk\"\nbase_url = \"{}\"",
+        sim.base_url()
+    ))
+    .await;
+    assert_eq!(heard, "i would like to check my account balance");
+    let c = sim.connections();
+    assert_eq!(c[0].config.as_ref().unwrap()["sample_rate"], 8000, "{c:?}");
+    assert_eq!(c[0].eofs, 1, "{c:?}");
+    assert_eq!(c[0].replies.len(), c[0].audio_frames + 1, "{c:?}");
+}
+
+/// Vosk in continuous mode with its endpoint ending the turn: the call's 8 kHz audio as it
+/// comes, no eof needed for the turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_vosk_ended_by_its_endpoint() {
+    let sim = VoskSim::start(VoskSimOptions {
+        transcripts: vec![SAID.into()],
+        ..VoskSimOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        "provider = \"vosk\"\nbase_url = \"{}\"\nmode = \"continuous\"\nend_of_turn = \"vosk\"",
+        sim.base_url()
+    );
+    assert_eq!(
+        call_heard(&toml).await,
+        "i would like to check my account balance"
+    );
+    let end = tokio::time::Instant::now() + WAIT;
+    while sim.connections()[0].ended.is_none() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the stream was not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let c = sim.connections();
+    // The turn came from the result at Vosk's endpoint; the one eof is the hang-up's, and
+    // its answer is empty.
+    assert!(
+        c[0].replies.iter().any(|r| r.contains("\"result\"")),
+        "{c:?}"
+    );
+    assert_eq!(c[0].eofs, 1, "{c:?}");
+    assert!(
+        c[0].replies
+            .last()
+            .is_some_and(|r| r.contains("\"text\" : \"\"")),
+        "{c:?}"
+    );
+    assert!(
+        c[0].audio_bytes > 16_000,
+        "the call's audio, not only the utterance: {c:?}"
     );
 }
 
