@@ -139,9 +139,6 @@ type Fakes = Vec<Box<dyn std::any::Any>>;
 async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String, String) {
     use voxhook::sim::{assemblyai, deepgram, elevenlabs, openai, vosk};
     let vendor = Duration::from_millis(arg("--vendor-ms", 150) as u64);
-    let section = |provider: &str, url: String, key: &str| {
-        format!("provider = \"{provider}\"\nbase_url = \"{url}\"\napi_key = \"{key}\"")
-    };
     let root = env!("CARGO_MANIFEST_DIR");
     let stt = match arg_str("--stt", "whisper").as_str() {
         "deepgram" => {
@@ -152,7 +149,7 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let s = section("deepgram", sim.base_url(), "dg-test-key");
+            let s = voxhook::sim::backend_section("deepgram", "dg-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             s
         }
@@ -164,7 +161,7 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let s = section("openai", sim.base_url(), "sk-test-key");
+            let s = voxhook::sim::backend_section("openai", "sk-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             s
         }
@@ -177,7 +174,8 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let mut s = section("assemblyai", sim.base_url(), "aai-test-key");
+            let mut s =
+                voxhook::sim::backend_section("assemblyai", "aai-test-key", &sim.base_url());
             if arg_str("--eot", "vad") == "backend" {
                 s.push_str("\nend_of_turn = \"assemblyai\"");
             }
@@ -214,7 +212,7 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let s = section("openai", sim.base_url(), "sk-test-key");
+            let s = voxhook::sim::backend_section("openai", "sk-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             s
         }
@@ -225,7 +223,8 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let s = section("deepgram", sim.base_url(), "dg-test-key") + "\nencoding = \"mulaw\"";
+            let s = voxhook::sim::backend_section("deepgram", "dg-test-key", &sim.base_url())
+                + "\nencoding = \"mulaw\"";
             fakes.push(Box::new(sim));
             s
         }
@@ -236,7 +235,7 @@ async fn backends(threads: usize, parallel: usize, fakes: &mut Fakes) -> (String
             })
             .await
             .unwrap();
-            let s = section("elevenlabs", sim.base_url(), "xi-test-key");
+            let s = voxhook::sim::backend_section("elevenlabs", "xi-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             s
         }

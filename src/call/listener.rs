@@ -15,7 +15,8 @@ use crate::audio::resample::Resampler;
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
 use crate::stt::{
-    guard, SpeechToText, SttControl, SttEvent, SttInput, SttParams, SttStream, Transcript,
+    guard, sleep_until_opt, SpeechToText, SttControl, SttEvent, SttInput, SttParams, SttStream,
+    Transcript,
 };
 use crate::telemetry::metrics;
 
@@ -391,13 +392,6 @@ fn guarded(mut t: Transcript) -> Transcript {
 async fn next_event(session: &mut Option<SttStream>) -> Option<SttEvent> {
     match session {
         Some(s) => s.events.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

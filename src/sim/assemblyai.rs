@@ -19,13 +19,12 @@
 //! audio.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -117,46 +116,29 @@ struct Shared {
 
 /// A running fake.
 pub struct AssemblyAiSim {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for AssemblyAiSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    fake: super::WsFake<Shared>,
 }
 
 impl AssemblyAiSim {
     /// Starts on a loopback port.
     pub async fn start(options: AssemblyAiSimOptions) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let options = Arc::new(options);
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, options.clone(), s.clone()));
-            }
-        });
-        Ok(Self { addr, shared, task })
+        let fake = super::WsFake::start(options, serve).await?;
+        Ok(Self { fake })
     }
 
     /// `ws://127.0.0.1:port`, the `base_url` to configure.
     pub fn base_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        self.fake.base_url()
     }
 
     /// Every upgraded connection so far (refused ones included, with `ended` saying why).
     pub fn connections(&self) -> Vec<AssemblyAiConnection> {
-        lock(&self.shared).connections.clone()
+        self.fake.lock().connections.clone()
     }
 
     /// Each `GET /v3/token`: its query parameters and the HTTP status answered.
     pub fn token_requests(&self) -> Vec<(HashMap<String, String>, u16)> {
-        lock(&self.shared).token_requests.clone()
+        self.fake.lock().token_requests.clone()
     }
 }
 
@@ -221,9 +203,7 @@ async fn mint(mut tcp: TcpStream, options: &AssemblyAiSimOptions, shared: &Mutex
     let _ = tcp.shutdown().await;
 }
 
-fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use super::lock;
 
 /// What the handshake agreed.
 #[derive(Debug, Clone)]

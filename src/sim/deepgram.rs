@@ -12,13 +12,12 @@
 //! connection at the n-th `Finalize`, an error close frame after some audio.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -103,52 +102,33 @@ struct Shared {
 
 /// A running fake.
 pub struct DeepgramSim {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for DeepgramSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    fake: super::WsFake<Shared>,
 }
 
 impl DeepgramSim {
     /// Starts on a loopback port.
     pub async fn start(options: DeepgramSimOptions) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let options = Arc::new(options);
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, options.clone(), s.clone()));
-            }
-        });
-        Ok(Self { addr, shared, task })
+        let fake = super::WsFake::start(options, serve).await?;
+        Ok(Self { fake })
     }
 
     /// `ws://127.0.0.1:port`, the `base_url` to configure.
     pub fn base_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        self.fake.base_url()
     }
 
     /// Every accepted connection so far.
     pub fn connections(&self) -> Vec<DeepgramConnection> {
-        lock(&self.shared).connections.clone()
+        self.fake.lock().connections.clone()
     }
 
     /// HTTP statuses of refused handshakes.
     pub fn refused(&self) -> Vec<u16> {
-        lock(&self.shared).refused.clone()
+        self.fake.lock().refused.clone()
     }
 }
 
-fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use super::lock;
 
 /// What the handshake agreed.
 #[derive(Debug, Clone)]

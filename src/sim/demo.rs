@@ -78,7 +78,7 @@ async fn speech_backends(
             })
             .await
             .map_err(err)?;
-            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            let section = super::backend_section("deepgram", "dg-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }
@@ -91,7 +91,7 @@ async fn speech_backends(
             })
             .await
             .map_err(err)?;
-            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            let section = super::backend_section("openai", "sk-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }
@@ -105,7 +105,7 @@ async fn speech_backends(
                 })
                 .await
                 .map_err(err)?;
-            let section = fake_section("assemblyai", &sim.base_url(), "aai-test-key");
+            let section = super::backend_section("assemblyai", "aai-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }
@@ -139,7 +139,7 @@ async fn speech_backends(
             })
             .await
             .map_err(err)?;
-            let section = fake_section("openai", &sim.base_url(), "sk-test-key");
+            let section = super::backend_section("openai", "sk-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }
@@ -151,7 +151,7 @@ async fn speech_backends(
             })
             .await
             .map_err(err)?;
-            let section = fake_section("deepgram", &sim.base_url(), "dg-test-key");
+            let section = super::backend_section("deepgram", "dg-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section + "\nencoding = \"mulaw\"")
         }
@@ -164,7 +164,7 @@ async fn speech_backends(
                 })
                 .await
                 .map_err(err)?;
-            let section = fake_section("elevenlabs", &sim.base_url(), "xi-test-key");
+            let section = super::backend_section("elevenlabs", "xi-test-key", &sim.base_url());
             fakes.push(Box::new(sim));
             Some(section)
         }
@@ -179,11 +179,6 @@ async fn speech_backends(
         );
     }
     Ok(fakes)
-}
-
-/// A backend section pointing at a local fake.
-fn fake_section(provider: &str, base_url: &str, key: &str) -> String {
-    format!("provider = \"{provider}\"\napi_key = \"{key}\"\nbase_url = \"{base_url}\"")
 }
 
 /// Demo failures (reported by `main`).

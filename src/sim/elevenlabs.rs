@@ -13,14 +13,13 @@
 //! a TCP drop after some audio chunks.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -79,45 +78,26 @@ struct Shared {
 
 /// A running fake.
 pub struct ElevenLabsSim {
-    addr: SocketAddr,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
+    fake: super::WsFake<Shared>,
 }
 
-impl Drop for ElevenLabsSim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use super::lock;
 
 impl ElevenLabsSim {
     /// Starts on a loopback port.
     pub async fn start(options: ElevenLabsSimOptions) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let options = Arc::new(options);
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, options.clone(), s.clone()));
-            }
-        });
-        Ok(Self { addr, shared, task })
+        let fake = super::WsFake::start(options, serve).await?;
+        Ok(Self { fake })
     }
 
     /// `ws://127.0.0.1:port`, the `base_url` to configure.
     pub fn base_url(&self) -> String {
-        format!("ws://{}", self.addr)
+        self.fake.base_url()
     }
 
     /// Every accepted connection so far.
     pub fn connections(&self) -> Vec<ElevenLabsConnection> {
-        lock(&self.shared).connections.clone()
+        self.fake.lock().connections.clone()
     }
 }
 

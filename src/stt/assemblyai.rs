@@ -42,8 +42,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream,
-    Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
+    join, sleep_until_opt, SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput,
+    SttParams, SttStream, Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
 use crate::audio::codec::Codec;
 use crate::component::{Component, Ctx, Errors};
@@ -1077,21 +1077,6 @@ fn span(words: &[Word]) -> Option<(u64, u64)> {
     Some((words.first()?.start, words.last()?.end))
 }
 
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_string()
-    } else {
-        format!("{a} {b}")
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1268,42 +1253,14 @@ pub(crate) mod tests {
     mod against_the_fake {
         use super::*;
         use crate::sim::assemblyai::{AssemblyAiSim, AssemblyAiSimOptions};
+        use crate::stt::conformance::{next, next_final as outcome, params, send_frames};
 
         async fn backend(sim: &AssemblyAiSim, extra: &str) -> Arc<dyn SpeechToText> {
             let toml = format!(
                 "provider = \"assemblyai\"\napi_key = \"aai-test-key\"\nbase_url = \"{}\"\n{extra}",
                 sim.base_url()
             );
-            crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap()
-        }
-
-        fn params() -> SttParams {
-            SttParams {
-                call_id: "CAaai".into(),
-                language: None,
-            }
-        }
-
-        async fn next(s: &mut SttStream) -> Option<SttEvent> {
-            tokio::time::timeout(Duration::from_secs(10), s.events.recv())
-                .await
-                .expect("an event in time")
-        }
-
-        async fn outcome(s: &mut SttStream) -> SttEvent {
-            loop {
-                match next(s).await.expect("session open") {
-                    SttEvent::Partial(_) | SttEvent::SpeechStarted => {}
-                    ev => return ev,
-                }
-            }
-        }
-
-        /// 20 ms frames, as a call delivers them.
-        async fn send(s: &SttStream, pcm: &[i16]) {
-            for c in pcm.chunks(160) {
-                s.input.send(SttInput::Audio(c.to_vec())).await.unwrap();
-            }
+            crate::stt::conformance::built(&toml)
         }
 
         async fn wait_ended(
@@ -1332,7 +1289,7 @@ pub(crate) mod tests {
                 "provider = \"assemblyai\"\napi_key = \"not-the-key\"\nbase_url = \"{}\"",
                 sim.base_url()
             );
-            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let b = crate::stt::conformance::built(&toml);
             let Err(e) = b.open(params(), CancellationToken::new()).await else {
                 panic!("opened with a wrong key")
             };
@@ -1378,7 +1335,7 @@ pub(crate) mod tests {
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
             // Whole 100 ms chunks and a 30 ms tail.
-            send(&s, &speech[..speech.len() / 800 * 800 - 800 + 240]).await;
+            send_frames(&s, &speech[..speech.len() / 800 * 800 - 800 + 240], 160).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
@@ -1419,8 +1376,8 @@ pub(crate) mod tests {
             assert!(b.streaming() && b.endpointing());
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello, I need some help.", 8_000).await;
-            send(&s, &speech).await;
-            send(&s, &[0i16; 8_000]).await;
+            send_frames(&s, &speech, 160).await;
+            send_frames(&s, &[0i16; 8_000], 160).await;
             // No SpeechStarted from the service here: the first partial stands in for it.
             assert_eq!(next(&mut s).await, Some(SttEvent::SpeechStarted));
             let Some(SttEvent::Partial(p)) = next(&mut s).await else {
@@ -1456,14 +1413,14 @@ pub(crate) mod tests {
             .unwrap();
             let b = backend(&sim, "").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
-            send(&s, &[0i16; 12_000]).await;
+            send_frames(&s, &[0i16; 12_000], 160).await;
             let end = Instant::now() + Duration::from_secs(5);
             while sim.connections().len() < 2 {
                 assert!(Instant::now() < end, "no reconnect");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
-            send(&s, &speech).await;
+            send_frames(&s, &speech, 160).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
@@ -1516,7 +1473,7 @@ pub(crate) mod tests {
                 "provider = \"assemblyai\"\napi_key = \"not-the-key\"\nbase_url = \"{}\"\nauth = \"temporary_token\"",
                 sim.base_url()
             );
-            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let b = crate::stt::conformance::built(&toml);
             let Err(e) = b.open(params(), CancellationToken::new()).await else {
                 panic!("opened with a wrong key")
             };

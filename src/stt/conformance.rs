@@ -25,7 +25,8 @@ pub struct Subject {
     pub faulty: Option<Arc<dyn SpeechToText>>,
 }
 
-fn params() -> SttParams {
+/// Session parameters for tests (the backends' own tests share these helpers).
+pub(crate) fn params() -> SttParams {
     SttParams {
         call_id: "CAconformance".into(),
         language: None,
@@ -39,23 +40,37 @@ async fn open(b: &Arc<dyn SpeechToText>, cancel: &CancellationToken) -> SttStrea
         .expect("open")
 }
 
+/// The session's next event, in time (`None`: the session ended).
+pub(crate) async fn next(s: &mut SttStream) -> Option<SttEvent> {
+    tokio::time::timeout(STEP, s.events.recv())
+        .await
+        .expect("an event in time")
+}
+
 /// The next event that is not a partial or a speech start.
-async fn next_final(s: &mut SttStream) -> SttEvent {
+pub(crate) async fn next_final(s: &mut SttStream) -> SttEvent {
     loop {
-        let ev = tokio::time::timeout(STEP, s.events.recv())
-            .await
-            .expect("an event in time")
-            .expect("session still open");
+        let ev = next(s).await.expect("session still open");
         if !matches!(ev, SttEvent::Partial(_) | SttEvent::SpeechStarted) {
             return ev;
         }
     }
 }
 
-async fn say(s: &SttStream, pcm: &[i16]) {
-    for chunk in pcm.chunks(320) {
-        s.input.send(SttInput::Audio(chunk.to_vec())).await.unwrap();
+/// Sends `pcm` in frames of `frame` samples, as a call delivers them.
+pub(crate) async fn send_frames(s: &SttStream, pcm: &[i16], frame: usize) {
+    for c in pcm.chunks(frame) {
+        s.input.send(SttInput::Audio(c.to_vec())).await.unwrap();
     }
+}
+
+/// The backend an `[stt]` section written as TOML builds.
+pub(crate) fn built(toml: &str) -> Arc<dyn SpeechToText> {
+    super::build(&super::SttSettings::from_toml("stt", toml).expect("valid")).unwrap()
+}
+
+async fn say(s: &SttStream, pcm: &[i16]) {
+    send_frames(s, pcm, 320).await;
     s.input
         .send(SttInput::Control(SttControl::Finalize))
         .await

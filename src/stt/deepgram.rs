@@ -26,8 +26,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream,
-    Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
+    join, sleep_until_opt, SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput,
+    SttParams, SttStream, Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
 use crate::audio::codec::Codec;
 use crate::component::{Component, Ctx, Errors};
@@ -840,14 +840,6 @@ impl Session {
     }
 }
 
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_string()
-    } else {
-        format!("{a} {b}")
-    }
-}
-
 /// What the listener sent while the socket was being replaced, then what it sends now.
 async fn next_input(
     backlog: &mut VecDeque<SttInput>,
@@ -856,13 +848,6 @@ async fn next_input(
     match backlog.pop_front() {
         Some(it) => Some(it),
         None => input.recv().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -1033,42 +1018,14 @@ pub(crate) mod tests {
     mod against_the_fake {
         use super::*;
         use crate::sim::deepgram::{DeepgramSim, DeepgramSimOptions};
+        use crate::stt::conformance::{next, next_final as outcome, params, send_frames};
 
         async fn backend(sim: &DeepgramSim, extra: &str) -> Arc<dyn SpeechToText> {
             let toml = format!(
                 "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\n{extra}",
                 sim.base_url()
             );
-            crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap()
-        }
-
-        fn params() -> SttParams {
-            SttParams {
-                call_id: "CAdg".into(),
-                language: None,
-            }
-        }
-
-        async fn next(s: &mut SttStream) -> Option<SttEvent> {
-            tokio::time::timeout(Duration::from_secs(10), s.events.recv())
-                .await
-                .expect("an event in time")
-        }
-
-        /// The next final or error, skipping partials and speech starts.
-        async fn outcome(s: &mut SttStream) -> SttEvent {
-            loop {
-                match next(s).await.expect("session open") {
-                    SttEvent::Partial(_) | SttEvent::SpeechStarted => {}
-                    ev => return ev,
-                }
-            }
-        }
-
-        async fn send(s: &SttStream, pcm: &[i16]) {
-            for c in pcm.chunks(160) {
-                s.input.send(SttInput::Audio(c.to_vec())).await.unwrap();
-            }
+            crate::stt::conformance::built(&toml)
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1080,7 +1037,7 @@ pub(crate) mod tests {
                 "provider = \"deepgram\"\napi_key = \"not-the-key\"\nbase_url = \"{}\"",
                 sim.base_url()
             );
-            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let b = crate::stt::conformance::built(&toml);
             let Err(e) = b.open(params(), CancellationToken::new()).await else {
                 panic!("opened with a wrong key")
             };
@@ -1123,7 +1080,7 @@ pub(crate) mod tests {
             .unwrap();
             let b = backend(&sim, "keepalive_ms = 300").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
-            send(&s, &[0i16; 8_000]).await;
+            send_frames(&s, &[0i16; 8_000], 160).await;
             s.input.send(SttInput::Audio(Vec::new())).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2_000)).await;
             s.input
@@ -1154,8 +1111,8 @@ pub(crate) mod tests {
             assert!(b.streaming() && b.endpointing());
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello, I need some help.", 8_000).await;
-            send(&s, &speech).await;
-            send(&s, &[0i16; 8_000]).await;
+            send_frames(&s, &speech, 160).await;
+            send_frames(&s, &[0i16; 8_000], 160).await;
             assert_eq!(next(&mut s).await, Some(SttEvent::SpeechStarted));
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("no final")
@@ -1179,11 +1136,11 @@ pub(crate) mod tests {
             .unwrap();
             let b = backend(&sim, "").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
-            send(&s, &[0i16; 8_000]).await;
+            send_frames(&s, &[0i16; 8_000], 160).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             // Well past the input channel's capacity, during the reconnect.
             let t0 = Instant::now();
-            send(&s, &[0i16; 160 * 400]).await;
+            send_frames(&s, &[0i16; 160 * 400], 160).await;
             assert!(
                 t0.elapsed() < Duration::from_millis(500),
                 "{:?}",
@@ -1207,7 +1164,7 @@ pub(crate) mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
-            send(&s, &speech).await;
+            send_frames(&s, &speech, 160).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
@@ -1229,7 +1186,7 @@ pub(crate) mod tests {
             .unwrap();
             let b = backend(&sim, "").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
-            send(&s, &[0i16; 12_000]).await;
+            send_frames(&s, &[0i16; 12_000], 160).await;
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
             // Wait for the reconnect, then speak on the new socket.
             let end = Instant::now() + Duration::from_secs(5);
@@ -1237,7 +1194,7 @@ pub(crate) mod tests {
                 assert!(Instant::now() < end, "no reconnect");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            send(&s, &speech).await;
+            send_frames(&s, &speech, 160).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await

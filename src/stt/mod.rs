@@ -180,3 +180,20 @@ pub trait SpeechToText: Send + Sync {
 pub fn build(settings: &SttSettings) -> Result<Arc<dyn SpeechToText>, SttError> {
     settings.get().build()
 }
+
+/// Words `b` after words `a` (either may be empty): one transcript from a backend's pieces.
+pub(crate) fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a} {b}")
+    }
+}
+
+/// Sleeps until `at`; never, without one (a `select!` branch for an optional deadline).
+pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -575,7 +575,7 @@ pub(crate) mod tests {
                 "provider = \"openai\"\napi_key = \"sk-wrong\"\nbase_url = \"{}\"",
                 sim.base_url()
             );
-            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let b = crate::stt::conformance::built(&toml);
             let SttEvent::Error(e) = one(&b, &[1000i16; 1600]).await else {
                 panic!()
             };
@@ -610,7 +610,7 @@ pub(crate) mod tests {
                 "provider = \"openai\"\nbase_url = \"{}\"\nmodel = \"tiny.en\"\nmodel_field = \"model_name\"",
                 sim.base_url()
             );
-            let b = crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap();
+            let b = crate::stt::conformance::built(&toml);
             assert!(matches!(
                 one(&b, &[1000i16; 1600]).await,
                 SttEvent::Final(_)

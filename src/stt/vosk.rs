@@ -37,8 +37,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput, SttParams, SttStream,
-    Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
+    join, sleep_until_opt, SpeechToText, SttBackend, SttControl, SttError, SttEvent, SttInput,
+    SttParams, SttStream, Transcript, STT_EVENT_CAPACITY, STT_INPUT_CAPACITY,
 };
 use crate::audio::resample::Resampler;
 use crate::audio::INTERNAL_RATE;
@@ -721,21 +721,6 @@ async fn next_message(socket: &mut Option<Socket>) -> Option<Result<Message, tun
     }
 }
 
-fn join(a: &str, b: &str) -> String {
-    if a.is_empty() {
-        b.to_string()
-    } else {
-        format!("{a} {b}")
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -865,41 +850,14 @@ pub(crate) mod tests {
     mod against_the_fake {
         use super::*;
         use crate::sim::vosk::{VoskSim, VoskSimOptions};
+        use crate::stt::conformance::{next, next_final as outcome, params, send_frames};
 
         async fn backend(sim: &VoskSim, extra: &str) -> Arc<dyn SpeechToText> {
             let toml = format!(
                 "provider = \"vosk\"\nbase_url = \"{}\"\n{extra}",
                 sim.base_url()
             );
-            crate::stt::build(&SttSettings::from_toml("stt", &toml).unwrap()).unwrap()
-        }
-
-        fn params() -> SttParams {
-            SttParams {
-                call_id: "CAvosk".into(),
-                language: None,
-            }
-        }
-
-        async fn next(s: &mut SttStream) -> Option<SttEvent> {
-            tokio::time::timeout(Duration::from_secs(10), s.events.recv())
-                .await
-                .expect("an event in time")
-        }
-
-        async fn outcome(s: &mut SttStream) -> SttEvent {
-            loop {
-                match next(s).await.expect("session open") {
-                    SttEvent::Partial(_) | SttEvent::SpeechStarted => {}
-                    ev => return ev,
-                }
-            }
-        }
-
-        async fn send(s: &SttStream, pcm: &[i16], frame: usize) {
-            for c in pcm.chunks(frame) {
-                s.input.send(SttInput::Audio(c.to_vec())).await.unwrap();
-            }
+            crate::stt::conformance::built(&toml)
         }
 
         /// Utterance mode: the config comes first (8 kHz), the VAD's 16 kHz utterance goes out
@@ -911,7 +869,7 @@ pub(crate) mod tests {
             let b = backend(&sim, "").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", INTERNAL_RATE).await;
-            send(&s, &speech, 320).await;
+            send_frames(&s, &speech, 320).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
@@ -956,8 +914,8 @@ pub(crate) mod tests {
             let b = backend(&sim, "mode = \"continuous\"\nend_of_turn = \"vosk\"").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
-            send(&s, &speech, 160).await;
-            send(&s, &[0i16; 8_000], 160).await;
+            send_frames(&s, &speech, 160).await;
+            send_frames(&s, &[0i16; 8_000], 160).await;
             assert_eq!(next(&mut s).await, Some(SttEvent::SpeechStarted));
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("no final")
@@ -982,13 +940,13 @@ pub(crate) mod tests {
             let b = backend(&sim, "mode = \"continuous\"").await;
             let mut s = b.open(params(), CancellationToken::new()).await.unwrap();
             let speech = crate::stt::conformance::speech("Hello there.", 8_000).await;
-            send(&s, &speech, 160).await;
+            send_frames(&s, &speech, 160).await;
             s.input
                 .send(SttInput::Control(SttControl::Finalize))
                 .await
                 .unwrap();
             // At once, the next turn (while the eof is being answered).
-            send(&s, &speech, 160).await;
+            send_frames(&s, &speech, 160).await;
             let SttEvent::Final(t) = outcome(&mut s).await else {
                 panic!("the first turn was lost")
             };

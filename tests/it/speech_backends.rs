@@ -2,6 +2,7 @@
 //! carrying a whole call through the real daemon.
 
 use voxhook::sim::assemblyai::{AssemblyAiSim, AssemblyAiSimOptions};
+use voxhook::sim::backend_section;
 use voxhook::sim::deepgram::{AuraSim, AuraSimOptions, DeepgramSim, DeepgramSimOptions};
 use voxhook::sim::elevenlabs::{ElevenLabsSim, ElevenLabsSimOptions};
 use voxhook::sim::openai::{OpenAiSim, OpenAiSimOptions};
@@ -21,8 +22,8 @@ async fn deepgram_call(extra: &str) -> DeepgramSim {
     .await
     .unwrap();
     let toml = format!(
-        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\n{extra}",
-        sim.base_url()
+        "{}\n{extra}",
+        backend_section("deepgram", "dg-test-key", &sim.base_url())
     );
     call_said(&toml).await;
     sim
@@ -93,8 +94,8 @@ async fn assemblyai_call(extra: &str) -> AssemblyAiSim {
     .await
     .unwrap();
     let toml = format!(
-        "provider = \"assemblyai\"\napi_key = \"aai-test-key\"\nbase_url = \"{}\"\n{extra}",
-        sim.base_url()
+        "{}\n{extra}",
+        backend_section("assemblyai", "aai-test-key", &sim.base_url())
     );
     call_said(&toml).await;
     sim
@@ -263,10 +264,7 @@ async fn a_call_through_openai_compatible_transcription() {
     })
     .await
     .unwrap();
-    let toml = format!(
-        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
-        sim.base_url()
-    );
+    let toml = backend_section("openai", "sk-test-key", &sim.base_url());
     call_said(&toml).await;
     let r = sim.transcriptions();
     assert_eq!(r.len(), 1, "{r:?}");
@@ -310,10 +308,7 @@ async fn call_spoken_by(tts_toml: &str, greeted: impl Fn() -> Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spoken_through_openai_compatible_speech() {
     let sim = OpenAiSim::start(OpenAiSimOptions::default()).await.unwrap();
-    let tts = format!(
-        "provider = \"openai\"\napi_key = \"sk-test-key\"\nbase_url = \"{}\"",
-        sim.base_url()
-    );
+    let tts = backend_section("openai", "sk-test-key", &sim.base_url());
     call_spoken_by(&tts, || {
         sim.speeches()
             .iter()
@@ -327,10 +322,8 @@ async fn a_call_spoken_through_openai_compatible_speech() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_spoken_through_deepgram_aura() {
     let sim = AuraSim::start(AuraSimOptions::default()).await.unwrap();
-    let tts = format!(
-        "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"\nencoding = \"mulaw\"",
-        sim.base_url()
-    );
+    let tts =
+        backend_section("deepgram", "dg-test-key", &sim.base_url()) + "\nencoding = \"mulaw\"";
     call_spoken_by(&tts, || {
         sim.requests().into_iter().map(|r| r.text).collect()
     })
@@ -353,10 +346,7 @@ async fn barge_in_waits_for_the_callers_words() {
     .await
     .unwrap();
     let h = Harness::start_with(|s| {
-        let stt = format!(
-            "provider = \"deepgram\"\napi_key = \"dg-test-key\"\nbase_url = \"{}\"",
-            sim.base_url()
-        );
+        let stt = backend_section("deepgram", "dg-test-key", &sim.base_url());
         s.stt = SttSettings::from_toml("stt", &stt).unwrap();
         s.audio.barge_in_min_words = 3;
     })
@@ -396,10 +386,7 @@ async fn a_call_spoken_through_elevenlabs() {
     let sim = ElevenLabsSim::start(ElevenLabsSimOptions::default())
         .await
         .unwrap();
-    let tts = format!(
-        "provider = \"elevenlabs\"\napi_key = \"xi-test-key\"\nbase_url = \"{}\"",
-        sim.base_url()
-    );
+    let tts = backend_section("elevenlabs", "xi-test-key", &sim.base_url());
     call_spoken_by(&tts, || {
         sim.connections()
             .into_iter()
@@ -421,10 +408,7 @@ async fn a_refusing_tts_hands_the_message_to_its_fallback() {
         .await
         .unwrap();
     let h = Harness::start_with(|s| {
-        let tts = format!(
-            "provider = \"elevenlabs\"\napi_key = \"xi-revoked\"\nbase_url = \"{}\"",
-            sim.base_url()
-        );
+        let tts = backend_section("elevenlabs", "xi-revoked", &sim.base_url());
         s.tts = TtsSettings::from_toml("tts", &tts).unwrap();
         s.tts_fallback = vec![TtsSettings::from_toml("tts", "provider = \"fake\"").unwrap()];
     })
