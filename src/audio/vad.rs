@@ -72,14 +72,21 @@ pub fn speech_share(samples: &[i16], threshold: f32) -> f32 {
 
 /// Streaming VAD with hangover-based endpointing.
 pub struct Endpointer {
-    detector: Box<earshot::Detector>,
+    /// Dropped while the line is gated silent (a reset detector is a fresh one), so an idle
+    /// call does not keep its ~9 KiB of state.
+    detector: Option<Box<earshot::Detector>>,
     cfg: EndpointerConfig,
     frame: Vec<i16>,
     /// Recent audio before an utterance: pre-roll plus the speech that has not yet reached
     /// `min_speech`.
     history: VecDeque<i16>,
     history_cap: usize,
-    /// The detector was reset when silence began and is skipped until sound returns.
+    /// The history was freed after a whole history's worth of gated silence; it stands for
+    /// `history_cap` samples of digital silence until sound returns.
+    history_freed: bool,
+    /// Gated samples in a row (outside an utterance).
+    gated_run: usize,
+    /// The detector was dropped when silence began and is skipped until sound returns.
     gated: bool,
     speech_run_ms: u64,
     in_utterance: bool,
@@ -98,12 +105,14 @@ impl Endpointer {
     pub fn new(cfg: EndpointerConfig) -> Self {
         let history_cap = ((cfg.pre_roll + cfg.min_speech).as_millis() as usize + 32) * 16;
         Self {
-            detector: earshot::Detector::default_boxed(),
+            detector: Some(earshot::Detector::default_boxed()),
             cfg,
             frame: Vec::with_capacity(VAD_FRAME),
             // Sized once: growing by doubling would leave most of a second buffer idle.
             history: VecDeque::with_capacity(history_cap),
             history_cap,
+            history_freed: false,
+            gated_run: 0,
             gated: false,
             speech_run_ms: 0,
             in_utterance: false,
@@ -162,15 +171,16 @@ impl Endpointer {
             .max()
             .unwrap_or(0);
         if peak <= SILENCE_PEAK {
-            if !self.gated {
-                // Sound after the gate starts from a clean detector, not from stale context.
-                self.detector.reset();
-                self.gated = true;
-            }
+            // Sound after the gate starts from a fresh detector, not from stale context.
+            self.detector = None;
+            self.gated = true;
             return false;
         }
         self.gated = false;
-        self.detector.predict_i16(&self.frame) >= self.cfg.threshold
+        self.detector
+            .get_or_insert_with(earshot::Detector::default_boxed)
+            .predict_i16(&self.frame)
+            >= self.cfg.threshold
     }
 
     /// Consumes the full frame in `self.frame` with a known speech decision (used by `push`
@@ -178,6 +188,28 @@ impl Endpointer {
     /// event's audio.
     fn on_frame(&mut self, speech: bool, events: &mut Vec<VadEvent>) {
         if !self.in_utterance {
+            self.gated_run = if self.gated {
+                self.gated_run + self.frame.len()
+            } else {
+                0
+            };
+            if self.gated_run >= self.history_cap {
+                // Only gated silence is left in the history: free it; the pre-roll of the
+                // next utterance is digital silence (≤ −60 dBFS either way).
+                if !self.history_freed {
+                    self.history = VecDeque::new();
+                    self.history_freed = true;
+                }
+                self.frame.clear();
+                self.speech_run_ms = 0;
+                return;
+            }
+            if self.history_freed {
+                self.history_freed = false;
+                self.history = VecDeque::with_capacity(self.history_cap);
+                let silent = self.history_cap.saturating_sub(self.frame.len());
+                self.history.resize(silent / VAD_FRAME * VAD_FRAME, 0);
+            }
             let excess = (self.history.len() + self.frame.len()).saturating_sub(self.history_cap);
             self.history.drain(..excess.min(self.history.len()));
             self.history.extend(self.frame.drain(..));
@@ -327,17 +359,54 @@ mod tests {
         let quiet: Vec<i16> = (0..16_000).map(|i| [0, 7, -12, 32][i % 4]).collect();
         gated.push(&quiet, &mut ev);
         assert!(gated.gated, "frames at or below the floor are gated");
+        assert!(
+            gated.detector.is_none(),
+            "no detector state held in silence"
+        );
         assert!(ev.is_empty());
 
         // The detector restarted at the gate, so it scores new sound like a fresh one.
-        let mut fresh = Endpointer::new(cfg());
+        let mut fresh = earshot::Detector::default_boxed();
         for k in 0..5 {
             let frame = tone(6_000.0, k * VAD_FRAME);
-            assert_eq!(
-                gated.detector.predict_i16(&frame),
-                fresh.detector.predict_i16(&frame)
-            );
+            gated.frame.clear();
+            gated.frame.extend_from_slice(&frame);
+            assert_eq!(gated.is_speech(), fresh.predict_i16(&frame) >= 0.5);
         }
+    }
+
+    /// A silent line holds no history; speech after it starts with the full pre-roll, as
+    /// digital silence, exactly as long as after a line that was never gated.
+    #[test]
+    fn a_silent_line_frees_its_history_and_the_pre_roll_comes_back_as_silence() {
+        let quiet: Vec<i16> = (0..16_000).map(|i| [0, 7, -12, 32][i % 4]).collect();
+        let speech: Vec<i16> = (0..12).flat_map(|k| tone(8_000.0, k * VAD_FRAME)).collect();
+        let mut started = Vec::new();
+        for gate in [true, false] {
+            let mut e = Endpointer::new(cfg());
+            let mut ev = Vec::new();
+            if gate {
+                e.push(&quiet, &mut ev);
+                assert_eq!(e.history.capacity(), 0, "history freed on a silent line");
+            } else {
+                // The same length of quiet that is just above the gate.
+                let hum: Vec<i16> = quiet.iter().map(|s| s.signum() * 40).collect();
+                e.push(&hum, &mut ev);
+                assert!(e.history.capacity() > 0);
+            }
+            e.push(&speech, &mut ev);
+            let audio = ev.iter().find_map(|v| match v {
+                VadEvent::Started(a) => Some(a.clone()),
+                _ => None,
+            });
+            started.push(audio.expect("speech starts an utterance"));
+        }
+        assert_eq!(started[0].len(), started[1].len());
+        assert!(
+            started[0][..VAD_FRAME].iter().all(|s| *s == 0),
+            "pre-roll is silence"
+        );
+        assert!(started[1][..VAD_FRAME].iter().any(|s| *s != 0));
     }
 
     #[test]

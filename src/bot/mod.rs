@@ -237,8 +237,9 @@ pub struct Callback {
     pub replies: Vec<BotReply>,
 }
 
-/// Sends each reply to the call as soon as it arrives (sync body, then each poll).
-pub type ReplySink = mpsc::Sender<BotReply>;
+/// Sends each reply to the call as soon as it arrives (sync body, then each poll). Boxed:
+/// a channel holds its first 32 slots from creation, and replies are rare and large.
+pub type ReplySink = mpsc::Sender<Box<BotReply>>;
 
 /// A chatbot platform's webhook channel, shared by all calls (HTTP client, credentials).
 #[async_trait]

@@ -50,7 +50,7 @@ pub struct SessionInit {
     /// The call's token.
     pub cancel: CancellationToken,
     /// Bot messages delivered by async callbacks.
-    pub callbacks: mpsc::Receiver<BotReply>,
+    pub callbacks: mpsc::Receiver<Box<BotReply>>,
     /// Metrics, the call record and the recording.
     pub trace: CallTrace,
 }
@@ -249,7 +249,7 @@ pub async fn run(
                     None
                 }
             },
-            Some(r) = callbacks.recv() => ctx.on_bot(BotEvent::Reply(Box::new(r))),
+            Some(r) = callbacks.recv() => ctx.on_bot(BotEvent::Reply(r)),
             ev = bot_events.recv() => match ev {
                 Some(ev) => ctx.on_bot(ev),
                 None => {
@@ -767,7 +767,7 @@ async fn bot_worker(
                 res = &mut call => break res,
                 Some(r) = reply_rx.recv() => {
                     replied = true;
-                    if events.send(BotEvent::Reply(Box::new(r))).await.is_err() { return; }
+                    if events.send(BotEvent::Reply(r)).await.is_err() { return; }
                 }
                 _ = tokio::time::sleep_until(first_reply_by), if !replied => {
                     break Err(BotError::Timeout(format!(
@@ -777,7 +777,7 @@ async fn bot_worker(
             }
         };
         while let Ok(r) = reply_rx.try_recv() {
-            if events.send(BotEvent::Reply(Box::new(r))).await.is_err() {
+            if events.send(BotEvent::Reply(r)).await.is_err() {
                 return;
             }
         }

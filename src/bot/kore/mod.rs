@@ -290,7 +290,7 @@ impl KoreClient {
                 return Ok(());
             }
             for reply in self.replies(&resp) {
-                if replies.send(reply).await.is_err() {
+                if replies.send(Box::new(reply)).await.is_err() {
                     return Ok(()); // the call is gone
                 }
             }
@@ -607,7 +607,7 @@ mod tests {
         }
     }
 
-    async fn collect(mut rx: mpsc::Receiver<BotReply>) -> Vec<String> {
+    async fn collect(mut rx: mpsc::Receiver<Box<BotReply>>) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(r) = rx.recv().await {
             out.extend(r.text);

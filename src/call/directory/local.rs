@@ -99,7 +99,11 @@ impl LocalDirectory {
 /// Hands `replies` to one call's channel in order, each within [`DELIVERY_TIMEOUT`].
 pub(super) async fn hand_over(sink: &ReplySink, replies: Vec<BotReply>) -> Delivery {
     for reply in replies {
-        if sink.send_timeout(reply, DELIVERY_TIMEOUT).await.is_err() {
+        if sink
+            .send_timeout(Box::new(reply), DELIVERY_TIMEOUT)
+            .await
+            .is_err()
+        {
             return Delivery::Stalled;
         }
     }
@@ -214,7 +218,7 @@ mod tests {
             d.deliver(&["+1555".into()], one()).await,
             Delivery::Delivered
         );
-        assert_eq!(rx.recv().await, Some(BotReply::default()));
+        assert_eq!(rx.recv().await, Some(Box::default()));
         drop(reg);
         assert_eq!(
             d.deliver(&["+1555".into(), "CA1".into()], one()).await,
