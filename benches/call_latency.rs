@@ -8,6 +8,10 @@
 //! of turn) and `--tts openai|deepgram|elevenlabs` swap in a cloud backend
 //! against its local fake, configured with the vendor's typical latency (`--vendor-ms N`). Figures are percentiles from one run; the daemon's own JSON log lines are the
 //! measurement source.
+//!
+//! Profiling idle memory: `VOXHOOK_BENCH_WRAP="heaptrack -o /tmp/vx"` runs the daemon under a
+//! profiler, and `VOXHOOK_BENCH_HOLD=SECS` keeps the idle calls up that long after measuring
+//! (stop the daemon then, and the profile's "leaked" allocations are what the calls hold).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -318,6 +322,15 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         rss.push(daemon.rss_kib());
+    }
+    // VOXHOOK_BENCH_HOLD=SECS keeps the idle calls up that long after measuring, for a
+    // profiler's snapshot of what they hold.
+    if let Some(secs) = std::env::var("VOXHOOK_BENCH_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("holding {n_idle} x 2 idle calls for {secs} s");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
     for c in &idle {
         c.hang_up().await;

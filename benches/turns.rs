@@ -214,15 +214,7 @@ async fn main() {
         .map(|i| if i % 4_000 < 16 { 12_000 } else { 0 })
         .collect();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<i16> = (0..RATE * 20)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            ((seed % 2001) as f64 / 1000.0 - 1.0) * 600.0
-        })
-        .map(|x| x as i16)
-        .collect();
+    let noise = speech_set::white_noise(RATE * 20, 600.0, &mut seed);
     println!("\nfalse barge-ins (the VAD alone), per minute of audio");
     for (name, pcm) in [
         (

@@ -226,11 +226,12 @@ async fn media(
     let deps = st.deps.clone();
     let conn_id = new_conn_id();
     // Small socket buffers: media messages are ~400 bytes, and tungstenite's 128 KiB default
-    // read buffer would dominate an idle call's memory. Writes go out at once.
+    // read buffer would dominate an idle call's memory (it reserves this much again on top
+    // of what a partial frame holds, so 4 KiB grew to 8). Writes go out at once.
     ws.protocols(provider.subprotocols().iter().copied())
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "WebSocket upgrade failed."))
         .on_upgrade(move |socket| {

@@ -49,8 +49,8 @@ pub enum ListenerEvent {
     BargeIn,
     /// The utterance ended (VAD) at this instant.
     SpeechEnded(Instant),
-    /// The utterance's text.
-    Transcript(Transcript),
+    /// The utterance's text (boxed: the event channel's 32 slots are 32 B, not 56).
+    Transcript(Box<Transcript>),
     /// Recognition of one utterance failed.
     SttFailed(String),
     /// The STT session could not open or ended: speech input is off for this listener
@@ -309,11 +309,11 @@ async fn listen(
                         if events.send(ListenerEvent::SpeechEnded(at)).await.is_err() {
                             return Ended::Done;
                         }
-                        ListenerEvent::Transcript(guarded(t))
+                        ListenerEvent::Transcript(Box::new(guarded(t)))
                     }
                     Some(SttEvent::Final(t)) => {
                         heard_words = false;
-                        ListenerEvent::Transcript(guarded(t))
+                        ListenerEvent::Transcript(Box::new(guarded(t)))
                     }
                     // The first words of a turn are the surest sign the caller talks (not
                     // noise, not the bot's echo): a barge-in while the bot speaks.

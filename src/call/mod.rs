@@ -226,7 +226,10 @@ impl crate::bot::RouteKeys for CallRoutes {
 async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink, deps: &CallDeps) {
     let start = &init.start;
     let _live = crate::telemetry::metrics::call_started();
-    let (trace, start_copy, provider) = (init.trace.clone(), start.clone(), init.provider);
+    // The record's copy of the start, only when records are kept (its custom parameters are
+    // an idle call's memory otherwise).
+    let start_copy = deps.records.as_ref().map(|_| start.clone());
+    let (trace, provider) = (init.trace.clone(), init.provider);
     tracing::Span::current().record("call_id", start.call_id.as_str());
     let language = initial_language(start, deps);
     let mut session = BotSession {
@@ -305,7 +308,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
         deps.directory.release_session(record).await;
     }
     crate::telemetry::metrics::call_ended(summary.reason.code());
-    if let Some(sink) = &deps.records {
+    if let (Some(sink), Some(start_copy)) = (&deps.records, &start_copy) {
         let outcome = record::CallOutcome {
             bot_platform: deps.bot.name(),
             bot_conversation: conversation.conversation_id(),
@@ -313,7 +316,7 @@ async fn run_call(init: session::SessionInit, callback_tx: crate::bot::ReplySink
             session_closure: closure,
             dropped_frames: summary.dropped_frames,
         };
-        sink.write(&trace.finish(&start_copy, provider, &session.user_id, outcome))
+        sink.write(&trace.finish(start_copy, provider, &session.user_id, outcome))
             .await;
     }
     tracing::info!(

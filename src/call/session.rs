@@ -55,9 +55,10 @@ pub struct SessionInit {
     pub trace: CallTrace,
 }
 
+/// Boxed turn: 16 B slots instead of 88 (see `BotEvent`).
 enum BotRequest {
     Open,
-    Turn(TurnInput),
+    Turn(Box<TurnInput>),
 }
 
 /// Boxed reply: each channel holds its first 32 slots from creation, and an unboxed
@@ -258,7 +259,7 @@ pub async fn run(
                 }
             },
             ev = speaker_events.recv() => match ev {
-                Some(ev) => ctx.on_speaker(ev),
+                Some(ev) => ctx.on_speaker(*ev),
                 None => {
                     tracing::error!("Speaker stopped unexpectedly.");
                     break CallEndReason::Internal;
@@ -378,7 +379,10 @@ fn spawn_speaker(
     out: mpsc::Sender<crate::telephony::OutboundCommand>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) -> (mpsc::Sender<SpeakerCommand>, mpsc::Receiver<SpeakerEvent>) {
+) -> (
+    mpsc::Sender<Box<SpeakerCommand>>,
+    mpsc::Receiver<Box<SpeakerEvent>>,
+) {
     let (cmd_tx, cmd_rx) = mpsc::channel(SPEAKER_COMMAND_CAPACITY);
     let (ev_tx, events) = mpsc::channel(SPEAKER_EVENT_CAPACITY);
     let cfg = SpeakerConfig {
@@ -400,7 +404,7 @@ type ListenerEnds = (mpsc::Sender<Vec<i16>>, mpsc::Receiver<ListenerEvent>);
 struct Actor {
     turns: TurnState,
     bot_tx: mpsc::Sender<BotRequest>,
-    spk_tx: mpsc::Sender<SpeakerCommand>,
+    spk_tx: mpsc::Sender<Box<SpeakerCommand>>,
     /// The current listener's audio input, for frames that reached the actor as events
     /// (before the reader had the listener attached).
     audio_tx: mpsc::Sender<Vec<i16>>,
@@ -616,7 +620,7 @@ impl Actor {
                         "Turn sent to bot."
                     );
                     self.bot_tx
-                        .send(BotRequest::Turn(turn))
+                        .send(BotRequest::Turn(Box::new(turn)))
                         .await
                         .map_err(drop)?;
                 }
@@ -632,11 +636,11 @@ impl Actor {
                     }
                     let received = self.reply_received.unwrap_or_else(Instant::now);
                     self.spk_tx
-                        .send(SpeakerCommand::Say {
+                        .send(Box::new(SpeakerCommand::Say {
                             id,
                             prompt,
                             received,
-                        })
+                        }))
                         .await
                         .map_err(drop)?;
                 }
@@ -644,7 +648,7 @@ impl Actor {
                     let on = matches!(a, CallAction::StartFiller);
                     tracing::debug!(on, "Filler.");
                     self.spk_tx
-                        .send(SpeakerCommand::Filler(on))
+                        .send(Box::new(SpeakerCommand::Filler(on)))
                         .await
                         .map_err(drop)?;
                 }
@@ -660,7 +664,7 @@ impl Actor {
                         self.notify(d, Playback::Interrupted);
                     }
                     self.spk_tx
-                        .send(SpeakerCommand::Clear)
+                        .send(Box::new(SpeakerCommand::Clear))
                         .await
                         .map_err(drop)?;
                 }
@@ -691,10 +695,10 @@ impl Actor {
         );
         self.new_listener = Some(ends);
         self.spk_tx
-            .send(SpeakerCommand::UseTts(
+            .send(Box::new(SpeakerCommand::UseTts(
                 engines.tts.clone(),
                 Some(code.to_string()),
-            ))
+            )))
             .await
             .map_err(drop)
     }

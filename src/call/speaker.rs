@@ -19,7 +19,8 @@ use crate::audio::{AudioFrame, FRAME_MS};
 use crate::telephony::OutboundCommand;
 use crate::tts::{TextToSpeech, TtsError, TtsRequest, TtsStream};
 
-/// Actor → speaker commands.
+/// Actor → speaker commands. Both speaker channels carry boxed messages: a tokio channel
+/// holds 32 slots from its creation, and these are rare, so an idle call keeps 8 B a slot.
 pub const SPEAKER_COMMAND_CAPACITY: usize = 16;
 /// Speaker → actor events.
 pub const SPEAKER_EVENT_CAPACITY: usize = 16;
@@ -135,9 +136,9 @@ pub struct SpeakerConfig {
 /// Runs until cancelled or the command channel closes.
 pub async fn run(
     cfg: SpeakerConfig,
-    mut commands: mpsc::Receiver<SpeakerCommand>,
+    mut commands: mpsc::Receiver<Box<SpeakerCommand>>,
     out: mpsc::Sender<OutboundCommand>,
-    events: mpsc::Sender<SpeakerEvent>,
+    events: mpsc::Sender<Box<SpeakerEvent>>,
     cancel: CancellationToken,
 ) {
     let frame_len = (cfg.out_rate as u64 * FRAME_MS / 1000) as usize;
@@ -176,7 +177,9 @@ pub async fn run(
                 match started {
                     Ok(c) => current = Some(c),
                     Err(error) => {
-                        let _ = events.send(SpeakerEvent::Failed { id, error }).await;
+                        let _ = events
+                            .send(Box::new(SpeakerEvent::Failed { id, error }))
+                            .await;
                         continue;
                     }
                 }
@@ -211,10 +214,10 @@ pub async fn run(
                         let id = c.id;
                         current = None;
                         let _ = events
-                            .send(SpeakerEvent::Failed {
+                            .send(Box::new(SpeakerEvent::Failed {
                                 id,
                                 error: e.to_string(),
-                            })
+                            }))
                             .await;
                         continue;
                     }
@@ -241,7 +244,7 @@ pub async fn run(
             .is_some_and(|c| !c.tts_done && c.ready.len() < MAX_READY_FRAMES);
         tokio::select! {
             _ = cancel.cancelled() => return,
-            cmd = commands.recv() => match cmd {
+            cmd = commands.recv() => match cmd.map(|c| *c) {
                 None => return,
                 Some(SpeakerCommand::Say { id, prompt, received }) => {
                     filler_on = false;
@@ -295,7 +298,7 @@ pub async fn run(
                     Some(Err(e)) => {
                         let id = c.id;
                         current = None;
-                        let _ = events.send(SpeakerEvent::Failed { id, error: e.to_string() }).await;
+                        let _ = events.send(Box::new(SpeakerEvent::Failed { id, error: e.to_string() })).await;
                         continue;
                     }
                     None => {
@@ -328,7 +331,7 @@ pub async fn run(
                 if !c.first_sent && !c.filler {
                     let tts = c.first_chunk.unwrap_or(sent_at) - c.started;
                     let ev = SpeakerEvent::FirstAudio { id: c.id, latency: sent_at - c.received, tts, backend: c.backend };
-                    let _ = events.send(ev).await;
+                    let _ = events.send(Box::new(ev)).await;
                 }
                 c.first_sent = true;
             }

@@ -62,6 +62,20 @@ pub fn telephone_path(samples: &[i16], rate: u32) -> Vec<i16> {
     from_line(&to_line(samples, rate))
 }
 
+/// `samples` of uniform white noise at ±`amplitude`, from a xorshift generator: the same
+/// `seed` gives the same noise, and the seed moves on for the next clip.
+pub fn white_noise(samples: usize, amplitude: f64, seed: &mut u64) -> Vec<i16> {
+    (0..samples)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            ((*seed % 2_001) as f64 / 1_000.0 - 1.0) * amplitude
+        })
+        .map(|x| x as i16)
+        .collect()
+}
+
 /// 8 kHz caller speech → what the listener hands the STT: μ-law round trip, then 16 kHz.
 pub fn from_line(pcm_8k: &[i16]) -> Vec<i16> {
     let (mut wire, mut line) = (Vec::new(), Vec::new());

@@ -72,17 +72,7 @@ async fn whisper_tiny_en_hears_real_english_through_the_telephone_path() {
 async fn silence_noise_and_clicks_reach_the_bot_as_nothing() {
     let stt = whisper("ggml-tiny.en.bin", "en");
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut noise = |amp: f64| {
-        (0..16_000 * 2)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                ((seed % 2001) as f64 / 1000.0 - 1.0) * amp
-            })
-            .map(|x| x as i16)
-            .collect::<Vec<i16>>()
-    };
+    let mut noise = |amp: f64| speech_set::white_noise(16_000 * 2, amp, &mut seed);
     let clicks: Vec<i16> = (0..16_000 * 2)
         .map(|i| if i % 4_000 < 16 { 12_000 } else { 0 })
         .collect();
