@@ -326,6 +326,25 @@ async fn main() {
         );
     }
 
+    // The same sets cut into separate 2 s clips (faded in and out over 50 ms, a second of
+    // silence either side), each a fresh call: a rate over many candidates, not over the one
+    // long utterance a continuous set makes.
+    println!("\nbarge-ins raised on 12 clips of 2 s per set: earshot alone / confirmed by Silero");
+    for (name, pcm) in &sets {
+        let (mut raised, mut confirmed) = (0, 0);
+        for k in 0..12 {
+            let at = k * RATE * 3 / 2;
+            let clip = faded(&pcm[at..at + 2 * RATE], 50 * 16);
+            let padded: Vec<i16> = [silence(1_000), clip, silence(1_000)].concat();
+            let s = run(&padded, false);
+            if let Some(&b) = s.barge_ins.first() {
+                raised += 1;
+                confirmed += usize::from(confirms(&mut model, &padded, b));
+            }
+        }
+        println!("  {name:<28} {raised:>2} / {confirmed:>2}");
+    }
+
     // 4. Missed barge-ins on real speech, and how long they take.
     let mut delay = Vec::new();
     let mut missed = 0;
@@ -408,6 +427,22 @@ fn thread_cpu() -> f64 {
     // SAFETY: `ts` is a valid timespec for the call to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `pcm` with `n` samples of raised-cosine fade at each end.
+fn faded(pcm: &[i16], n: usize) -> Vec<i16> {
+    let len = pcm.len();
+    pcm.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let edge = i.min(len - 1 - i);
+            if edge >= n {
+                return x;
+            }
+            let g = 0.5 - 0.5 * (std::f64::consts::PI * edge as f64 / n as f64).cos();
+            (f64::from(x) * g) as i16
+        })
+        .collect()
 }
 
 /// Silero's verdict on the barge-in the VAD raised at `at_ms` in `pcm`: the last 320 ms, as

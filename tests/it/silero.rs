@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use voxhook::sim::caller::{CallerOptions, SimCaller};
 use voxhook::sim::kore::KoreSim;
 
-use crate::support::{root, speech, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
+use crate::support::{
+    call_and_hear_greeting, root, speech, talk_over_the_answer, write_config, Daemon, BOT_ID,
+    CLIENT_ID, SECRET, WAIT,
+};
 
 /// A dial-tone-like 350 + 440 Hz chord at 8 kHz for `ms`, faded in and out over 100 ms: an
 /// abrupt onset from silence is itself speech-like to Silero (0.3 to 0.58 on the window
@@ -69,13 +71,7 @@ async fn silero_drops_a_hum_trims_it_off_speech_and_refuses_it_as_a_barge_in() {
     let bot = KoreSim::start(BOT_ID, CLIENT_ID, SECRET).await.unwrap();
     let d = Daemon::spawn(&bot, 0, &silero_config()).await;
     let user = "+15550016001";
-    let caller = SimCaller::connect(CallerOptions::new(&d.ws_url(), user, "+15550009999"))
-        .await
-        .unwrap();
-    caller
-        .wait_for(WAIT, |l| l.marks_played.len() == 1)
-        .await
-        .expect("greeting played to its mark");
+    let caller = call_and_hear_greeting(&d.ws_url(), user).await;
     let turns = || {
         bot.received()
             .into_iter()
@@ -144,17 +140,7 @@ async fn silero_drops_a_hum_trims_it_off_speech_and_refuses_it_as_a_barge_in() {
 
     // 4. Real speech over the bot: Silero confirms, playback is cleared.
     caller.press("1234#").await;
-    caller
-        .wait_for(WAIT, |l| l.queued_samples > 0 && l.marks_played.len() == 3)
-        .await
-        .expect("the balance starts playing");
-    caller
-        .say(speech("Actually, I want to speak to an agent.").await)
-        .await;
-    caller
-        .wait_for(WAIT, |l| l.clears >= 1)
-        .await
-        .expect("barge-in sends clear");
+    talk_over_the_answer(&caller, |l| l.marks_played.len() == 3).await;
     let m = d.metrics().await;
     assert!(m["voxhook_silero_barge_ins_total{result=\"confirmed\"}"] >= 1.0);
     assert_eq!(m["voxhook_barge_ins_total"], 1.0);
@@ -172,26 +158,22 @@ async fn validate_names_a_missing_silero_file_by_its_key() {
         0,
         &extra,
     );
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
-        .output()
-        .await
-        .unwrap();
+    let validate = || async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
+            .args(["validate", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", &creds)
+            .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = validate().await;
     let fixed = std::fs::read_to_string(&config)
         .unwrap()
         .replace("no-such-silero.onnx", "silero_vad.onnx");
     std::fs::write(&config, fixed).unwrap();
-    let ok = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
-        .output()
-        .await
-        .unwrap();
+    let ok = validate().await;
     std::fs::remove_dir_all(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
