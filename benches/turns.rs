@@ -244,14 +244,8 @@ async fn main() {
         })
         .map(|x| x as i16)
         .collect();
-    let hum: Vec<i16> = (0..RATE * 20)
-        .map(|i| {
-            let t = i as f64 / RATE as f64;
-            let x = (2.0 * std::f64::consts::PI * 350.0 * t).sin()
-                + (2.0 * std::f64::consts::PI * 440.0 * t).sin();
-            (x * 1_500.0) as i16
-        })
-        .collect();
+    // Abrupt at both ends, as a tone keyed on and off (`speech_set::hum` with no fade).
+    let hum = speech_set::hum(20_000, 16_000, 1_500.0, 0);
     // Keys pressed while the bot talks, heard in-band: 150 ms tone pairs, 4 per second.
     let pairs = [
         (697.0, 1209.0),

@@ -318,8 +318,7 @@ async fn listen(
                         VadEvent::BargeIn if min_words > 0 => None,
                         VadEvent::BargeIn => match confirm {
                             Some(pool) => {
-                                let candidate: Vec<i16> = recent.iter().copied().collect();
-                                match pool.score(&candidate) {
+                                match pool.score(recent.make_contiguous()) {
                                     Ok(p) => {
                                         confirming = Some(p);
                                         None
@@ -626,24 +625,8 @@ mod tests {
     use super::*;
     use crate::stt::SttSettings;
 
-    /// A session that takes seconds to open (a cloud STT reconnecting on a language switch)
-    /// does not hold up speech starts and barge-ins, and still gets the utterance after.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_slow_session_open_holds_up_neither_barge_in_nor_the_utterance() {
-        let stt = SttSettings::from_toml(
-            "stt",
-            "provider = \"fake\"\nopen_latency_ms = 3000\ntranscripts = [\"later\"]\nlatency_ms = 5",
-        )
-        .unwrap();
-        let source = SttSource {
-            stt: crate::stt::build(&stt).unwrap(),
-            fallback: None,
-            params: SttParams {
-                call_id: "CA1".into(),
-                language: None,
-            },
-        };
-        let vad = EndpointerConfig {
+    fn vad() -> EndpointerConfig {
+        EndpointerConfig {
             threshold: 0.5,
             min_speech: Duration::from_millis(160),
             barge_in_min_speech: Duration::from_millis(240),
@@ -652,7 +635,105 @@ mod tests {
             digits_end_of_utterance: Duration::from_millis(500),
             pre_roll: Duration::from_millis(300),
             max_utterance: Duration::from_secs(30),
+        }
+    }
+
+    fn fake_stt(toml: &str) -> SttSource {
+        let stt = SttSettings::from_toml("stt", toml).unwrap();
+        SttSource {
+            stt: crate::stt::build(&stt).unwrap(),
+            fallback: None,
+            params: SttParams {
+                call_id: "CA1".into(),
+                language: None,
+            },
+        }
+    }
+
+    /// Feeds `pcm` (8 kHz) in real time, 20 ms frames, then holds the sender open.
+    fn feed(pcm: Vec<i16>, audio_tx: mpsc::Sender<Vec<i16>>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for frame in pcm.chunks(160) {
+                audio_tx.send(frame.to_vec()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            std::future::pending::<()>().await;
+        })
+    }
+
+    /// With Silero on, a hum is refused as a barge-in and dropped as an utterance before the
+    /// STT hears it (the utterance STT's one scripted transcript goes to the speech after
+    /// it), and the speech after it interrupts.
+    #[cfg(feature = "sim")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silero_refuses_a_hums_barge_in_and_keeps_it_from_the_stt() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        let raw = crate::audio::silero::SileroConfig {
+            enabled: true,
+            model_path: root.join("silero_vad.onnx").display().to_string(),
+            library_path: root.join("libonnxruntime.so.1.32.0").display().to_string(),
+            ..Default::default()
         };
+        let settings = raw
+            .validate("audio.silero", &mut Default::default())
+            .unwrap();
+        let pool = SileroPool::load(&settings).expect("scripts/install-silero.sh");
+        let hum = crate::sim::speech_set::hum(1_500, 8_000, 3_000.0, 100);
+        let speech = crate::stt::conformance::speech("Hello, can you hear me?", 8_000).await;
+        let pcm = [hum, vec![0; 8_000], speech, vec![0; 8_000]].concat();
+        let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+        let (ev_tx, mut events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(
+            audio_rx,
+            8_000,
+            vad(),
+            watch::channel(false).1,
+            Some(pool),
+            fake_stt("provider = \"fake\"\ntranscripts = [\"the speech\"]\nlatency_ms = 5"),
+            CallTrace::new(false, None),
+            ev_tx,
+            cancel.clone(),
+        ));
+        let feeder = feed(pcm, audio_tx);
+        let mut seen: Vec<String> = Vec::new();
+        while seen.iter().filter(|e| e.starts_with("Transcript")).count() < 2 {
+            let ev = tokio::time::timeout(Duration::from_secs(20), events.recv())
+                .await
+                .expect("an event in time")
+                .expect("listener running");
+            seen.push(match ev {
+                ListenerEvent::Transcript(t) => format!("Transcript({})", t.text),
+                other => format!("{other:?}")
+                    .split('(')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "SpeechStarted",
+                "SpeechEnded",
+                "Transcript()",
+                "SpeechStarted",
+                "BargeIn",
+                "SpeechEnded",
+                "Transcript(the speech)",
+            ]
+        );
+        cancel.cancel();
+        feeder.abort();
+    }
+
+    /// A session that takes seconds to open (a cloud STT reconnecting on a language switch)
+    /// does not hold up speech starts and barge-ins, and still gets the utterance after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_session_open_holds_up_neither_barge_in_nor_the_utterance() {
+        let source = fake_stt(
+            "provider = \"fake\"\nopen_latency_ms = 3000\ntranscripts = [\"later\"]\nlatency_ms = 5",
+        );
         let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
         let (ev_tx, mut events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
         let cancel = CancellationToken::new();
@@ -660,7 +741,7 @@ mod tests {
         tokio::spawn(run(
             audio_rx,
             8_000,
-            vad,
+            vad(),
             watch::channel(false).1,
             None,
             source,

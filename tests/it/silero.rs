@@ -13,25 +13,11 @@ use crate::support::{
     CLIENT_ID, SECRET, WAIT,
 };
 
-/// A dial-tone-like 350 + 440 Hz chord at 8 kHz for `ms`, faded in and out over 100 ms: an
-/// abrupt onset from silence is itself speech-like to Silero (0.3 to 0.58 on the window
-/// holding it, measured), which is not what this test is about.
+/// A dial-tone-like hum at 8 kHz for `ms` (`speech_set::hum`, faded over 100 ms: an abrupt
+/// onset from silence is itself speech-like to Silero, 0.3 to 0.58 on the window holding it,
+/// measured, which is not what this test is about).
 fn hum(ms: usize) -> Vec<i16> {
-    let (n, fade) = (ms * 8, 800);
-    (0..n)
-        .map(|i| {
-            let t = i as f64 / 8_000.0;
-            let edge = i.min(n - 1 - i);
-            let g = if edge < fade {
-                0.5 - 0.5 * (std::f64::consts::PI * edge as f64 / fade as f64).cos()
-            } else {
-                1.0
-            };
-            let x = (2.0 * std::f64::consts::PI * 350.0 * t).sin()
-                + (2.0 * std::f64::consts::PI * 440.0 * t).sin();
-            (x * 3_000.0 * g) as i16
-        })
-        .collect()
+    voxhook::sim::speech_set::hum(ms, 8_000, 3_000.0, 100)
 }
 
 fn silero_config() -> String {
