@@ -278,7 +278,7 @@ async fn main() {
         ("clicks (4 per second)", clicks),
         ("line noise (-35 dBFS)", noise),
         (
-            "hum 350+440 Hz (-23 dBFS)",
+            "hum 350+440 Hz (-27 dBFS)",
             speech_set::from_line(&speech_set::to_line(&hum, 16_000)),
         ),
         (
