@@ -11,18 +11,30 @@
 //! - **false barge-ins**: the bot's own voice fed back at −20 dB (echo), babble (three
 //!   talkers at −20 dB), clicks and line noise, each 20 s, per minute of audio;
 //! - **missed barge-ins**: real utterances that never reach `barge_in_min_speech_ms`, and the
-//!   speech start → barge-in delay of the rest.
+//!   speech start → barge-in delay of the rest;
+//! - **Silero VAD as a second opinion** (`[audio.silero]`, `models/silero_vad.onnx` from
+//!   `scripts/install-silero.sh`): the same false and missed barge-ins when Silero must
+//!   confirm each one (its last 320 ms scored ≥ 0.5, as the listener asks), two more sets
+//!   (a steady dial-tone-like hum, in-band keypad tones), the utterances earshot opens on
+//!   each set and how many of them Silero's trim drops, and Silero's CPU per 32 ms window,
+//!   alone and batched over 8 and 32 calls.
 //!
 //! `cargo bench --bench turns`. One run; the audio is fixed, so the figures repeat exactly.
 
 use std::time::Duration;
 
+use voxhook::audio::silero::{self, SileroModel, SileroState};
 use voxhook::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use voxhook::sim::speech_set::{self, Utterance};
 
 const RATE: usize = 16_000;
 /// 20 ms frames, as the listener pushes them.
 const FRAME: usize = 320;
+/// The listener's barge-in candidate for Silero: the utterance's last 320 ms.
+const CONFIRM: usize = 10 * silero::WINDOW;
+/// `[audio.silero]` defaults.
+const SILERO_THRESHOLD: f32 = 0.5;
+const TRIM_MARGIN: usize = 100 * 16;
 
 fn config() -> EndpointerConfig {
     // The `[audio]` defaults.
@@ -44,6 +56,8 @@ struct Seen {
     starts: Vec<u64>,
     ends: Vec<u64>,
     barge_ins: Vec<u64>,
+    /// Each utterance's audio, as the listener would hand it to an utterance STT.
+    utterances: Vec<Vec<i16>>,
 }
 
 fn run(pcm: &[i16], expect_digits: bool) -> Seen {
@@ -57,10 +71,17 @@ fn run(pcm: &[i16], expect_digits: bool) -> Seen {
         let at = ((i + 1) * FRAME * 1000 / RATE) as u64;
         for ev in &events {
             match ev {
-                VadEvent::Started(_) => seen.starts.push(at),
+                VadEvent::Started(a) => {
+                    seen.starts.push(at);
+                    seen.utterances.push(a.clone());
+                }
                 VadEvent::Ended { .. } => seen.ends.push(at),
                 VadEvent::BargeIn => seen.barge_ins.push(at),
-                VadEvent::Audio(_) => {}
+                VadEvent::Audio(a) => {
+                    if let Some(u) = seen.utterances.last_mut() {
+                        u.extend_from_slice(a);
+                    }
+                }
             }
         }
     }
@@ -215,8 +236,29 @@ async fn main() {
         .collect();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let noise = speech_set::white_noise(RATE * 20, 600.0, &mut seed);
-    println!("\nfalse barge-ins (the VAD alone), per minute of audio");
-    for (name, pcm) in [
+    // Abrupt at both ends, as a tone keyed on and off (`speech_set::hum` with no fade).
+    let hum = speech_set::hum(20_000, 16_000, 1_500.0, 0);
+    // Keys pressed while the bot talks, heard in-band: 150 ms tone pairs, 4 per second.
+    let pairs = [
+        (697.0, 1209.0),
+        (770.0, 1336.0),
+        (852.0, 1477.0),
+        (941.0, 1336.0),
+    ];
+    let keypad: Vec<i16> = (0..RATE * 20)
+        .map(|i| {
+            let (k, within) = (i / 4_000, i % 4_000);
+            if within >= 2_400 {
+                return 0;
+            }
+            let (lo, hi) = pairs[k % pairs.len()];
+            let t = i as f64 / RATE as f64;
+            let x = (2.0 * std::f64::consts::PI * lo * t).sin()
+                + (2.0 * std::f64::consts::PI * hi * t).sin();
+            (x * 4_000.0) as i16
+        })
+        .collect();
+    let sets = [
         (
             "bot echo at -20 dB",
             speech_set::from_line(&speech_set::to_line(
@@ -227,20 +269,93 @@ async fn main() {
         ("babble, 3 talkers at -20 dB", babble),
         ("clicks (4 per second)", clicks),
         ("line noise (-35 dBFS)", noise),
-    ] {
-        let s = run(&pcm, false);
+        (
+            "hum 350+440 Hz (-27 dBFS)",
+            speech_set::from_line(&speech_set::to_line(&hum, 16_000)),
+        ),
+        (
+            "keypad tones in-band",
+            speech_set::from_line(&speech_set::to_line(&keypad, 16_000)),
+        ),
+    ];
+    let mut model = SileroModel::load(
+        std::path::Path::new("models/silero_vad.onnx"),
+        std::path::Path::new("models/libonnxruntime.so.1.32.0"),
+    )
+    .expect("Silero VAD (./scripts/install-silero.sh installs it)");
+    println!(
+        "\nfalse barge-ins per minute of audio; utterances the VAD opened, and how many Silero's trim drops"
+    );
+    println!(
+        "  {:<28} {:>8} {:>15} {:>11} {:>14}",
+        "set", "earshot", "+ Silero conf.", "utterances", "Silero drops"
+    );
+    for (name, pcm) in &sets {
+        let s = run(pcm, false);
         let minutes = pcm.len() as f64 / RATE as f64 / 60.0;
-        println!("  {name:<28} {:>5.1}", s.barge_ins.len() as f64 / minutes);
+        let confirmed = s
+            .barge_ins
+            .iter()
+            .filter(|&&at| confirms(&mut model, pcm, at))
+            .count();
+        let dropped = s
+            .utterances
+            .iter()
+            .filter(|u| trim(&mut model, u).is_none())
+            .count();
+        println!(
+            "  {name:<28} {:>8.1} {:>15.1} {:>11} {:>14}",
+            s.barge_ins.len() as f64 / minutes,
+            confirmed as f64 / minutes,
+            s.utterances.len(),
+            dropped
+        );
+    }
+
+    // The same sets cut into separate 2 s clips (faded in and out over 50 ms, a second of
+    // silence either side), each a fresh call: a rate over many candidates, not over the one
+    // long utterance a continuous set makes.
+    println!("\nbarge-ins raised on 12 clips of 2 s per set: earshot alone / confirmed by Silero");
+    for (name, pcm) in &sets {
+        let (mut raised, mut confirmed) = (0, 0);
+        for k in 0..12 {
+            let at = k * RATE * 3 / 2;
+            let clip = faded(&pcm[at..at + 2 * RATE], 50 * 16);
+            let padded: Vec<i16> = [silence(1_000), clip, silence(1_000)].concat();
+            let s = run(&padded, false);
+            if let Some(&b) = s.barge_ins.first() {
+                raised += 1;
+                confirmed += usize::from(confirms(&mut model, &padded, b));
+            }
+        }
+        println!("  {name:<28} {raised:>2} / {confirmed:>2}");
     }
 
     // 4. Missed barge-ins on real speech, and how long they take.
     let mut delay = Vec::new();
     let mut missed = 0;
+    let mut missed_confirmed = 0;
+    let mut dropped = 0;
+    let (mut kept_ms, mut total_ms) = (0usize, 0usize);
     for u in &english {
         let s = run(&u.pcm_16k, false);
         match (s.starts.first(), s.barge_ins.first()) {
             (Some(&st), Some(&b)) => delay.push((b - st) as f64 + 160.0),
             _ => missed += 1,
+        }
+        if !s
+            .barge_ins
+            .first()
+            .is_some_and(|&at| confirms(&mut model, &u.pcm_16k, at))
+        {
+            missed_confirmed += 1;
+        }
+        for utt in &s.utterances {
+            total_ms += utt.len() / 16;
+            match trim(&mut model, utt) {
+                Some(kept) => kept_ms += kept / 16,
+                None => dropped += 1,
+            }
         }
     }
     println!(
@@ -249,4 +364,85 @@ async fn main() {
         pct(&mut delay.clone(), 0.5),
         pct(&mut delay, 0.9)
     );
+    println!(
+        "missed barge-ins on real speech with Silero confirmation: {missed_confirmed}/{}",
+        english.len()
+    );
+    println!(
+        "Silero trim on real speech: {dropped} utterance(s) dropped; {kept_ms} of {total_ms} ms kept"
+    );
+
+    // 5. Silero's CPU per window, alone and batched.
+    let windows: Vec<&[i16]> = english
+        .iter()
+        .flat_map(|u| u.pcm_16k.chunks_exact(silero::WINDOW))
+        .collect();
+    println!("\nSilero CPU per 32 ms window (one thread)");
+    for batch in [1usize, 8, 32] {
+        let mut states = vec![SileroState::default(); batch];
+        // Warm up, then time 2,000 windows' worth of runs.
+        let runs = 2_000 / batch;
+        let (mut t0, mut c0) = (tokio::time::Instant::now(), thread_cpu());
+        for r in 0..runs + 20 {
+            if r == 20 {
+                (t0, c0) = (tokio::time::Instant::now(), thread_cpu());
+            }
+            let w: Vec<&[i16]> = (0..batch)
+                .map(|b| windows[(r * batch + b) % windows.len()])
+                .collect();
+            let mut refs: Vec<&mut SileroState> = states.iter_mut().collect();
+            model.run_batch(&mut refs, &w).expect("Silero run");
+        }
+        let n = (runs * batch) as f64;
+        let wall = t0.elapsed().as_secs_f64() * 1e6 / n;
+        let cpu = (thread_cpu() - c0) * 1e6 / n;
+        // A call fills a window every 32 ms: 31.25 windows per second.
+        let calls = 1e6 / (cpu * 31.25);
+        println!(
+            "  batch {batch:>2}: {cpu:>6.0} µs CPU ({wall:.0} µs wall) per window; one core scores every window of {calls:.0} calls"
+        );
+    }
+}
+
+/// CPU time of this thread, in seconds (ONNX Runtime runs on it: one intra-op thread).
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `pcm` with `n` samples of raised-cosine fade at each end.
+fn faded(pcm: &[i16], n: usize) -> Vec<i16> {
+    let len = pcm.len();
+    pcm.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let edge = i.min(len - 1 - i);
+            if edge >= n {
+                return x;
+            }
+            let g = 0.5 - 0.5 * (std::f64::consts::PI * edge as f64 / n as f64).cos();
+            (f64::from(x) * g) as i16
+        })
+        .collect()
+}
+
+/// Silero's verdict on the barge-in the VAD raised at `at_ms` in `pcm`: the last 320 ms, as
+/// the listener sends it.
+fn confirms(model: &mut SileroModel, pcm: &[i16], at_ms: u64) -> bool {
+    let end = (at_ms as usize * 16).min(pcm.len());
+    let probs = model
+        .score(&pcm[end.saturating_sub(CONFIRM)..end])
+        .expect("Silero run");
+    silero::confirms(&probs, SILERO_THRESHOLD)
+}
+
+/// Samples of `utterance` Silero's trim keeps (`None`: dropped as no speech).
+fn trim(model: &mut SileroModel, utterance: &[i16]) -> Option<usize> {
+    let probs = model.score(utterance).expect("Silero run");
+    silero::speech_span(&probs, SILERO_THRESHOLD, TRIM_MARGIN, utterance.len()).map(|r| r.len())
 }

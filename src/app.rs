@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audio::silero::{SileroError, SileroPool};
 use crate::audio::{wav, AudioFrame};
 use crate::bot::{self, BotChannel};
 use crate::call::directory::CallDirectory;
@@ -57,6 +58,9 @@ pub enum AppError {
     /// The call-record output could not be opened.
     #[error("call records: {0}")]
     Records(std::io::Error),
+    /// Silero VAD (`[audio.silero]`) could not load.
+    #[error(transparent)]
+    Silero(#[from] SileroError),
 }
 
 /// The loaded engines, bot channel, audio assets and provider APIs.
@@ -79,6 +83,8 @@ pub struct Engines {
     pub providers: Vec<Arc<dyn Provider>>,
     /// Where calls claim user ids and callbacks find their call.
     pub directory: Arc<dyn CallDirectory>,
+    /// Silero VAD's thread, shared by every call (`[audio.silero]` enabled).
+    pub silero: Option<Arc<SileroPool>>,
 }
 
 impl Engines {
@@ -145,6 +151,12 @@ impl Engines {
             Some(path) => Some(Arc::new(wav::read(Path::new(path))?)),
             None => None,
         };
+        let silero = settings
+            .audio
+            .silero
+            .as_ref()
+            .map(SileroPool::load)
+            .transpose()?;
         let bot = settings.bot.get().build()?;
         let public_url = settings.server.public_url.as_deref();
         let providers = settings
@@ -163,6 +175,7 @@ impl Engines {
             fallback_clip,
             providers,
             directory: settings.routing.get().build(bot.clone())?,
+            silero,
         })
     }
 }
@@ -214,6 +227,7 @@ pub async fn serve(
         fallback_clip: engines.fallback_clip,
         bot: engines.bot,
         directory: engines.directory,
+        silero: engines.silero,
         calls_cancel: calls_cancel.clone(),
         calls: calls.clone(),
         records,

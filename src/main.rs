@@ -185,6 +185,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => match load(&config) {
             Ok(settings) => {
+                // Files the engines would open at startup: named by their key here, so
+                // `ExecStartPre=voxhook validate` stops a broken install before it starts.
+                let missing = settings
+                    .audio
+                    .silero
+                    .as_ref()
+                    .map(|s| s.missing_files())
+                    .unwrap_or_default();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "error: {} has {} problem(s):",
+                        config.display(),
+                        missing.len()
+                    );
+                    for e in missing {
+                        eprintln!("  - {e}");
+                    }
+                    return ExitCode::from(EX_USAGE);
+                }
                 for w in settings.warnings(cores()) {
                     println!("warning: {w}");
                 }

@@ -1,9 +1,10 @@
-//! Audio: PCM frames, G.711 codecs, resampling, voice activity detection and endpointing,
-//! outbound pacing. Knows nothing of providers, vendors or calls.
+//! Audio: PCM frames, G.711 codecs, resampling, voice activity detection and endpointing
+//! (earshot per frame, Silero VAD as a second opinion), outbound pacing. Knows nothing of providers, vendors or calls.
 
 pub mod codec;
 pub mod pacer;
 pub mod resample;
+pub mod silero;
 pub mod vad;
 pub mod wav;
 

@@ -2,7 +2,9 @@
 //! band-limited resampling to the STT rate → VAD endpointing → the STT session. Runs as its
 //! own task, which also opens the STT session, so neither per-frame DSP nor a slow session
 //! open (a cloud STT reconnecting on a language switch) ever delays the actor. Reports
-//! speech start, barge-in and final transcripts.
+//! speech start, barge-in and final transcripts. With `[audio.silero]`, Silero VAD (on its
+//! own thread) confirms a VAD barge-in and trims an utterance before an utterance STT; the
+//! listener awaits its answers in its loop, never on the per-frame path.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::resample::Resampler;
+use crate::audio::silero::{self, Busy, Pending, SileroError, SileroPool};
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
 use crate::stt::{
@@ -36,6 +39,8 @@ const KEEPALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(4);
 /// speech if the backend has not ended the turn by then (noise the backend heard no words
 /// in), so the actor is never left waiting for a turn that will not come.
 const BACKEND_TURN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// A barge-in candidate as Silero hears it: the utterance's last 320 ms (10 windows).
+const CONFIRM_SAMPLES: usize = 10 * silero::WINDOW;
 /// STT inputs kept while the session opens (~30 s of 20 ms frames: one longest utterance);
 /// older ones are dropped first.
 const BACKLOG_INPUTS: usize = 1_500;
@@ -68,6 +73,15 @@ pub struct SttSource {
     pub params: SttParams,
 }
 
+/// An ended utterance on its way to an utterance STT while Silero trims it; kept in order,
+/// so a later utterance never reaches the session before an earlier one.
+enum Trim {
+    /// Silero is scoring its windows.
+    Scoring(Pending, Vec<i16>),
+    /// The pool was busy: sent as the VAD cut it.
+    Untrimmed(Vec<i16>),
+}
+
 /// Why [`listen`] returned.
 enum Ended {
     /// Cancelled, or the audio or event channel closed: the listener is done.
@@ -84,6 +98,7 @@ pub async fn run(
     inbound_rate: u32,
     vad: EndpointerConfig,
     mut expect_digits: watch::Receiver<bool>,
+    silero: Option<Arc<SileroPool>>,
     source: SttSource,
     trace: CallTrace,
     events: mpsc::Sender<ListenerEvent>,
@@ -95,7 +110,7 @@ pub async fn run(
         let ended = listen(
             &mut audio,
             inbound_rate,
-            (vad.clone(), &mut expect_digits),
+            (vad.clone(), &mut expect_digits, silero.as_ref()),
             (backend.clone(), fallback.is_some()),
             source.params.clone(),
             &trace,
@@ -120,7 +135,11 @@ pub async fn run(
 async fn listen(
     audio: &mut mpsc::Receiver<Vec<i16>>,
     inbound_rate: u32,
-    (vad, expect_digits): (EndpointerConfig, &mut watch::Receiver<bool>),
+    (vad, expect_digits, silero): (
+        EndpointerConfig,
+        &mut watch::Receiver<bool>,
+        Option<&Arc<SileroPool>>,
+    ),
     (backend, can_fall_back): (Arc<dyn SpeechToText>, bool),
     params: SttParams,
     trace: &CallTrace,
@@ -176,6 +195,14 @@ async fn listen(
     } else {
         0
     };
+    // Silero confirms the VAD's barge-ins (the STT's own signals are the STT's word) and trims
+    // what an utterance STT gets (a streaming one hears everything anyway).
+    let confirm = silero.filter(|p| p.settings().confirm_barge_in && min_words == 0);
+    let trim = silero.filter(|p| p.settings().trim_utterances && !streaming);
+    let mut recent: VecDeque<i16> = VecDeque::new();
+    let mut utterance: Vec<i16> = Vec::new();
+    let mut confirming: Option<Pending> = None;
+    let mut trims: VecDeque<Trim> = VecDeque::new();
     let mut speech_ended: Option<Instant> = None;
     let mut finalize_due: Option<Instant> = None;
     // The backend already ended a turn within the VAD's current utterance.
@@ -257,6 +284,13 @@ async fn listen(
                     }
                 }
                 for ev in vad_events.drain(..) {
+                    if confirm.is_some() {
+                        keep_recent(&mut recent, &ev);
+                    }
+                    if matches!(ev, VadEvent::Ended { .. }) {
+                        // Too late to interrupt with this utterance.
+                        confirming = None;
+                    }
                     let to_actor = match ev {
                         VadEvent::Started(_) if streaming => {
                             speech_ended = None;
@@ -265,16 +299,38 @@ async fn listen(
                             Some(ListenerEvent::SpeechStarted)
                         }
                         VadEvent::Audio(_) if streaming => None,
+                        VadEvent::Started(a) if trim.is_some() => {
+                            utterance = a;
+                            Some(ListenerEvent::SpeechStarted)
+                        }
                         VadEvent::Started(a) => {
                             to_stt.push(SttInput::Audio(a));
                             Some(ListenerEvent::SpeechStarted)
+                        }
+                        VadEvent::Audio(a) if trim.is_some() => {
+                            utterance.extend_from_slice(&a);
+                            None
                         }
                         VadEvent::Audio(a) => {
                             to_stt.push(SttInput::Audio(a));
                             None
                         }
                         VadEvent::BargeIn if min_words > 0 => None,
-                        VadEvent::BargeIn => Some(ListenerEvent::BargeIn),
+                        VadEvent::BargeIn => match confirm {
+                            Some(pool) => {
+                                match pool.score(recent.make_contiguous()) {
+                                    Ok(p) => {
+                                        confirming = Some(p);
+                                        None
+                                    }
+                                    Err(Busy) => {
+                                        metrics::silero_barge_in("busy");
+                                        Some(ListenerEvent::BargeIn)
+                                    }
+                                }
+                            }
+                            None => Some(ListenerEvent::BargeIn),
+                        },
                         VadEvent::Ended { cut: false } if backend_turns => {
                             if !backend_final {
                                 let now = Instant::now();
@@ -287,12 +343,56 @@ async fn listen(
                             if cut {
                                 tracing::info!("Utterance cut at the maximum length.");
                             }
-                            to_stt.push(SttInput::Control(SttControl::Finalize));
+                            match trim {
+                                Some(pool) => {
+                                    let audio = std::mem::take(&mut utterance);
+                                    match pool.score(&audio) {
+                                        Ok(p) => trims.push_back(Trim::Scoring(p, audio)),
+                                        Err(Busy) => {
+                                            metrics::silero_utterance("busy");
+                                            trims.push_back(Trim::Untrimmed(audio));
+                                        }
+                                    }
+                                }
+                                None => to_stt.push(SttInput::Control(SttControl::Finalize)),
+                            }
                             Some(ListenerEvent::SpeechEnded(Instant::now()))
                         }
                     };
                     if let Some(e) = to_actor {
                         if events.send(e).await.is_err() {
+                            return Ended::Done;
+                        }
+                    }
+                }
+            }
+            res = answer(&mut confirming) => {
+                confirming = None;
+                if confirmed(res, confirm) && events.send(ListenerEvent::BargeIn).await.is_err() {
+                    return Ended::Done;
+                }
+            }
+            done = next_trim(&mut trims) => {
+                trims.pop_front();
+                let (threshold, margin) = trim.map_or((0.0, 0), |p| {
+                    let s = p.settings();
+                    (s.threshold, s.trim_margin.as_millis() as usize * 16)
+                });
+                match trimmed(done, threshold, margin) {
+                    Ok(audio) => {
+                        to_stt.push(SttInput::Audio(audio));
+                        to_stt.push(SttInput::Control(SttControl::Finalize));
+                    }
+                    Err(audio_ms) => {
+                        // Nothing said: no decode, and the actor's turn ends empty.
+                        let nothing = Transcript {
+                            text: String::new(),
+                            confidence: None,
+                            audio_ms,
+                            decode_ms: 0,
+                            queue_ms: 0,
+                        };
+                        if events.send(ListenerEvent::Transcript(Box::new(nothing))).await.is_err() {
                             return Ended::Done;
                         }
                     }
@@ -388,6 +488,111 @@ fn guarded(mut t: Transcript) -> Transcript {
     t
 }
 
+/// Keeps the utterance's last [`CONFIRM_SAMPLES`] for a barge-in candidate.
+fn keep_recent(recent: &mut VecDeque<i16>, ev: &VadEvent) {
+    let audio = match ev {
+        VadEvent::Started(a) => {
+            recent.clear();
+            a
+        }
+        VadEvent::Audio(a) => a,
+        _ => return,
+    };
+    recent.extend(audio.iter().copied());
+    let excess = recent.len().saturating_sub(CONFIRM_SAMPLES);
+    recent.drain(..excess);
+}
+
+/// Silero's answer on a barge-in candidate, once it comes.
+async fn answer(p: &mut Option<Pending>) -> Result<Vec<f32>, SileroError> {
+    match p {
+        Some(p) => p.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the candidate Silero scored interrupts the bot; a failed run keeps earshot's
+/// decision (it does).
+fn confirmed(res: Result<Vec<f32>, SileroError>, pool: Option<&Arc<SileroPool>>) -> bool {
+    let threshold = pool.map_or(0.0, |p| p.settings().threshold);
+    match res {
+        Ok(probs) if silero::confirms(&probs, threshold) => {
+            metrics::silero_barge_in("confirmed");
+            true
+        }
+        Ok(probs) => {
+            let max = probs.iter().copied().fold(0.0f32, f32::max);
+            tracing::info!(
+                max,
+                "Silero heard no speech in the barge-in; playback goes on."
+            );
+            metrics::silero_barge_in("rejected");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Silero failed on a barge-in; the VAD's decision stands.");
+            metrics::silero_barge_in("busy");
+            true
+        }
+    }
+}
+
+/// What became of the oldest utterance waiting for its trim.
+enum TrimDone {
+    /// Silero's window probabilities (or its failure) and the utterance.
+    Scored(Result<Vec<f32>, SileroError>, Vec<i16>),
+    /// Not scored (the pool was busy).
+    Untrimmed(Vec<i16>),
+}
+
+/// The oldest utterance waiting for its trim, once it is ready; never, without one.
+async fn next_trim(q: &mut VecDeque<Trim>) -> TrimDone {
+    match q.front_mut() {
+        None => std::future::pending().await,
+        Some(Trim::Untrimmed(a)) => TrimDone::Untrimmed(std::mem::take(a)),
+        Some(Trim::Scoring(p, a)) => {
+            let res = p.await;
+            TrimDone::Scored(res, std::mem::take(a))
+        }
+    }
+}
+
+/// The audio an utterance STT should decode: the speech Silero found plus `margin` samples
+/// each side, all of it when Silero could not say; `Err(audio_ms)` when it heard no speech
+/// at all.
+fn trimmed(done: TrimDone, threshold: f32, margin: usize) -> Result<Vec<i16>, u64> {
+    let (probs, audio) = match done {
+        TrimDone::Untrimmed(a) => return Ok(a),
+        TrimDone::Scored(Err(e), a) => {
+            tracing::warn!(error = %e, "Silero failed on an utterance; sent as the VAD cut it.");
+            metrics::silero_utterance("busy");
+            return Ok(a);
+        }
+        TrimDone::Scored(Ok(p), a) => (p, a),
+    };
+    let audio_ms = audio.len() as u64 / 16;
+    let Some(span) = silero::speech_span(&probs, threshold, margin, audio.len()) else {
+        tracing::info!(
+            audio_ms,
+            "Silero heard no speech in the utterance; dropped it."
+        );
+        metrics::silero_utterance("dropped");
+        metrics::stt_guarded("silero");
+        return Err(audio_ms);
+    };
+    if span.len() == audio.len() {
+        metrics::silero_utterance("kept");
+        return Ok(audio);
+    }
+    tracing::debug!(
+        audio_ms,
+        kept_ms = span.len() as u64 / 16,
+        "Silero trimmed the utterance."
+    );
+    metrics::silero_utterance("trimmed");
+    Ok(audio[span].to_vec())
+}
+
 /// The next event of the session; never, without one.
 async fn next_event(session: &mut Option<SttStream>) -> Option<SttEvent> {
     match session {
@@ -420,24 +625,8 @@ mod tests {
     use super::*;
     use crate::stt::SttSettings;
 
-    /// A session that takes seconds to open (a cloud STT reconnecting on a language switch)
-    /// does not hold up speech starts and barge-ins, and still gets the utterance after.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_slow_session_open_holds_up_neither_barge_in_nor_the_utterance() {
-        let stt = SttSettings::from_toml(
-            "stt",
-            "provider = \"fake\"\nopen_latency_ms = 3000\ntranscripts = [\"later\"]\nlatency_ms = 5",
-        )
-        .unwrap();
-        let source = SttSource {
-            stt: crate::stt::build(&stt).unwrap(),
-            fallback: None,
-            params: SttParams {
-                call_id: "CA1".into(),
-                language: None,
-            },
-        };
-        let vad = EndpointerConfig {
+    fn vad() -> EndpointerConfig {
+        EndpointerConfig {
             threshold: 0.5,
             min_speech: Duration::from_millis(160),
             barge_in_min_speech: Duration::from_millis(240),
@@ -446,7 +635,105 @@ mod tests {
             digits_end_of_utterance: Duration::from_millis(500),
             pre_roll: Duration::from_millis(300),
             max_utterance: Duration::from_secs(30),
+        }
+    }
+
+    fn fake_stt(toml: &str) -> SttSource {
+        let stt = SttSettings::from_toml("stt", toml).unwrap();
+        SttSource {
+            stt: crate::stt::build(&stt).unwrap(),
+            fallback: None,
+            params: SttParams {
+                call_id: "CA1".into(),
+                language: None,
+            },
+        }
+    }
+
+    /// Feeds `pcm` (8 kHz) in real time, 20 ms frames, then holds the sender open.
+    fn feed(pcm: Vec<i16>, audio_tx: mpsc::Sender<Vec<i16>>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for frame in pcm.chunks(160) {
+                audio_tx.send(frame.to_vec()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            std::future::pending::<()>().await;
+        })
+    }
+
+    /// With Silero on, a hum is refused as a barge-in and dropped as an utterance before the
+    /// STT hears it (the utterance STT's one scripted transcript goes to the speech after
+    /// it), and the speech after it interrupts.
+    #[cfg(feature = "sim")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silero_refuses_a_hums_barge_in_and_keeps_it_from_the_stt() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        let raw = crate::audio::silero::SileroConfig {
+            enabled: true,
+            model_path: root.join("silero_vad.onnx").display().to_string(),
+            library_path: root.join("libonnxruntime.so.1.32.0").display().to_string(),
+            ..Default::default()
         };
+        let settings = raw
+            .validate("audio.silero", &mut Default::default())
+            .unwrap();
+        let pool = SileroPool::load(&settings).expect("scripts/install-silero.sh");
+        let hum = crate::sim::speech_set::hum(1_500, 8_000, 3_000.0, 100);
+        let speech = crate::stt::conformance::speech("Hello, can you hear me?", 8_000).await;
+        let pcm = [hum, vec![0; 8_000], speech, vec![0; 8_000]].concat();
+        let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
+        let (ev_tx, mut events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
+        let cancel = CancellationToken::new();
+        tokio::spawn(run(
+            audio_rx,
+            8_000,
+            vad(),
+            watch::channel(false).1,
+            Some(pool),
+            fake_stt("provider = \"fake\"\ntranscripts = [\"the speech\"]\nlatency_ms = 5"),
+            CallTrace::new(false, None),
+            ev_tx,
+            cancel.clone(),
+        ));
+        let feeder = feed(pcm, audio_tx);
+        let mut seen: Vec<String> = Vec::new();
+        while seen.iter().filter(|e| e.starts_with("Transcript")).count() < 2 {
+            let ev = tokio::time::timeout(Duration::from_secs(20), events.recv())
+                .await
+                .expect("an event in time")
+                .expect("listener running");
+            seen.push(match ev {
+                ListenerEvent::Transcript(t) => format!("Transcript({})", t.text),
+                other => format!("{other:?}")
+                    .split('(')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "SpeechStarted",
+                "SpeechEnded",
+                "Transcript()",
+                "SpeechStarted",
+                "BargeIn",
+                "SpeechEnded",
+                "Transcript(the speech)",
+            ]
+        );
+        cancel.cancel();
+        feeder.abort();
+    }
+
+    /// A session that takes seconds to open (a cloud STT reconnecting on a language switch)
+    /// does not hold up speech starts and barge-ins, and still gets the utterance after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_session_open_holds_up_neither_barge_in_nor_the_utterance() {
+        let source = fake_stt(
+            "provider = \"fake\"\nopen_latency_ms = 3000\ntranscripts = [\"later\"]\nlatency_ms = 5",
+        );
         let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
         let (ev_tx, mut events) = mpsc::channel(LISTENER_EVENT_CAPACITY);
         let cancel = CancellationToken::new();
@@ -454,8 +741,9 @@ mod tests {
         tokio::spawn(run(
             audio_rx,
             8_000,
-            vad,
+            vad(),
             watch::channel(false).1,
+            None,
             source,
             CallTrace::new(false, None),
             ev_tx,

@@ -65,6 +65,8 @@ pub struct CallDeps {
     pub bot: Arc<dyn BotChannel>,
     /// Bot user ids of live calls and the routes of their async bot messages.
     pub directory: Arc<dyn directory::CallDirectory>,
+    /// Silero VAD's second opinion on barge-ins and utterances (`[audio.silero]`).
+    pub silero: Option<Arc<crate::audio::silero::SileroPool>>,
     /// Parent of every call's token: cancelled when the daemon stops.
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.

@@ -361,6 +361,7 @@ fn spawn_listener(
         inbound_rate,
         vad,
         expect_digits,
+        deps.silero.clone(),
         source,
         trace.clone(),
         ev_tx,

@@ -99,6 +99,8 @@ pub struct AudioConfig {
     pub barge_in_min_words: usize,
     /// How far ahead of real time outbound audio may be sent to the provider.
     pub playback_lead_ms: u64,
+    /// `[audio.silero]`: Silero VAD as a second opinion (off by default).
+    pub silero: crate::audio::silero::SileroConfig,
 }
 
 impl Default for AudioConfig {
@@ -127,6 +129,7 @@ impl Default for AudioConfig {
             barge_in_min_speech_ms: 240,
             barge_in_min_words: 0,
             playback_lead_ms: 200,
+            silero: Default::default(),
         }
     }
 }

@@ -161,6 +161,8 @@ pub struct AudioSettings {
     pub barge_in_min_words: usize,
     /// Outbound lead over real time.
     pub playback_lead: Duration,
+    /// Silero VAD's second opinion (`None`: off).
+    pub silero: Option<crate::audio::silero::SileroSettings>,
 }
 
 /// Validated `[dtmf]`.
@@ -436,6 +438,7 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         barge_in_min_speech: ms(c.barge_in_min_speech_ms),
         barge_in_min_words: c.barge_in_min_words,
         playback_lead: ms(c.playback_lead_ms),
+        silero: c.silero.validate("audio.silero", errs),
     }
 }
 

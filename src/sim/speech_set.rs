@@ -57,6 +57,24 @@ pub fn to_line(samples: &[i16], rate: u32) -> Vec<i16> {
     pcm_8k
 }
 
+/// A dial-tone-like hum (350 + 440 Hz, each tone at `amplitude`) of `ms` at `rate`, faded in
+/// and out over `fade_ms`: steady and periodic, so earshot takes it for a voice; Silero VAD
+/// does not (an abrupt onset from silence is speech-like to it, hence the fade).
+pub fn hum(ms: usize, rate: u32, amplitude: f64, fade_ms: usize) -> Vec<i16> {
+    let per_ms = rate as usize / 1000;
+    let (n, fade) = (ms * per_ms, (fade_ms * per_ms).max(1));
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let edge = i.min(n - 1 - i).min(fade) as f64 / fade as f64;
+            let g = 0.5 - 0.5 * (std::f64::consts::PI * edge).cos();
+            let x = (2.0 * std::f64::consts::PI * 350.0 * t).sin()
+                + (2.0 * std::f64::consts::PI * 440.0 * t).sin();
+            (x * amplitude * g) as i16
+        })
+        .collect()
+}
+
 /// Audio at any rate → what an 8 kHz μ-law call delivers to the STT at 16 kHz.
 pub fn telephone_path(samples: &[i16], rate: u32) -> Vec<i16> {
     from_line(&to_line(samples, rate))

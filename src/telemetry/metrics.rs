@@ -82,8 +82,21 @@ pub const TTS_ERRORS: &str = "voxhook_tts_errors_total";
 /// reached the bot because part or all of the text was invented (`stt::guard`).
 pub const STT_GUARDED: &str = "voxhook_stt_transcripts_guarded_total";
 /// The `reason` labels of [`STT_GUARDED`]: a repeat loop trimmed, text longer than its audio
-/// could hold dropped, or whisper's no-speech probability high (dropped).
-pub const GUARD_REASONS: &[&str] = &["repeat", "rate", "no_speech"];
+/// could hold dropped, whisper's no-speech probability high (dropped), or Silero VAD heard
+/// no speech in the utterance (`[audio.silero] trim_utterances`; dropped before any decode).
+pub const GUARD_REASONS: &[&str] = &["repeat", "rate", "no_speech", "silero"];
+/// Counter by `result` (one of [`SILERO_BARGE_IN_RESULTS`]): VAD barge-ins Silero was asked
+/// to confirm (`[audio.silero] confirm_barge_in`).
+pub const SILERO_BARGE_INS: &str = "voxhook_silero_barge_ins_total";
+/// The `result` labels of [`SILERO_BARGE_INS`]: it heard speech (the bot is interrupted), it
+/// did not (playback goes on), or it could not answer (busy or failed; the VAD decides).
+pub const SILERO_BARGE_IN_RESULTS: &[&str] = &["confirmed", "rejected", "busy"];
+/// Counter by `result` (one of [`SILERO_UTTERANCE_RESULTS`]): utterances Silero trimmed
+/// before an utterance STT (`[audio.silero] trim_utterances`).
+pub const SILERO_UTTERANCES: &str = "voxhook_silero_utterances_total";
+/// The `result` labels of [`SILERO_UTTERANCES`]: sent whole, trimmed, dropped (no speech;
+/// also counted in [`STT_GUARDED`] as `silero`), or sent untrimmed (busy or failed).
+pub const SILERO_UTTERANCE_RESULTS: &[&str] = &["kept", "trimmed", "dropped", "busy"];
 /// Counter by `backend` (the STT provider that failed): calls whose STT session could not
 /// open or was lost, handed to `[stt] fallback`.
 pub const STT_FALLBACKS: &str = "voxhook_stt_fallbacks_total";
@@ -212,7 +225,15 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     (
         STT_GUARDED,
-        "Final transcripts trimmed or dropped as invented, by reason: repeat, rate, no_speech.",
+        "Final transcripts trimmed or dropped as invented, by reason: repeat, rate, no_speech, silero.",
+    ),
+    (
+        SILERO_BARGE_INS,
+        "VAD barge-ins Silero VAD was asked to confirm, by result: confirmed, rejected, busy.",
+    ),
+    (
+        SILERO_UTTERANCES,
+        "Utterances Silero VAD trimmed before STT, by result: kept, trimmed, dropped, busy.",
     ),
 ];
 
@@ -303,6 +324,12 @@ fn register_all() {
     }
     for &reason in GUARD_REASONS {
         counter!(STT_GUARDED, "reason" => reason).absolute(0);
+    }
+    for &result in SILERO_BARGE_IN_RESULTS {
+        counter!(SILERO_BARGE_INS, "result" => result).absolute(0);
+    }
+    for &result in SILERO_UTTERANCE_RESULTS {
+        counter!(SILERO_UTTERANCES, "result" => result).absolute(0);
     }
     gauge!(ROUTING_UP).set(1.0);
     for &(name, _) in HISTOGRAMS {
@@ -474,6 +501,16 @@ pub fn stt_fallback(backend: &'static str) {
 /// [`GUARD_REASONS`]).
 pub fn stt_guarded(reason: &'static str) {
     counter!(STT_GUARDED, "reason" => reason).increment(1);
+}
+
+/// Silero answered a barge-in candidate (`result`, one of [`SILERO_BARGE_IN_RESULTS`]).
+pub fn silero_barge_in(result: &'static str) {
+    counter!(SILERO_BARGE_INS, "result" => result).increment(1);
+}
+
+/// Silero judged an utterance (`result`, one of [`SILERO_UTTERANCE_RESULTS`]).
+pub fn silero_utterance(result: &'static str) {
+    counter!(SILERO_UTTERANCES, "result" => result).increment(1);
 }
 
 /// A remote TTS backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).

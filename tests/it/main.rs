@@ -16,6 +16,7 @@ mod operate;
 mod plivo;
 mod server;
 mod signalwire;
+mod silero;
 mod speech_backends;
 mod support;
 mod telnyx;

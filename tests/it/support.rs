@@ -238,6 +238,38 @@ pub async fn barge_in_when(
     turn: usize,
     answered: impl Fn(&voxhook::sim::caller::CallerLog) -> bool,
 ) {
+    talk_over_the_answer(caller, answered).await;
+    let turns = h.wait_received(turn, |r| r.kind == "text").await;
+    assert!(
+        turns[turn - 1].val.to_lowercase().contains("agent"),
+        "{:?}",
+        turns[turn - 1].val
+    );
+    caller
+        .wait_bot_quiet(Duration::from_millis(500), WAIT)
+        .await
+        .ok();
+}
+
+/// Places a Twilio call from `from` to the daemon at `ws_url` and waits for the greeting to
+/// finish playing.
+pub async fn call_and_hear_greeting(ws_url: &str, from: &str) -> SimCaller {
+    let caller = SimCaller::connect(CallerOptions::new(ws_url, from, "+15550009999"))
+        .await
+        .unwrap();
+    caller
+        .wait_for(WAIT, |l| l.marks_played.len() == 1)
+        .await
+        .expect("greeting played to its mark");
+    caller
+}
+
+/// Once the answer `answered` tells of starts playing, the caller asks for an agent over it,
+/// and the provider's playback is cleared.
+pub async fn talk_over_the_answer(
+    caller: &SimCaller,
+    answered: impl Fn(&voxhook::sim::caller::CallerLog) -> bool,
+) {
     caller
         .wait_for(WAIT, |l| l.queued_samples > 0 && answered(l))
         .await
@@ -249,16 +281,6 @@ pub async fn barge_in_when(
         .wait_for(WAIT, |l| l.clears >= 1)
         .await
         .expect("barge-in sends clear");
-    let turns = h.wait_received(turn, |r| r.kind == "text").await;
-    assert!(
-        turns[turn - 1].val.to_lowercase().contains("agent"),
-        "{:?}",
-        turns[turn - 1].val
-    );
-    caller
-        .wait_bot_quiet(Duration::from_millis(500), WAIT)
-        .await
-        .ok();
 }
 
 /// STT and TTS, loaded once and shared by every test in the binary.
@@ -346,14 +368,7 @@ impl Harness {
 
     /// Places a call from `from` and waits for the greeting to finish playing.
     pub async fn call_and_hear_greeting(&self, from: &str) -> SimCaller {
-        let caller = SimCaller::connect(CallerOptions::new(&self.ws_url(), from, "+15550009999"))
-            .await
-            .unwrap();
-        caller
-            .wait_for(WAIT, |l| l.marks_played.len() == 1)
-            .await
-            .expect("greeting played to its mark");
-        caller
+        call_and_hear_greeting(&self.ws_url(), from).await
     }
 
     /// Waits until the bot has received `n` requests matching `pred`.
