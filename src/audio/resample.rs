@@ -124,6 +124,9 @@ struct Polyphase {
     /// Inputs taken and outputs given since the stream began (for `flush`'s length).
     taken: u64,
     given: u64,
+    /// How many of the newest history samples are exactly zero: an output whose inputs
+    /// all lie there is zero without its dot product (a caller on a digitally silent line).
+    zero_run: usize,
 }
 
 impl Polyphase {
@@ -171,6 +174,7 @@ impl Polyphase {
             skip: 0,
             taken: 0,
             given: 0,
+            zero_run: 0,
         };
         p.reset();
         p
@@ -184,6 +188,7 @@ impl Polyphase {
         self.skip = (self.taps * self.up - 1) / 2 / self.down;
         self.taken = 0;
         self.given = 0;
+        self.zero_run = self.history.len();
     }
 
     fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
@@ -192,6 +197,10 @@ impl Polyphase {
         for piece in input.chunks(PIECE) {
             self.history
                 .extend(piece.iter().map(|&s| f32::from(s) / 32_768.0));
+            self.zero_run = match piece.iter().rposition(|&s| s != 0) {
+                Some(last) => piece.len() - 1 - last,
+                None => self.zero_run + piece.len(),
+            };
             self.run(out, u64::MAX);
         }
     }
@@ -211,7 +220,11 @@ impl Polyphase {
             let phase = self.next % self.up;
             let h = &self.coeffs[phase * self.taps..(phase + 1) * self.taps];
             // history[base + taps - 1] is the newest input this output sees.
-            let v = dot(h, &self.history[base..base + self.taps]);
+            let v = if base >= self.history.len() - self.zero_run {
+                0.0
+            } else {
+                dot(h, &self.history[base..base + self.taps])
+            };
             self.next += self.down;
             if self.skip > 0 {
                 self.skip -= 1;
@@ -222,6 +235,7 @@ impl Polyphase {
         }
         let used = (self.next / self.up).min(self.history.len() - (self.taps - 1));
         self.history.drain(..used);
+        self.zero_run = self.zero_run.min(self.history.len());
         self.next -= used * self.up;
     }
 
@@ -230,6 +244,7 @@ impl Polyphase {
         let want = (self.taken * self.up as u64).div_ceil(self.down as u64);
         let zeros = self.taps + self.skip * self.down / self.up + 2;
         self.history.extend(std::iter::repeat_n(0.0, zeros));
+        self.zero_run += zeros;
         self.run(out, want);
         self.reset();
     }
@@ -491,6 +506,42 @@ mod tests {
             let share = crate::audio::vad::speech_share(&heard, 0.5);
             assert!(share < 0.05, "clip {clip}: speech share {share}");
         }
+    }
+
+    #[test]
+    fn digital_silence_skips_the_filter_and_matches_it() {
+        // Silence, a tone, silence: the zero shortcut gives what the dot products would.
+        let mut input = vec![0i16; 800];
+        input.extend(sine(8_000, 700.0, 400));
+        input.extend(vec![0i16; 800]);
+        let mut r = Resampler::new(8_000, 16_000).unwrap();
+        let mut out = Vec::new();
+        for part in input.chunks(160) {
+            r.process(part, &mut out);
+        }
+        let Kind::Poly(p) = &r.kind else {
+            panic!("polyphase")
+        };
+        let mut slow = Vec::new();
+        let mut history = vec![0f32; p.taps - 1];
+        history.extend(input.iter().map(|&s| f32::from(s) / 32_768.0));
+        let mut next = 0;
+        let mut skip = (p.taps * p.up - 1) / 2 / p.down;
+        while next / p.up + p.taps <= history.len() {
+            let (base, phase) = (next / p.up, next % p.up);
+            let h = &p.coeffs[phase * p.taps..(phase + 1) * p.taps];
+            let v = dot(h, &history[base..base + p.taps]);
+            next += p.down;
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            slow.push((v * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16);
+        }
+        assert_eq!(out, slow);
+        assert!(out[..1_500].iter().all(|&s| s == 0));
+        assert!(out.iter().any(|&s| s != 0));
+        assert!(out[out.len() - 1_000..].iter().all(|&s| s == 0));
     }
 
     #[test]
