@@ -12,8 +12,13 @@
 //!   talkers at −20 dB), clicks and line noise, each 20 s, per minute of audio;
 //! - **missed barge-ins**: real utterances that never reach `barge_in_min_speech_ms`, and the
 //!   speech start → barge-in delay of the rest;
+//! - **smart-turn v3.2 as the end of a turn** (`[audio.smart_turn]`,
+//!   `models/smart-turn-v3.2-cpu.onnx`): end of speech → end of turn and cut-offs on a
+//!   mid-sentence pause, fixed hangover against the model asked at each 200 ms pause (its
+//!   verdict taking effect after the CPU time it took, as on an idle core), and its CPU per
+//!   decision;
 //! - **Silero VAD as a second opinion** (`[audio.silero]`, `models/silero_vad.onnx` from
-//!   `scripts/install-silero.sh`): the same false and missed barge-ins when Silero must
+//!   `scripts/install-onnx.sh`): the same false and missed barge-ins when Silero must
 //!   confirm each one (its last 320 ms scored ≥ 0.5, as the listener asks), two more sets
 //!   (a steady dial-tone-like hum, in-band keypad tones), the utterances earshot opens on
 //!   each set and how many of them Silero's trim drops, and Silero's CPU per 32 ms window,
@@ -24,7 +29,8 @@
 use std::time::Duration;
 
 use voxhook::audio::silero::{self, SileroModel, SileroState};
-use voxhook::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
+use voxhook::audio::smart_turn::SmartTurnModel;
+use voxhook::audio::vad::{Endpointer, EndpointerConfig, TurnTiming, VadEvent};
 use voxhook::sim::speech_set::{self, Utterance};
 
 const RATE: usize = 16_000;
@@ -47,8 +53,22 @@ fn config() -> EndpointerConfig {
         digits_end_of_utterance: Duration::from_millis(2_000),
         pre_roll: Duration::from_millis(300),
         max_utterance: Duration::from_secs(30),
+        smart_turn: None,
     }
 }
+
+/// The end-of-turn model and the probability from which it calls a turn complete.
+struct Turn<'a> {
+    model: &'a mut SmartTurnModel,
+    threshold: f32,
+}
+
+/// The `[audio.smart_turn]` defaults.
+const TURN_TIMING: TurnTiming = TurnTiming {
+    pause: Duration::from_millis(200),
+    complete: Duration::from_millis(200),
+    incomplete: Duration::from_millis(1_500),
+};
 
 /// What the endpointer reported, in ms from the start of `pcm`.
 #[derive(Default, Debug)]
@@ -58,14 +78,35 @@ struct Seen {
     barge_ins: Vec<u64>,
     /// Each utterance's audio, as the listener would hand it to an utterance STT.
     utterances: Vec<Vec<i16>>,
+    /// The end-of-turn model's decisions: probability and CPU seconds.
+    decisions: Vec<(f32, f64)>,
 }
 
 fn run(pcm: &[i16], expect_digits: bool) -> Seen {
-    let mut e = Endpointer::new(config());
+    run_with(pcm, expect_digits, None)
+}
+
+/// As the listener runs it, with the end-of-turn model when `turn` is given: asked at each
+/// pause on the utterance so far, its verdict reaching the endpointer as many frames later
+/// as its CPU time covers (the delay on an idle core).
+fn run_with(pcm: &[i16], expect_digits: bool, mut turn: Option<Turn>) -> Seen {
+    let mut cfg = config();
+    if turn.is_some() {
+        cfg.smart_turn = Some(TURN_TIMING);
+    }
+    let mut e = Endpointer::new(cfg);
     e.expect_digits(expect_digits);
+    // (frame index at which it lands, pause, complete)
+    let mut verdict: Option<(usize, u32, bool)> = None;
     let mut seen = Seen::default();
     let mut events = Vec::new();
     for (i, frame) in pcm.chunks(FRAME).enumerate() {
+        if let Some((due, pause, complete)) = verdict {
+            if i >= due {
+                e.turn_decided(pause, Some(complete));
+                verdict = None;
+            }
+        }
         events.clear();
         e.push(frame, &mut events);
         let at = ((i + 1) * FRAME * 1000 / RATE) as u64;
@@ -77,6 +118,15 @@ fn run(pcm: &[i16], expect_digits: bool) -> Seen {
                 }
                 VadEvent::Ended { .. } => seen.ends.push(at),
                 VadEvent::BargeIn => seen.barge_ins.push(at),
+                &VadEvent::Paused(pause) => {
+                    if let (Some(t), Some(u)) = (turn.as_mut(), seen.utterances.last()) {
+                        let v = t.model.predict(u).expect("smart-turn run");
+                        let cpu = v.cpu.as_secs_f64();
+                        seen.decisions.push((v.probability, cpu));
+                        let frames = (cpu * RATE as f64 / FRAME as f64).ceil() as usize;
+                        verdict = Some((i + 1 + frames, pause, v.probability >= t.threshold));
+                    }
+                }
                 VadEvent::Audio(a) => {
                     if let Some(u) = seen.utterances.last_mut() {
                         u.extend_from_slice(a);
@@ -86,6 +136,22 @@ fn run(pcm: &[i16], expect_digits: bool) -> Seen {
         }
     }
     seen
+}
+
+/// Where to insert a pause between two words near the middle of `pcm`: the start of its
+/// quietest 20 ms frame between 35 % and 65 % of its length.
+fn word_gap(pcm: &[i16]) -> usize {
+    let frames = pcm.len() / FRAME;
+    let energy = |k: usize| -> f64 {
+        pcm[k * FRAME..(k + 1) * FRAME]
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum()
+    };
+    let quietest = (frames * 35 / 100..frames * 65 / 100)
+        .min_by(|&a, &b| energy(a).total_cmp(&energy(b)))
+        .unwrap_or(frames / 2);
+    quietest * FRAME
 }
 
 fn silence(ms: usize) -> Vec<i16> {
@@ -150,42 +216,85 @@ async fn main() {
             .expect("pocketsphinx-testdata (./scripts/setup.sh installs it)");
     println!("voxhook turn-taking (earshot VAD, [audio] defaults: hangover 700 ms, digits 2000 ms, barge-in 240 ms)");
 
-    // 1. End of speech → end of turn, and cut-offs on a mid-sentence pause.
-    let mut lag = Vec::new();
-    let mut split = [0usize; 3];
+    // 1. End of speech → end of turn, and cut-offs on a mid-sentence pause, with the fixed
+    // hangover and with smart-turn deciding each pause.
+    let mut turn_model = SmartTurnModel::load(
+        std::path::Path::new("models/smart-turn-v3.2-cpu.onnx"),
+        std::path::Path::new("models/libonnxruntime.so.1.32.0"),
+    )
+    .expect("smart-turn (./scripts/install-onnx.sh installs it)");
     let pauses = [400usize, 600, 900];
-    for u in &english {
-        let pcm: Vec<i16> = [u.pcm_16k.clone(), silence(2_000)].concat();
-        let s = run(&pcm, false);
-        if let Some(&end) = s.ends.last() {
-            lag.push(end as f64 - speech_end_ms(&u.pcm_16k) as f64);
-        }
-        // A pause in the middle of the sentence (at half its length).
-        let mid = (u.pcm_16k.len() / 2 / FRAME) * FRAME;
-        for (k, &p) in pauses.iter().enumerate() {
-            let paused: Vec<i16> = [
-                u.pcm_16k[..mid].to_vec(),
-                silence(p),
-                u.pcm_16k[mid..].to_vec(),
-                silence(2_000),
-            ]
-            .concat();
-            split[k] += usize::from(run(&paused, false).ends.len() > 1);
-        }
-    }
+    println!("\nend of speech -> end of turn on real speech, and turns cut in two by a pause of 400 / 600 / 900 ms");
+    println!("between two words in their middle: 5 LibriVox sentences, 5 spoken card lists (\"ten | of clubs\")");
     println!(
-        "\nend of speech -> end of turn, real speech: n={} p50={:.0} ms p90={:.0} ms",
-        lag.len(),
-        pct(&mut lag.clone(), 0.5),
-        pct(&mut lag, 0.9)
+        "  {:<26} {:>8} {:>8} {:>16} {:>16}",
+        "", "p50", "p90", "sentences cut", "card lists cut"
     );
-    for (k, p) in pauses.iter().enumerate() {
+    let mut decisions = Vec::new();
+    let mut end_verdicts = (0usize, 0usize);
+    // The default threshold, then higher ones: fewer mid-sentence cut-offs, more waits.
+    for smart in [None, Some(0.5f32), Some(0.7), Some(0.9)] {
+        let mut lag = Vec::new();
+        // [sentences, card lists][pause]
+        let mut split = [[0usize; 3]; 2];
+        for u in &english {
+            let pcm: Vec<i16> = [u.pcm_16k.clone(), silence(2_000)].concat();
+            let turn = smart.map(|threshold| Turn {
+                model: &mut turn_model,
+                threshold,
+            });
+            let s = run_with(&pcm, false, turn);
+            if let Some(&end) = s.ends.last() {
+                lag.push(end as f64 - speech_end_ms(&u.pcm_16k) as f64);
+            }
+            if smart == Some(0.5) {
+                if let Some(&(p, _)) = s.decisions.last() {
+                    end_verdicts.0 += usize::from(p >= 0.5);
+                    end_verdicts.1 += 1;
+                }
+            }
+            decisions.extend(s.decisions);
+            let mid = word_gap(&u.pcm_16k);
+            for (k, &p) in pauses.iter().enumerate() {
+                let paused: Vec<i16> = [
+                    u.pcm_16k[..mid].to_vec(),
+                    silence(p),
+                    u.pcm_16k[mid..].to_vec(),
+                    silence(2_000),
+                ]
+                .concat();
+                let turn = smart.map(|threshold| Turn {
+                    model: &mut turn_model,
+                    threshold,
+                });
+                let s = run_with(&paused, false, turn);
+                let set = usize::from(!u.id.starts_with("sense_and_sensibility"));
+                split[set][k] += usize::from(s.ends.len() > 1);
+                decisions.extend(s.decisions);
+            }
+        }
+        let cuts = |k: usize| format!("{} / {} / {}", split[k][0], split[k][1], split[k][2]);
         println!(
-            "turns cut in two by a {p} ms mid-sentence pause: {}/{}",
-            split[k],
-            english.len()
+            "  {:<26} {:>5.0} ms {:>5.0} ms {:>16} {:>16}",
+            match smart {
+                None => "fixed hangover (700 ms)".to_string(),
+                Some(t) => format!("smart-turn, threshold {t}"),
+            },
+            pct(&mut lag.clone(), 0.5),
+            pct(&mut lag, 0.9),
+            cuts(0),
+            cuts(1),
         );
     }
+    let mut cpu: Vec<f64> = decisions.iter().map(|&(_, c)| c * 1e3).collect();
+    println!(
+        "  smart-turn (asked at a 200 ms pause): {} decisions; at the end of a sentence {}/{} said complete (threshold 0.5); CPU per decision p50={:.0} ms p90={:.0} ms (one thread)",
+        cpu.len(),
+        end_verdicts.0,
+        end_verdicts.1,
+        pct(&mut cpu.clone(), 0.5),
+        pct(&mut cpu, 0.9)
+    );
 
     // 2. Digit strings read with pauses.
     let groups = [
@@ -196,28 +305,27 @@ async fn main() {
     ];
     println!("\ndigit strings read in two groups (flite): turns split in two");
     println!(
-        "{:>8} {:>16} {:>22}",
-        "pause", "fixed hangover", "digit-aware (prompt)"
+        "{:>8} {:>16} {:>22} {:>22}",
+        "pause", "fixed hangover", "digit-aware (prompt)", "smart-turn, no prompt"
     );
     let mut spoken_groups = Vec::new();
     for (a, b) in groups {
         spoken_groups.push((spoken(a).await, spoken(b).await));
     }
     for pause in [600usize, 900, 1_200, 1_500] {
-        let (mut fixed, mut aware) = (0, 0);
+        let (mut fixed, mut aware, mut smart) = (0, 0, 0);
         for (a, b) in &spoken_groups {
             let pcm: Vec<i16> = [a.clone(), silence(pause), b.clone(), silence(3_000)].concat();
             fixed += usize::from(run(&pcm, false).ends.len() > 1);
             aware += usize::from(run(&pcm, true).ends.len() > 1);
+            let turn = Turn {
+                model: &mut turn_model,
+                threshold: 0.5,
+            };
+            smart += usize::from(run_with(&pcm, false, Some(turn)).ends.len() > 1);
         }
-        println!(
-            "{:>6} ms {:>13}/{} {:>19}/{}",
-            pause,
-            fixed,
-            groups.len(),
-            aware,
-            groups.len()
-        );
+        let n = groups.len();
+        println!("{pause:>6} ms {fixed:>13}/{n} {aware:>19}/{n} {smart:>19}/{n}");
     }
 
     // 3. False barge-ins on what is not the caller speaking.
@@ -282,7 +390,7 @@ async fn main() {
         std::path::Path::new("models/silero_vad.onnx"),
         std::path::Path::new("models/libonnxruntime.so.1.32.0"),
     )
-    .expect("Silero VAD (./scripts/install-silero.sh installs it)");
+    .expect("Silero VAD (./scripts/install-onnx.sh installs it)");
     println!(
         "\nfalse barge-ins per minute of audio; utterances the VAD opened, and how many Silero's trim drops"
     );

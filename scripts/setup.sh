@@ -6,7 +6,8 @@
 # pocketsphinx-testdata for the accuracy tests (Spanish speech, real English speech), and a real Piper TTS
 # server with an English voice for the `piper` backend's test (scripts/install-piper.sh), a real
 # faster-whisper-server for the `openai` STT backend's test (scripts/install-faster-whisper.sh), and
-# Silero VAD with the ONNX Runtime library it runs on for `[audio.silero]` (scripts/install-silero.sh).
+# Silero VAD and smart-turn with the ONNX Runtime library they run on for `[audio.silero]` and
+# `[audio.smart_turn]` (scripts/install-onnx.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,4 @@ python3 scripts/install-model.py
 python3 scripts/install-model.py --model base  # multilingual, for the accuracy and Spanish tests
 ./scripts/install-piper.sh
 ./scripts/install-faster-whisper.sh
-./scripts/install-silero.sh
+./scripts/install-onnx.sh

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audio::silero::{SileroError, SileroPool};
+use crate::audio::smart_turn::{SmartTurnError, SmartTurnPool};
 use crate::audio::{wav, AudioFrame};
 use crate::bot::{self, BotChannel};
 use crate::call::directory::CallDirectory;
@@ -61,6 +62,9 @@ pub enum AppError {
     /// Silero VAD (`[audio.silero]`) could not load.
     #[error(transparent)]
     Silero(#[from] SileroError),
+    /// smart-turn (`[audio.smart_turn]`) could not load.
+    #[error(transparent)]
+    SmartTurn(#[from] SmartTurnError),
 }
 
 /// The loaded engines, bot channel, audio assets and provider APIs.
@@ -85,6 +89,8 @@ pub struct Engines {
     pub directory: Arc<dyn CallDirectory>,
     /// Silero VAD's thread, shared by every call (`[audio.silero]` enabled).
     pub silero: Option<Arc<SileroPool>>,
+    /// smart-turn's worker threads, shared by every call (`[audio.smart_turn]` enabled).
+    pub smart_turn: Option<Arc<SmartTurnPool>>,
 }
 
 impl Engines {
@@ -157,6 +163,12 @@ impl Engines {
             .as_ref()
             .map(SileroPool::load)
             .transpose()?;
+        let smart_turn = settings
+            .audio
+            .smart_turn
+            .as_ref()
+            .map(SmartTurnPool::load)
+            .transpose()?;
         let bot = settings.bot.get().build()?;
         let public_url = settings.server.public_url.as_deref();
         let providers = settings
@@ -176,6 +188,7 @@ impl Engines {
             providers,
             directory: settings.routing.get().build(bot.clone())?,
             silero,
+            smart_turn,
         })
     }
 }
@@ -228,6 +241,7 @@ pub async fn serve(
         bot: engines.bot,
         directory: engines.directory,
         silero: engines.silero,
+        smart_turn: engines.smart_turn,
         calls_cancel: calls_cancel.clone(),
         calls: calls.clone(),
         records,

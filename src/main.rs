@@ -187,12 +187,10 @@ fn main() -> ExitCode {
             Ok(settings) => {
                 // Files the engines would open at startup: named by their key here, so
                 // `ExecStartPre=voxhook validate` stops a broken install before it starts.
-                let missing = settings
-                    .audio
-                    .silero
-                    .as_ref()
-                    .map(|s| s.missing_files())
-                    .unwrap_or_default();
+                let a = &settings.audio;
+                let missing: Vec<_> = (a.silero.iter().flat_map(|s| s.missing_files()))
+                    .chain(a.smart_turn.iter().flat_map(|t| t.missing_files()))
+                    .collect();
                 if !missing.is_empty() {
                     eprintln!(
                         "error: {} has {} problem(s):",

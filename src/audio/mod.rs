@@ -1,10 +1,13 @@
 //! Audio: PCM frames, G.711 codecs, resampling, voice activity detection and endpointing
-//! (earshot per frame, Silero VAD as a second opinion), outbound pacing. Knows nothing of providers, vendors or calls.
+//! (earshot per frame, Silero VAD as a second opinion, smart-turn for the end of a turn),
+//! outbound pacing. Knows nothing of providers, vendors or calls.
 
 pub mod codec;
+pub mod onnx;
 pub mod pacer;
 pub mod resample;
 pub mod silero;
+pub mod smart_turn;
 pub mod vad;
 pub mod wav;
 

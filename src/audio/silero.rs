@@ -23,7 +23,10 @@ use ort::value::Tensor;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::onnx::{Files, LoadError};
 use crate::component::{ConfigError, Errors};
+
+pub use super::onnx::Busy;
 
 /// New samples per window: 32 ms at 16 kHz (the model's fixed 16 kHz window).
 pub const WINDOW: usize = 512;
@@ -41,30 +44,9 @@ pub const MAX_BATCH: usize = 32;
 /// Errors of Silero VAD: loading (each naming the file) and inference.
 #[derive(Debug, thiserror::Error)]
 pub enum SileroError {
-    /// A configured file does not exist.
-    #[error("{key}: {}", missing(path))]
-    Missing {
-        /// The config key that names it.
-        key: &'static str,
-        /// The path as configured.
-        path: PathBuf,
-    },
-    /// ONNX Runtime could not be loaded from the library.
-    #[error("ONNX Runtime library {}: {reason}", path.display())]
-    Library {
-        /// `library_path`.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The model could not be loaded, or is not Silero's.
-    #[error("Silero model {}: {reason}", path.display())]
-    Model {
-        /// `model_path`.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
+    /// The model or the library could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// A run failed.
     #[error("Silero inference failed: {0}")]
     Run(String),
@@ -181,30 +163,18 @@ impl SileroConfig {
 impl SileroSettings {
     /// The configured files that do not exist, as errors at `audio.silero.<key>`.
     pub fn missing_files(&self) -> Vec<ConfigError> {
-        files(&self.model_path, &self.library_path)
-            .into_iter()
-            .filter(|(_, path)| !path.is_file())
-            .map(|(key, path)| ConfigError {
-                key: key.into(),
-                message: missing(path),
-            })
-            .collect()
+        files(&self.model_path, &self.library_path).missing()
     }
 }
 
-/// The files Silero needs, by config key: the library first (it loads first).
-fn files<'a>(model: &'a Path, library: &'a Path) -> [(&'static str, &'a Path); 2] {
-    [
-        ("audio.silero.library_path", library),
-        ("audio.silero.model_path", model),
-    ]
-}
-
-fn missing(path: &Path) -> String {
-    format!(
-        "{} does not exist (scripts/install-silero.sh installs it)",
-        path.display()
-    )
+/// The files Silero needs, as `[audio.silero]` names them.
+fn files<'a>(model: &'a Path, library: &'a Path) -> Files<'a> {
+    Files {
+        section: "audio.silero",
+        what: "Silero",
+        model,
+        library,
+    }
 }
 
 // === model ===
@@ -237,39 +207,16 @@ impl SileroModel {
     /// Loads ONNX Runtime from `library` (once per process; a second model reuses it) and
     /// the model from `model`. Each failure names its file.
     pub fn load(model: &Path, library: &Path) -> Result<Self, SileroError> {
-        for (key, path) in files(model, library) {
-            if !path.is_file() {
-                return Err(SileroError::Missing {
-                    key,
-                    path: path.to_path_buf(),
-                });
-            }
-        }
-        let lib_err = |reason: String| SileroError::Library {
-            path: library.to_path_buf(),
-            reason,
-        };
-        // The environment is process-wide; `commit` is a no-op when one already exists.
-        ort::init_from(library)
-            .map_err(|e| lib_err(e.to_string()))?
-            .commit();
-        let model_err = |reason: String| SileroError::Model {
-            path: model.to_path_buf(),
-            reason,
-        };
-        // One thread per run: the pool's thread is the one core Silero gets, and ONNX
-        // Runtime's own thread pool would spin on the cores the calls need.
-        let session = Session::builder()
-            .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            .and_then(|mut b| b.commit_from_file(model))
-            .map_err(|e| model_err(e.to_string()))?;
+        let files = files(model, library);
+        let session = files.session()?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
         if inputs != ["input", "state", "sr"] || outputs != ["output", "stateN"] {
-            return Err(model_err(format!(
-                "not a Silero v5/v6 model: inputs {inputs:?}, outputs {outputs:?}"
-            )));
+            return Err(files
+                .wrong_model(format!(
+                    "not a Silero v5/v6 model: inputs {inputs:?}, outputs {outputs:?}"
+                ))
+                .into());
         }
         Ok(Self { session })
     }
@@ -368,10 +315,6 @@ pub fn speech_span(
 }
 
 // === pool ===
-
-/// The pool is full: the caller keeps earshot's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
 
 /// The answer to [`SileroPool::score`], to await: one speech probability per [`WINDOW`].
 /// Dropping it withdraws the request: the pool skips its remaining windows.

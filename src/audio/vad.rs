@@ -1,6 +1,8 @@
 //! Voice activity detection (earshot, 16 kHz, 16 ms frames) and endpointing: turns a stream of
 //! 16 kHz samples into utterances with speech start, optional barge-in signal and end.
-//! Pure and synchronous; the caller feeds it and acts on the returned events.
+//! Pure and synchronous; the caller feeds it and acts on the returned events. With a
+//! semantic end-of-turn model ([`TurnTiming`]), a short pause asks the caller for the
+//! model's verdict ([`VadEvent::Paused`]) and the verdict picks the pause's hangover.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,6 +35,32 @@ pub struct EndpointerConfig {
     pub pre_roll: Duration,
     /// Longest utterance.
     pub max_utterance: Duration,
+    /// With a semantic end-of-turn model (`[audio.smart_turn]`): when to ask it and the
+    /// hangovers its verdicts pick. `None`: the fixed hangover alone.
+    pub smart_turn: Option<TurnTiming>,
+}
+
+/// When the endpointer asks an end-of-turn model, and what its answer does. Each is silence
+/// since the end of speech.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnTiming {
+    /// The pause after which the model is asked ([`VadEvent::Paused`]).
+    pub pause: Duration,
+    /// The hangover when the model says the turn is complete.
+    pub complete: Duration,
+    /// The hangover when it says incomplete, and while its answer is pending.
+    pub incomplete: Duration,
+}
+
+/// Where the current pause stands with the end-of-turn model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    /// Speech, or a pause not yet long enough to ask: the fixed hangover.
+    None,
+    /// The model was asked (this pause's number); the longest hangover until it answers.
+    Asked(u32),
+    /// It answered: this hangover (ms).
+    Decided(u64),
 }
 
 /// What the endpointer saw in the samples just pushed.
@@ -44,6 +72,10 @@ pub enum VadEvent {
     Audio(Vec<i16>),
     /// The utterance has had enough speech to count as an interruption.
     BargeIn,
+    /// A pause of [`TurnTiming::pause`] within the utterance: ask the end-of-turn model about
+    /// the utterance so far and report its verdict with [`Endpointer::turn_decided`] and
+    /// this number.
+    Paused(u32),
     /// The utterance ended; `cut` when it hit the maximum length.
     Ended {
         /// True when cut at `max_utterance` rather than ended by silence.
@@ -98,6 +130,9 @@ pub struct Endpointer {
     expect_digits: bool,
     /// This utterance's words so far end in a digit (a streaming STT's partial).
     digits_heard: bool,
+    pause: Pause,
+    /// Pauses asked about so far (numbers them, so a late verdict is told from a current one).
+    pauses: u32,
 }
 
 impl Endpointer {
@@ -122,6 +157,24 @@ impl Endpointer {
             barge_in_sent: false,
             expect_digits: false,
             digits_heard: false,
+            pause: Pause::None,
+            pauses: 0,
+        }
+    }
+
+    /// The end-of-turn model's verdict on pause number `pause`: `Some(true)` complete,
+    /// `Some(false)` incomplete, `None` no answer (busy or failed: the fixed hangover). A
+    /// verdict on an earlier pause (the caller spoke again since) is ignored. Takes effect
+    /// at the next frame.
+    pub fn turn_decided(&mut self, pause: u32, complete: Option<bool>) {
+        let Some(t) = self.cfg.smart_turn else { return };
+        if self.in_utterance && self.pause == Pause::Asked(pause) {
+            let d = match complete {
+                Some(true) => t.complete,
+                Some(false) => t.incomplete,
+                None => self.cfg.end_of_utterance,
+            };
+            self.pause = Pause::Decided(d.as_millis() as u64);
         }
     }
 
@@ -136,14 +189,22 @@ impl Endpointer {
         self.digits_heard = on && self.in_utterance;
     }
 
+    /// Digits are expected or heard: the digits hangover applies, and the end-of-turn model
+    /// is not asked (a pause between two groups of a number is no end of a sentence).
+    fn reading_digits(&self) -> bool {
+        self.expect_digits || self.digits_heard
+    }
+
     /// The silence that ends the current utterance.
     fn hangover_ms(&self) -> u64 {
-        let d = if self.expect_digits || self.digits_heard {
-            self.cfg.digits_end_of_utterance
-        } else {
-            self.cfg.end_of_utterance
-        };
-        d.as_millis() as u64
+        if self.reading_digits() {
+            return self.cfg.digits_end_of_utterance.as_millis() as u64;
+        }
+        match (self.pause, self.cfg.smart_turn) {
+            (Pause::Asked(_), Some(t)) => t.incomplete.as_millis() as u64,
+            (Pause::Decided(ms), _) => ms,
+            _ => self.cfg.end_of_utterance.as_millis() as u64,
+        }
     }
 
     /// True while an utterance is open.
@@ -224,6 +285,7 @@ impl Endpointer {
                 self.utterance_speech_ms = self.speech_run_ms;
                 self.silence_run_ms = 0;
                 self.barge_in_sent = false;
+                self.pause = Pause::None;
                 events.push(VadEvent::Started(self.history.drain(..).collect()));
                 self.check_barge_in(events);
             }
@@ -233,17 +295,29 @@ impl Endpointer {
         if speech {
             self.utterance_speech_ms += VAD_FRAME_MS;
             self.silence_run_ms = 0;
+            self.pause = Pause::None;
         } else {
             self.silence_run_ms += VAD_FRAME_MS;
         }
         let frame = std::mem::replace(&mut self.frame, Vec::with_capacity(VAD_FRAME));
         events.push(VadEvent::Audio(frame));
         self.check_barge_in(events);
+        if let Some(t) = self.cfg.smart_turn {
+            if self.pause == Pause::None
+                && !self.reading_digits()
+                && self.silence_run_ms >= t.pause.as_millis() as u64
+            {
+                self.pauses = self.pauses.wrapping_add(1);
+                self.pause = Pause::Asked(self.pauses);
+                events.push(VadEvent::Paused(self.pauses));
+            }
+        }
         let cut = self.utterance_ms >= self.cfg.max_utterance.as_millis() as u64;
         if cut || self.silence_run_ms >= self.hangover_ms() {
             self.in_utterance = false;
             self.speech_run_ms = 0;
             self.digits_heard = false;
+            self.pause = Pause::None;
             events.push(VadEvent::Ended { cut });
         }
     }
@@ -272,6 +346,19 @@ mod tests {
             digits_end_of_utterance: Duration::from_millis(480),
             pre_roll: Duration::from_millis(64),
             max_utterance: Duration::from_millis(1_600),
+            smart_turn: None,
+        }
+    }
+
+    /// Asks after 3 silent frames; complete ends at 4, incomplete at 20 (fixed: 10).
+    fn smart() -> EndpointerConfig {
+        EndpointerConfig {
+            smart_turn: Some(TurnTiming {
+                pause: Duration::from_millis(48),
+                complete: Duration::from_millis(64),
+                incomplete: Duration::from_millis(320),
+            }),
+            ..cfg()
         }
     }
 
@@ -290,6 +377,7 @@ mod tests {
                 VadEvent::Started(_) => 'B',
                 VadEvent::Audio(_) => '.',
                 VadEvent::BargeIn => '!',
+                VadEvent::Paused(_) => 'P',
                 VadEvent::Ended { cut: false } => 'E',
                 VadEvent::Ended { cut: true } => 'C',
             })
@@ -331,6 +419,67 @@ mod tests {
         assert_eq!(kinds(&ev).matches('E').count(), 1);
         // Heard digits last one utterance only.
         assert_eq!(kinds(&run(&mut e, &pause)).matches('E').count(), 2);
+    }
+
+    /// The model is asked once per pause; "complete" ends the turn at the short hangover,
+    /// "incomplete" holds it to the long one (past the fixed hangover), no answer falls back
+    /// to the fixed hangover.
+    #[test]
+    fn a_pause_asks_the_model_and_its_verdict_picks_the_hangover() {
+        let mut e = Endpointer::new(smart());
+        let ev = run(&mut e, "SSSSSS___");
+        assert_eq!(kinds(&ev), "B...!...P");
+        let Some(&VadEvent::Paused(n)) = ev.last() else {
+            panic!()
+        };
+        e.turn_decided(n, Some(true));
+        assert_eq!(kinds(&run(&mut e, "_")), ".E");
+
+        let mut e = Endpointer::new(smart());
+        run(&mut e, "SSSSSS___");
+        e.turn_decided(1, Some(false));
+        // Still open after the fixed hangover (10 frames); ends at 20.
+        assert_eq!(kinds(&run(&mut e, &"_".repeat(16))), ".".repeat(16));
+        assert_eq!(kinds(&run(&mut e, "_")), ".E");
+
+        let mut e = Endpointer::new(smart());
+        run(&mut e, "SSSSSS___");
+        e.turn_decided(1, None);
+        assert_eq!(kinds(&run(&mut e, &"_".repeat(7))), ".......E");
+
+        // Pending: the long hangover is the limit, so a lost answer never holds a turn open.
+        let mut e = Endpointer::new(smart());
+        run(&mut e, "SSSSSS___");
+        assert_eq!(
+            kinds(&run(&mut e, &"_".repeat(17))),
+            format!("{}E", ".".repeat(17))
+        );
+    }
+
+    #[test]
+    fn a_verdict_on_a_pause_the_caller_spoke_through_is_ignored() {
+        let mut e = Endpointer::new(smart());
+        run(&mut e, "SSSSSS___");
+        // The caller goes on before the answer; it comes late and says complete.
+        let ev = run(&mut e, "SS___");
+        e.turn_decided(1, Some(true));
+        assert_eq!(kinds(&ev), ".....P");
+        assert!(matches!(ev.last(), Some(VadEvent::Paused(2))));
+        assert_eq!(kinds(&run(&mut e, "__")), "..");
+        e.turn_decided(2, Some(true));
+        assert_eq!(kinds(&run(&mut e, "_")), ".E");
+        // Outside an utterance a verdict changes nothing.
+        e.turn_decided(2, Some(true));
+        assert_eq!(kinds(&run(&mut e, "SSSSSS")), "B...!");
+    }
+
+    #[test]
+    fn digits_are_not_put_to_the_model() {
+        let mut e = Endpointer::new(smart());
+        e.expect_digits(true);
+        let ev = run(&mut e, &format!("SSSSSS{}", "_".repeat(30)));
+        assert_eq!(kinds(&ev).matches('P').count(), 0);
+        assert_eq!(kinds(&ev).matches('E').count(), 1);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! own task, which also opens the STT session, so neither per-frame DSP nor a slow session
 //! open (a cloud STT reconnecting on a language switch) ever delays the actor. Reports
 //! speech start, barge-in and final transcripts. With `[audio.silero]`, Silero VAD (on its
-//! own thread) confirms a VAD barge-in and trims an utterance before an utterance STT; the
-//! listener awaits its answers in its loop, never on the per-frame path.
+//! own thread) confirms a VAD barge-in and trims an utterance before an utterance STT; with
+//! `[audio.smart_turn]`, the end-of-turn model (on its own threads) is asked at each pause
+//! whether the caller finished. The listener awaits their answers in its loop, never on the
+//! per-frame path.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::resample::Resampler;
 use crate::audio::silero::{self, Busy, Pending, SileroError, SileroPool};
+use crate::audio::smart_turn::{self, SmartTurnError, SmartTurnPool, Verdict};
 use crate::audio::vad::{Endpointer, EndpointerConfig, VadEvent};
 use crate::audio::INTERNAL_RATE;
 use crate::stt::{
@@ -63,6 +66,15 @@ pub enum ListenerEvent {
     SttUnavailable(String),
 }
 
+/// The neural models a listener may ask, each shared by every call and absent when off.
+#[derive(Clone, Default)]
+pub struct Models {
+    /// Silero VAD's second opinion on barge-ins and utterances (`[audio.silero]`).
+    pub silero: Option<Arc<SileroPool>>,
+    /// The end-of-turn model, asked at each pause (`[audio.smart_turn]`).
+    pub smart_turn: Option<Arc<SmartTurnPool>>,
+}
+
 /// What the listener needs to open its STT session.
 pub struct SttSource {
     /// The backend.
@@ -98,7 +110,7 @@ pub async fn run(
     inbound_rate: u32,
     vad: EndpointerConfig,
     mut expect_digits: watch::Receiver<bool>,
-    silero: Option<Arc<SileroPool>>,
+    models: Models,
     source: SttSource,
     trace: CallTrace,
     events: mpsc::Sender<ListenerEvent>,
@@ -110,7 +122,7 @@ pub async fn run(
         let ended = listen(
             &mut audio,
             inbound_rate,
-            (vad.clone(), &mut expect_digits, silero.as_ref()),
+            (vad.clone(), &mut expect_digits, &models),
             (backend.clone(), fallback.is_some()),
             source.params.clone(),
             &trace,
@@ -135,11 +147,7 @@ pub async fn run(
 async fn listen(
     audio: &mut mpsc::Receiver<Vec<i16>>,
     inbound_rate: u32,
-    (vad, expect_digits, silero): (
-        EndpointerConfig,
-        &mut watch::Receiver<bool>,
-        Option<&Arc<SileroPool>>,
-    ),
+    (vad, expect_digits, models): (EndpointerConfig, &mut watch::Receiver<bool>, &Models),
     (backend, can_fall_back): (Arc<dyn SpeechToText>, bool),
     params: SttParams,
     trace: &CallTrace,
@@ -197,9 +205,24 @@ async fn listen(
     };
     // Silero confirms the VAD's barge-ins (the STT's own signals are the STT's word) and trims
     // what an utterance STT gets (a streaming one hears everything anyway).
+    let silero = models.silero.as_ref();
     let confirm = silero.filter(|p| p.settings().confirm_barge_in && min_words == 0);
     let trim = silero.filter(|p| p.settings().trim_utterances && !streaming);
+    // The model decides where the VAD ends turns (not where the backend does).
+    let turn_model = models.smart_turn.as_ref().filter(|_| !backend_turns);
+    let mut vad = vad;
+    if turn_model.is_none() {
+        vad.smart_turn = None;
+    }
+    // The utterance's latest audio: what Silero confirms a barge-in on, and what the
+    // end-of-turn model hears.
+    let recent_cap = match (turn_model, confirm) {
+        (Some(_), _) => smart_turn::features::SAMPLES,
+        (None, Some(_)) => CONFIRM_SAMPLES,
+        (None, None) => 0,
+    };
     let mut recent: VecDeque<i16> = VecDeque::new();
+    let mut deciding: Option<(u32, smart_turn::Pending)> = None;
     let mut utterance: Vec<i16> = Vec::new();
     let mut confirming: Option<Pending> = None;
     let mut trims: VecDeque<Trim> = VecDeque::new();
@@ -284,12 +307,13 @@ async fn listen(
                     }
                 }
                 for ev in vad_events.drain(..) {
-                    if confirm.is_some() {
-                        keep_recent(&mut recent, &ev);
+                    if recent_cap > 0 {
+                        keep_recent(&mut recent, &ev, recent_cap);
                     }
                     if matches!(ev, VadEvent::Ended { .. }) {
-                        // Too late to interrupt with this utterance.
+                        // Too late to interrupt with this utterance, or to decide its end.
                         confirming = None;
+                        deciding = None;
                     }
                     let to_actor = match ev {
                         VadEvent::Started(_) if streaming => {
@@ -315,10 +339,24 @@ async fn listen(
                             to_stt.push(SttInput::Audio(a));
                             None
                         }
+                        VadEvent::Paused(pause) => {
+                            if let Some(pool) = turn_model {
+                                match pool.ask(recent.make_contiguous()) {
+                                    // A newer pause replaces (withdraws) an older question.
+                                    Ok(p) => deciding = Some((pause, p)),
+                                    Err(Busy) => {
+                                        metrics::smart_turn_decision("busy");
+                                        endpointer.turn_decided(pause, None);
+                                    }
+                                }
+                            }
+                            None
+                        }
                         VadEvent::BargeIn if min_words > 0 => None,
                         VadEvent::BargeIn => match confirm {
                             Some(pool) => {
-                                match pool.score(recent.make_contiguous()) {
+                                let r = recent.make_contiguous();
+                                match pool.score(&r[r.len().saturating_sub(CONFIRM_SAMPLES)..]) {
                                     Ok(p) => {
                                         confirming = Some(p);
                                         None
@@ -365,6 +403,11 @@ async fn listen(
                         }
                     }
                 }
+            }
+            (pause, res) = verdict(&mut deciding) => {
+                deciding = None;
+                let threshold = turn_model.map_or(0.5, |p| p.settings().threshold);
+                endpointer.turn_decided(pause, decided(res, threshold));
             }
             res = answer(&mut confirming) => {
                 confirming = None;
@@ -489,7 +532,7 @@ fn guarded(mut t: Transcript) -> Transcript {
 }
 
 /// Keeps the utterance's last [`CONFIRM_SAMPLES`] for a barge-in candidate.
-fn keep_recent(recent: &mut VecDeque<i16>, ev: &VadEvent) {
+fn keep_recent(recent: &mut VecDeque<i16>, ev: &VadEvent, cap: usize) {
     let audio = match ev {
         VadEvent::Started(a) => {
             recent.clear();
@@ -499,8 +542,42 @@ fn keep_recent(recent: &mut VecDeque<i16>, ev: &VadEvent) {
         _ => return,
     };
     recent.extend(audio.iter().copied());
-    let excess = recent.len().saturating_sub(CONFIRM_SAMPLES);
+    let excess = recent.len().saturating_sub(cap);
     recent.drain(..excess);
+}
+
+/// The end-of-turn model's answer on a pause, once it comes, with the pause's number.
+async fn verdict(
+    d: &mut Option<(u32, smart_turn::Pending)>,
+) -> (u32, Result<Verdict, SmartTurnError>) {
+    match d {
+        Some((pause, p)) => (*pause, p.await),
+        None => std::future::pending().await,
+    }
+}
+
+/// The verdict as the endpointer takes it: complete, incomplete, or none (the fixed
+/// hangover) when the model failed.
+fn decided(res: Result<Verdict, SmartTurnError>, threshold: f32) -> Option<bool> {
+    match res {
+        Ok(v) => {
+            let complete = v.probability >= threshold;
+            tracing::debug!(
+                probability = v.probability,
+                cpu_ms = v.cpu.as_millis() as u64,
+                complete,
+                "smart-turn decided the pause."
+            );
+            metrics::smart_turn_decision(if complete { "complete" } else { "incomplete" });
+            metrics::smart_turn_cpu(v.cpu);
+            Some(complete)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "smart-turn failed on a pause; the fixed hangover applies.");
+            metrics::smart_turn_decision("failed");
+            None
+        }
+    }
 }
 
 /// Silero's answer on a barge-in candidate, once it comes.
@@ -635,6 +712,7 @@ mod tests {
             digits_end_of_utterance: Duration::from_millis(500),
             pre_roll: Duration::from_millis(300),
             max_utterance: Duration::from_secs(30),
+            smart_turn: None,
         }
     }
 
@@ -677,7 +755,7 @@ mod tests {
         let settings = raw
             .validate("audio.silero", &mut Default::default())
             .unwrap();
-        let pool = SileroPool::load(&settings).expect("scripts/install-silero.sh");
+        let pool = SileroPool::load(&settings).expect("scripts/install-onnx.sh");
         let hum = crate::sim::speech_set::hum(1_500, 8_000, 3_000.0, 100);
         let speech = crate::stt::conformance::speech("Hello, can you hear me?", 8_000).await;
         let pcm = [hum, vec![0; 8_000], speech, vec![0; 8_000]].concat();
@@ -689,7 +767,10 @@ mod tests {
             8_000,
             vad(),
             watch::channel(false).1,
-            Some(pool),
+            Models {
+                silero: Some(pool),
+                smart_turn: None,
+            },
             fake_stt("provider = \"fake\"\ntranscripts = [\"the speech\"]\nlatency_ms = 5"),
             CallTrace::new(false, None),
             ev_tx,
@@ -743,7 +824,7 @@ mod tests {
             8_000,
             vad(),
             watch::channel(false).1,
-            None,
+            Models::default(),
             source,
             CallTrace::new(false, None),
             ev_tx,

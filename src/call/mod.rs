@@ -67,6 +67,8 @@ pub struct CallDeps {
     pub directory: Arc<dyn directory::CallDirectory>,
     /// Silero VAD's second opinion on barge-ins and utterances (`[audio.silero]`).
     pub silero: Option<Arc<crate::audio::silero::SileroPool>>,
+    /// The semantic end-of-turn model, asked at each pause (`[audio.smart_turn]`).
+    pub smart_turn: Option<Arc<crate::audio::smart_turn::SmartTurnPool>>,
     /// Parent of every call's token: cancelled when the daemon stops.
     pub calls_cancel: CancellationToken,
     /// Tracks every call so shutdown can wait for them.

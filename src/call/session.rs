@@ -354,6 +354,7 @@ fn spawn_listener(
         digits_end_of_utterance: a.digits_end_of_utterance,
         pre_roll: a.pre_roll,
         max_utterance: a.max_utterance,
+        smart_turn: deps.smart_turn.as_ref().map(|p| p.settings().timing()),
     };
     let (audio_tx, audio_rx) = mpsc::channel(LISTENER_AUDIO_CAPACITY);
     let task = listener::run(
@@ -361,7 +362,10 @@ fn spawn_listener(
         inbound_rate,
         vad,
         expect_digits,
-        deps.silero.clone(),
+        listener::Models {
+            silero: deps.silero.clone(),
+            smart_turn: deps.smart_turn.clone(),
+        },
         source,
         trace.clone(),
         ev_tx,

@@ -101,6 +101,8 @@ pub struct AudioConfig {
     pub playback_lead_ms: u64,
     /// `[audio.silero]`: Silero VAD as a second opinion (off by default).
     pub silero: crate::audio::silero::SileroConfig,
+    /// `[audio.smart_turn]`: the semantic end-of-turn model (off by default).
+    pub smart_turn: crate::audio::smart_turn::SmartTurnConfig,
 }
 
 impl Default for AudioConfig {
@@ -130,6 +132,7 @@ impl Default for AudioConfig {
             barge_in_min_words: 0,
             playback_lead_ms: 200,
             silero: Default::default(),
+            smart_turn: Default::default(),
         }
     }
 }

@@ -163,6 +163,8 @@ pub struct AudioSettings {
     pub playback_lead: Duration,
     /// Silero VAD's second opinion (`None`: off).
     pub silero: Option<crate::audio::silero::SileroSettings>,
+    /// The semantic end-of-turn model (`None`: off).
+    pub smart_turn: Option<crate::audio::smart_turn::SmartTurnSettings>,
 }
 
 /// Validated `[dtmf]`.
@@ -421,6 +423,15 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         "audio.playback_lead_ms",
         "must be between 20 and 5000",
     );
+    let smart_turn = c.smart_turn.validate("audio.smart_turn", errs);
+    // The model is asked before the fixed hangover would end the turn, or never.
+    errs.check(
+        smart_turn
+            .as_ref()
+            .is_none_or(|t| t.pause < ms(c.end_of_utterance_ms)),
+        "audio.smart_turn.pause_ms",
+        "must be below audio.end_of_utterance_ms",
+    );
     AudioSettings {
         vad_threshold: c.vad_threshold,
         min_speech: ms(c.min_speech_ms),
@@ -439,6 +450,7 @@ fn audio(c: AudioConfig, errs: &mut Errors) -> AudioSettings {
         barge_in_min_words: c.barge_in_min_words,
         playback_lead: ms(c.playback_lead_ms),
         silero: c.silero.validate("audio.silero", errs),
+        smart_turn,
     }
 }
 

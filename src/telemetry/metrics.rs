@@ -97,6 +97,13 @@ pub const SILERO_UTTERANCES: &str = "voxhook_silero_utterances_total";
 /// The `result` labels of [`SILERO_UTTERANCES`]: sent whole, trimmed, dropped (no speech;
 /// also counted in [`STT_GUARDED`] as `silero`), or sent untrimmed (busy or failed).
 pub const SILERO_UTTERANCE_RESULTS: &[&str] = &["kept", "trimmed", "dropped", "busy"];
+/// Counter by `result` (one of [`SMART_TURN_RESULTS`]): pauses the end-of-turn model was
+/// asked about (`[audio.smart_turn]`).
+pub const SMART_TURN_DECISIONS: &str = "voxhook_smart_turn_decisions_total";
+/// The `result` labels of [`SMART_TURN_DECISIONS`]: the turn ends after the short hangover,
+/// waits for the long one, or the model could not answer (its queue was full, or it failed;
+/// the fixed hangover applies).
+pub const SMART_TURN_RESULTS: &[&str] = &["complete", "incomplete", "busy", "failed"];
 /// Counter by `backend` (the STT provider that failed): calls whose STT session could not
 /// open or was lost, handed to `[stt] fallback`.
 pub const STT_FALLBACKS: &str = "voxhook_stt_fallbacks_total";
@@ -105,6 +112,8 @@ pub const STT_FALLBACKS: &str = "voxhook_stt_fallbacks_total";
 pub const STT_FINAL_LATENCY: &str = "voxhook_stt_final_latency_seconds";
 /// Histogram: whisper decode time of one utterance.
 pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
+/// Histogram: CPU time of one end-of-turn decision (front end and model, on its thread).
+pub const SMART_TURN_CPU: &str = "voxhook_smart_turn_cpu_seconds";
 /// Histogram: time an utterance waited for a free decoder before its decode started.
 pub const STT_QUEUE_WAIT: &str = "voxhook_stt_queue_wait_seconds";
 /// Histogram: turn (or `ON_CONNECT`) sent → first bot message received.
@@ -235,6 +244,10 @@ const COUNTERS: &[(&str, &str)] = &[
         SILERO_UTTERANCES,
         "Utterances Silero VAD trimmed before STT, by result: kept, trimmed, dropped, busy.",
     ),
+    (
+        SMART_TURN_DECISIONS,
+        "Pauses the end-of-turn model decided, by result: complete, incomplete, busy, failed.",
+    ),
 ];
 
 /// Histograms (all in seconds) and their help texts.
@@ -251,6 +264,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     (
         RESPONSE_LATENCY,
         "Caller's end of speech until the first frame of the reply was sent.",
+    ),
+    (
+        SMART_TURN_CPU,
+        "CPU time of one end-of-turn decision by the smart-turn model.",
     ),
 ];
 
@@ -330,6 +347,9 @@ fn register_all() {
     }
     for &result in SILERO_UTTERANCE_RESULTS {
         counter!(SILERO_UTTERANCES, "result" => result).absolute(0);
+    }
+    for &result in SMART_TURN_RESULTS {
+        counter!(SMART_TURN_DECISIONS, "result" => result).absolute(0);
     }
     gauge!(ROUTING_UP).set(1.0);
     for &(name, _) in HISTOGRAMS {
@@ -511,6 +531,16 @@ pub fn silero_barge_in(result: &'static str) {
 /// Silero judged an utterance (`result`, one of [`SILERO_UTTERANCE_RESULTS`]).
 pub fn silero_utterance(result: &'static str) {
     counter!(SILERO_UTTERANCES, "result" => result).increment(1);
+}
+
+/// The end-of-turn model answered a pause (`result`, one of [`SMART_TURN_RESULTS`]).
+pub fn smart_turn_decision(result: &'static str) {
+    counter!(SMART_TURN_DECISIONS, "result" => result).increment(1);
+}
+
+/// One end-of-turn decision cost `cpu`.
+pub fn smart_turn_cpu(cpu: std::time::Duration) {
+    histogram!(SMART_TURN_CPU).record(cpu.as_secs_f64());
 }
 
 /// A remote TTS backend failed (`kind`, one of [`REMOTE_ERROR_KINDS`]).

@@ -17,6 +17,7 @@ mod plivo;
 mod server;
 mod signalwire;
 mod silero;
+mod smart_turn;
 mod speech_backends;
 mod support;
 mod telnyx;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use voxhook::sim::kore::KoreSim;
 
 use crate::support::{
-    call_and_hear_greeting, root, speech, talk_over_the_answer, write_config, Daemon, BOT_ID,
-    CLIENT_ID, SECRET, WAIT,
+    call_and_hear_greeting, root, speech, talk_over_the_answer, validate, write_config, Daemon,
+    BOT_ID, CLIENT_ID, SECRET, WAIT,
 };
 
 /// A dial-tone-like hum at 8 kHz for `ms` (`speech_set::hum`, faded over 100 ms: an abrupt
@@ -144,22 +144,12 @@ async fn validate_names_a_missing_silero_file_by_its_key() {
         0,
         &extra,
     );
-    let validate = || async {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
-            .args(["validate", "--config"])
-            .arg(&config)
-            .env("CREDENTIALS_DIRECTORY", &creds)
-            .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
-            .output()
-            .await
-            .unwrap()
-    };
-    let out = validate().await;
+    let out = validate(&config, &creds).await;
     let fixed = std::fs::read_to_string(&config)
         .unwrap()
         .replace("no-such-silero.onnx", "silero_vad.onnx");
     std::fs::write(&config, fixed).unwrap();
-    let ok = validate().await;
+    let ok = validate(&config, &creds).await;
     std::fs::remove_dir_all(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");

@@ -540,6 +540,19 @@ poll_interval_ms = 100
     (config, creds)
 }
 
+/// Runs `voxhook validate` on `config` with the client secret as a credential in `creds`
+/// (as `write_config` leaves them) and nothing from the environment.
+pub async fn validate(config: &std::path::Path, creds: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_voxhook"))
+        .args(["validate", "--config"])
+        .arg(config)
+        .env("CREDENTIALS_DIRECTORY", creds)
+        .env_remove("VOXHOOK__BOT__CLIENT_SECRET")
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A real self-hosted speech server from a virtualenv under `models/` (installed by
 /// `scripts/setup.sh`) on a free loopback port, killed when dropped.
 pub struct SpeechServer {

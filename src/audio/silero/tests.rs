@@ -1,4 +1,4 @@
-//! Silero on the real model and ONNX Runtime library (`scripts/install-silero.sh`).
+//! Silero on the real model and ONNX Runtime library (`scripts/install-onnx.sh`).
 
 use super::*;
 
@@ -25,7 +25,7 @@ fn settings() -> SileroSettings {
 fn model() -> SileroModel {
     let s = settings();
     SileroModel::load(&s.model_path, &s.library_path)
-        .expect("Silero model and ONNX Runtime (run scripts/install-silero.sh)")
+        .expect("Silero model and ONNX Runtime (run scripts/install-onnx.sh)")
 }
 
 /// White noise at about −35 dBFS, as line hiss (seeded: the same every run).
@@ -151,7 +151,7 @@ fn missing_files_are_reported_with_their_path() {
         panic!("loaded Cargo.toml as a model");
     };
     assert!(
-        matches!(&e, SileroError::Model { path, .. } if path.ends_with("Cargo.toml")),
+        matches!(&e, SileroError::Load(LoadError::Model { path, .. }) if path.ends_with("Cargo.toml")),
         "{e}"
     );
 }
