@@ -133,3 +133,51 @@ pub fn thread_cpu() -> std::time::Duration {
         ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    /// `prctl` options of Linux ≥ 6.3: refuse any mapping that is (or becomes) both
+    /// writable and executable, for this process and its children.
+    const PR_SET_MDWE: libc::c_int = 65;
+    const PR_MDWE_REFUSE_EXEC_GAIN: libc::c_ulong = 1;
+    /// Set in the child, which runs the model tests instead of spawning itself again.
+    const CHILD: &str = "VOXHOOK_TEST_UNDER_MDWE";
+
+    /// The unit ships `MemoryDenyWriteExecute=yes` (systemd/voxhook.service): ONNX Runtime
+    /// must load and run both models without a writable and executable mapping (no JIT). The
+    /// kernel's memory-deny-write-execute enforces the same rule on a child test process that
+    /// runs both models' tests.
+    #[test]
+    fn both_models_run_with_memory_deny_write_execute() {
+        if std::env::var_os(CHILD).is_some() {
+            return;
+        }
+        let tests = [
+            "audio::silero::tests::real_phone_speech_scores_above_silence_and_noise",
+            "audio::smart_turn::tests::the_model_agrees_with_pipecat_and_costs_little_cpu",
+        ];
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args(tests).args(["--exact", "--test-threads=1"]);
+        child.env(CHILD, "1");
+        // SAFETY: only an async-signal-safe system call runs between fork and exec.
+        unsafe {
+            child.pre_exec(|| {
+                if libc::prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = child
+            .output()
+            .expect("a test process under PR_SET_MDWE (Linux 6.3 or newer)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("2 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
