@@ -259,16 +259,18 @@ pub async fn serve(
 
     let http_stop = CancellationToken::new();
     let with_metrics = admin.is_none();
+    let limits = settings.server.conn_limits;
     let http = spawn_http(
         listener,
         server::router(state.clone(), with_metrics),
+        limits,
         &http_stop,
     );
     let admin_http = admin.map(|l| {
         if let Ok(a) = l.local_addr() {
             tracing::info!(addr = %a, "Admin listener (/metrics, /live, /ready).");
         }
-        spawn_http(l, server::admin_router(state.clone()), &http_stop)
+        spawn_http(l, server::admin_router(state.clone()), limits, &http_stop)
     });
     let tcp_servers: Vec<_> = tcp_listeners
         .into_iter()
@@ -324,12 +326,13 @@ pub async fn serve(
 fn spawn_http(
     listener: TcpListener,
     router: axum::Router,
+    limits: server::accept::ConnLimits,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    })
+    tokio::spawn(server::accept::serve(
+        listener,
+        router,
+        limits,
+        stop.clone(),
+    ))
 }

@@ -202,7 +202,8 @@ fn main() -> ExitCode {
                     }
                     return ExitCode::from(EX_USAGE);
                 }
-                for w in settings.warnings(cores()) {
+                let exposed = config::world_readable_secrets(&config);
+                for w in settings.warnings(cores()).into_iter().chain(exposed) {
                     println!("warning: {w}");
                 }
                 println!("{}: ok", config.display());
@@ -216,7 +217,8 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            for w in settings.warnings(cores()) {
+            let exposed = config::world_readable_secrets(&config);
+            for w in settings.warnings(cores()).into_iter().chain(exposed) {
                 tracing::warn!("{w}");
             }
             runtime().block_on(run(settings))

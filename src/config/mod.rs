@@ -6,6 +6,7 @@
 //! Sources, later wins: built-in defaults, the TOML file, `VOXHOOK__SECTION__KEY` environment
 //! variables. Loading and validation touch no network; every problem is reported at once.
 
+mod exposure;
 mod ops;
 mod secret;
 mod validate;
@@ -26,6 +27,7 @@ pub use crate::stt::SttSettings;
 pub use crate::telephony::twilio::config::{TwilioRestSettings, TwilioSettings};
 pub use crate::telephony::ProviderSettings;
 pub use crate::tts::TtsSettings;
+pub use exposure::{secrets, world_readable_secrets};
 pub use ops::{
     CallRecordSettings, CallRecordsConfig, MetricsConfig, MetricsSettings, RecordOutput,
     RecordingConfig, RecordingSettings,
@@ -58,6 +60,12 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long live calls may continue after SIGTERM before they are ended.
     pub shutdown_grace_period_secs: u64,
+    /// Time a client has to send its whole HTTP request head (slowloris).
+    pub header_timeout_ms: u64,
+    /// Largest HTTP request head (start line and headers); 431 beyond.
+    pub max_header_bytes: usize,
+    /// Connections one source address may hold before they become calls (0: no limit).
+    pub max_pending_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +75,9 @@ impl Default for ServerConfig {
             max_concurrent_calls: 100,
             public_url: None,
             shutdown_grace_period_secs: 30,
+            header_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_pending_per_ip: 64,
         }
     }
 }

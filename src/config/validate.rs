@@ -134,6 +134,8 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Drain grace period.
     pub shutdown_grace_period: Duration,
+    /// What the listener refuses before a request reaches a route.
+    pub conn_limits: crate::server::accept::ConnLimits,
 }
 
 /// Validated `[audio]`.
@@ -180,12 +182,13 @@ pub struct DtmfSettings {
 
 impl Settings {
     /// Problems that do not stop the daemon but an operator should see: admitting far more
-    /// calls than the embedded speech engines can serve on `cores` cores.
+    /// calls than the embedded speech engines can serve on `cores` cores, and media routes
+    /// that take calls from anyone on a non-loopback address.
     pub fn warnings(&self, cores: usize) -> Vec<String> {
         let limit = self.server.max_concurrent_calls;
         let engines =
             std::iter::once(&self.stt).chain(self.languages.iter().filter_map(|l| l.stt.as_ref()));
-        engines
+        let mut out: Vec<String> = engines
             .filter_map(|stt| Some((stt.get().capacity(cores)?, stt)))
             .filter(|(capacity, _)| limit > capacity.saturating_mul(2))
             .map(|(capacity, stt)| {
@@ -194,6 +197,43 @@ impl Settings {
                      {cores} core(s) (about {capacity} calls); callers would wait for a decoder. \
                      Lower the limit or use a faster STT backend."
                 )
+            })
+            .collect();
+        out.extend(self.open_routes());
+        out
+    }
+
+    /// Media routes reachable beyond this host that accept a request with no credentials at
+    /// all: each provider is asked to authenticate an empty upgrade request, so whatever
+    /// scheme it uses (signature, token, basic auth) is covered. Raw TCP listeners have no
+    /// authentication in their protocol; theirs is a warning when not on loopback.
+    fn open_routes(&self) -> Vec<String> {
+        let public = self.server.public_url.as_deref();
+        self.telephony
+            .iter()
+            .filter(|p| p.get().enabled())
+            .filter_map(|p| p.get().build(public).ok())
+            .filter_map(|p| match p.tcp_listen() {
+                Some(addr) if !addr.ip().is_loopback() => Some(format!(
+                    "telephony.{}: its TCP listener {addr} takes connections from anyone (the \
+                     protocol has no authentication); listen on loopback or a private network",
+                    p.name()
+                )),
+                Some(_) => None,
+                None if self.server.listen.ip().is_loopback() => None,
+                None => p
+                    .authenticate(&axum::http::HeaderMap::new(), p.route())
+                    .is_ok()
+                    .then(|| {
+                        format!(
+                            "telephony.{}: the media route {} on {} takes calls from anyone: set \
+                             its request authentication (signature or token, see its README \
+                             section) or listen on loopback behind a proxy that checks it",
+                            p.name(),
+                            p.route(),
+                            self.server.listen
+                        )
+                    }),
             })
             .collect()
     }
@@ -383,11 +423,26 @@ fn server(c: ServerConfig, errs: &mut Errors) -> ServerSettings {
             "must start with wss:// (the URL the provider dials)",
         );
     }
+    errs.check(
+        (100..=120_000).contains(&c.header_timeout_ms),
+        "server.header_timeout_ms",
+        "must be between 100 and 120000",
+    );
+    errs.check(
+        (1_024..=1_048_576).contains(&c.max_header_bytes),
+        "server.max_header_bytes",
+        "must be between 1024 and 1048576",
+    );
     ServerSettings {
         listen,
         max_concurrent_calls: c.max_concurrent_calls,
         public_url,
         shutdown_grace_period: Duration::from_secs(c.shutdown_grace_period_secs),
+        conn_limits: crate::server::accept::ConnLimits {
+            header_timeout: Duration::from_millis(c.header_timeout_ms),
+            max_header_bytes: c.max_header_bytes,
+            max_pending_per_ip: c.max_pending_per_ip,
+        },
     }
 }
 

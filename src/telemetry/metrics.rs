@@ -112,6 +112,13 @@ pub const STT_FALLBACKS: &str = "voxhook_stt_fallbacks_total";
 pub const STT_FINAL_LATENCY: &str = "voxhook_stt_final_latency_seconds";
 /// Histogram: whisper decode time of one utterance.
 pub const STT_DURATION: &str = "voxhook_stt_duration_seconds";
+/// Counter by `reason` (one of [`CONNECTION_REFUSAL_REASONS`]): connections the listener
+/// closed before any request reached a route.
+pub const CONNECTIONS_REFUSED: &str = "voxhook_connections_refused_total";
+/// The `reason` labels of [`CONNECTIONS_REFUSED`]: too many pending connections from one
+/// address (`[server] max_pending_per_ip`), or a request head not sent within
+/// `header_timeout_ms`.
+pub const CONNECTION_REFUSAL_REASONS: &[&str] = &["per_ip", "header_timeout"];
 /// Histogram: CPU time of one end-of-turn decision (front end and model, on its thread).
 pub const SMART_TURN_CPU: &str = "voxhook_smart_turn_cpu_seconds";
 /// Histogram: time an utterance waited for a free decoder before its decode started.
@@ -245,6 +252,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Utterances Silero VAD trimmed before STT, by result: kept, trimmed, dropped, busy.",
     ),
     (
+        CONNECTIONS_REFUSED,
+        "Connections closed before any request reached a route, by reason: per_ip, header_timeout.",
+    ),
+    (
         SMART_TURN_DECISIONS,
         "Pauses the end-of-turn model decided, by result: complete, incomplete, busy, failed.",
     ),
@@ -347,6 +358,9 @@ fn register_all() {
     }
     for &result in SILERO_UTTERANCE_RESULTS {
         counter!(SILERO_UTTERANCES, "result" => result).absolute(0);
+    }
+    for &reason in CONNECTION_REFUSAL_REASONS {
+        counter!(CONNECTIONS_REFUSED, "reason" => reason).absolute(0);
     }
     for &result in SMART_TURN_RESULTS {
         counter!(SMART_TURN_DECISIONS, "result" => result).absolute(0);
@@ -531,6 +545,12 @@ pub fn silero_barge_in(result: &'static str) {
 /// Silero judged an utterance (`result`, one of [`SILERO_UTTERANCE_RESULTS`]).
 pub fn silero_utterance(result: &'static str) {
     counter!(SILERO_UTTERANCES, "result" => result).increment(1);
+}
+
+/// The listener closed a connection before any route saw it (`reason`, one of
+/// [`CONNECTION_REFUSAL_REASONS`]).
+pub fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }
 
 /// The end-of-turn model answered a pause (`result`, one of [`SMART_TURN_RESULTS`]).

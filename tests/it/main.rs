@@ -14,6 +14,7 @@ mod ingenious;
 mod jambonz;
 mod operate;
 mod plivo;
+mod secrets;
 mod server;
 mod signalwire;
 mod silero;

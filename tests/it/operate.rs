@@ -10,7 +10,9 @@ use voxhook::sim::kore::KoreSim;
 
 use voxhook::bot::kore::auth::Claims;
 
-use crate::support::{parse_metrics, rms, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT};
+use crate::support::{
+    parse_metrics, rms, wait_until, write_config, Daemon, BOT_ID, CLIENT_ID, SECRET, WAIT,
+};
 
 async fn call(d: &Daemon, from: &str) -> SimCaller {
     let caller = SimCaller::connect(CallerOptions::new(&d.ws_url(), from, "+15550009999"))
@@ -25,14 +27,6 @@ async fn call(d: &Daemon, from: &str) -> SimCaller {
         );
     }
     caller
-}
-
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let end = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -540,6 +540,18 @@ poll_interval_ms = 100
     (config, creds)
 }
 
+/// Waits until `cond` holds (up to [`WAIT`]).
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let end = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `voxhook validate` on `config` with the client secret as a credential in `creds`
 /// (as `write_config` leaves them) and nothing from the environment.
 pub async fn validate(config: &std::path::Path, creds: &std::path::Path) -> std::process::Output {
@@ -769,13 +781,17 @@ impl Daemon {
 
     /// `/metrics`, parsed.
     pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
-        let text = reqwest::get(self.http_url("/metrics"))
+        parse_metrics(&self.metrics_text().await)
+    }
+
+    /// `/metrics` as served.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.http_url("/metrics"))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        parse_metrics(&text)
+            .unwrap()
     }
 
     /// Waits for the daemon to exit and returns its exit code.
@@ -788,8 +804,68 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Every secret this daemon was given (its credentials, and the secret keys of its
+    /// config file) that appears in what it emitted: its log lines and the text files it
+    /// wrote (call records). `(where, key)` pairs.
+    pub fn leaked_secrets(&self) -> Vec<(String, String)> {
+        let mut secrets: Vec<(String, String)> = std::fs::read_dir(self.dir.join("credentials"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = std::fs::read_to_string(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    v.trim().to_string(),
+                ))
+            })
+            .collect();
+        if let Ok(toml) = std::fs::read_to_string(self.dir.join("voxhook.toml")) {
+            secrets.extend(voxhook::config::secrets(&toml));
+        }
+        // Shorter values (a "1234" PIN in a test) would match by chance.
+        secrets.retain(|(_, v)| v.len() >= 6);
+        let mut emitted: Vec<(String, String)> = self
+            .log_lines_all()
+            .iter()
+            .map(|l| ("log".to_string(), l.to_string()))
+            .collect();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name != "voxhook.toml" {
+                    emitted.push((name, text));
+                }
+            }
+        }
+        let mut leaks = Vec::new();
+        for (key, value) in &secrets {
+            for (place, text) in &emitted {
+                if text.contains(value.as_str()) {
+                    leaks.push((place.clone(), key.clone()));
+                }
+            }
+        }
+        leaks.sort();
+        leaks.dedup();
+        leaks
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Every test that runs the real daemon checks that none of its secrets leaked: so a
+        // full test run greps everything any daemon emitted, on every path the tests take.
+        let leaks = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            self.leaked_secrets()
+        };
         let _ = std::fs::remove_dir_all(&self.dir);
+        assert!(
+            leaks.is_empty(),
+            "secrets in the daemon's output: {leaks:?}"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! here, before the WebSocket upgrade, so a refused call costs no more than an HTTP reply.
 //! Providers that are raw TCP listeners ([`Provider::tcp_listen`]) get an accept loop
 //! ([`serve_tcp`]) with the same admission instead of a route; a refused connection is
-//! closed at once.
+//! closed at once. [`accept`] is the HTTP accept loop and its connection limits.
+
+pub mod accept;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
