@@ -411,6 +411,10 @@ enum Command {
     Dtmf(char),
     Raw(Message),
     Hangup,
+    /// Drop the connection without the provider's `stop` or a close frame.
+    Drop,
+    /// Go on sending, never read again.
+    StopReading,
 }
 
 /// Caller speech not yet streamed: `Say`s the loop has not taken yet, and samples queued.
@@ -555,6 +559,18 @@ impl SimCaller {
     /// Sends the provider's `stop` and closes the socket.
     pub async fn hang_up(&self) {
         let _ = self.commands.send(Command::Hangup).await;
+    }
+
+    /// Drops the connection at once: no `stop`, no close frame (a carrier's crash or a
+    /// network cut).
+    pub async fn drop_connection(&self) {
+        let _ = self.commands.send(Command::Drop).await;
+    }
+
+    /// Goes on sending media but never reads again, so voxhook's writes back up until the
+    /// socket's buffers are full (a stalled peer).
+    pub async fn stop_reading(&self) {
+        let _ = self.commands.send(Command::StopReading).await;
     }
 
     /// A snapshot of what was observed.
@@ -864,6 +880,7 @@ async fn drive<Si, St>(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let mut reading = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -899,6 +916,8 @@ async fn drive<Si, St>(
                     let _ = sink.send(wire.text_message(key)).await;
                 }
                 Some(Command::Raw(m)) => { let _ = sink.send(m).await; }
+                Some(Command::Drop) => break,
+                Some(Command::StopReading) => reading = false,
                 Some(Command::Hangup) | None => {
                     if let Some(stop) = wire.stop() {
                         let _ = sink.send(wire.text_message(stop)).await;
@@ -907,7 +926,7 @@ async fn drive<Si, St>(
                     break;
                 }
             },
-            msg = stream.next() => {
+            msg = stream.next(), if reading => {
                 let Some(Ok(msg)) = msg else { break };
                 let heard = match msg {
                     Message::Text(text) => match wire.parse_text(text.as_str()) {

@@ -160,6 +160,13 @@ pub fn spawn<T: MediaTransport>(
                         let _ = event_tx.send(LinkEvent::Closed).await;
                         return;
                     }
+                    Some(Err(e)) if dropped_without_close(&e) => {
+                        // The provider went away (a crash, a network cut): the call ends as a
+                        // closed socket, not as a protocol error of a live peer.
+                        tracing::debug!(error = %e, "Media socket dropped without a close frame.");
+                        let _ = event_tx.send(LinkEvent::Closed).await;
+                        return;
+                    }
                     Some(Err(e)) => Err(classify_socket_error(e, max_message_bytes)),
                     Some(Ok(Message::Text(text))) if text.len() > max_message_bytes => {
                         Err(ProtocolError::TooLarge {
@@ -342,6 +349,20 @@ fn send_audio(listener: &mpsc::Sender<Vec<i16>>, pcm: Vec<i16>, dropped: &Atomic
             tracing::warn!(dropped = n, "Caller audio dropped: recognition is behind.");
         }
     }
+}
+
+/// The socket ended without a closing handshake: reset, or cut while we read. tungstenite's
+/// errors reach here boxed in `axum::Error`, so their text is what can be told apart.
+fn dropped_without_close(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    [
+        "without closing handshake",
+        "Connection reset",
+        "Broken pipe",
+        "unexpected end of file",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 fn classify_socket_error(e: axum::Error, limit: usize) -> ProtocolError {

@@ -79,6 +79,11 @@ pub enum Reply {
     /// Wait, then answer. In async mode the acknowledgement is immediate and the callbacks
     /// wait; an error status waits in the response itself.
     Delay(Duration, Box<Reply>),
+    /// 200 with this body as it is (not JSON, or not the contract's): a bot returning garbage.
+    Garbage(String),
+    /// 200 and the start of a body, then the connection is dropped: a reset as the client
+    /// sees it.
+    Abort,
 }
 
 /// Messages delivered by one poll id.
@@ -122,6 +127,8 @@ impl Reply {
                 Reply::Status { code, retry_after } => {
                     (wait, Resolved::Error { code, retry_after })
                 }
+                Reply::Garbage(body) => (wait, Resolved::Broken(Some(body))),
+                Reply::Abort => (wait, Resolved::Broken(None)),
                 Reply::Messages { now, polled } => (
                     wait,
                     Resolved::Messages(Outcome {
@@ -145,8 +152,31 @@ impl Reply {
 
 /// A reply without its delays.
 enum Resolved {
-    Error { code: u16, retry_after: Option<u64> },
+    Error {
+        code: u16,
+        retry_after: Option<u64>,
+    },
     Messages(Outcome),
+    /// A garbage body (`Some`), or a response cut off mid-body (`None`).
+    Broken(Option<String>),
+}
+
+/// The response of [`Resolved::Broken`].
+fn broken(body: Option<String>) -> Response {
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    match body {
+        Some(b) => (StatusCode::OK, json, b).into_response(),
+        None => {
+            // hyper sends the head and the first chunk, then drops the connection at the
+            // stream's error.
+            let parts: [Result<axum::body::Bytes, std::io::Error>; 2] = [
+                Ok(axum::body::Bytes::from_static(b"{\"data\": [")),
+                Err(std::io::Error::other("connection reset by the simulator")),
+            ];
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(parts));
+            (StatusCode::OK, json, body).into_response()
+        }
+    }
 }
 
 /// The messages of a successful reply.

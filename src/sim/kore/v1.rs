@@ -51,6 +51,10 @@ pub(super) async fn message(req: Admitted) -> Response {
             tokio::time::sleep(wait).await;
             return error_response(code, retry_after);
         }
+        (wait, Resolved::Broken(body)) => {
+            tokio::time::sleep(wait).await;
+            return super::broken(body);
+        }
         (wait, Resolved::Messages(out)) => (wait, out),
     };
     let plan = plan_messages(&sh, &received.user_id, out.now, out.polled);

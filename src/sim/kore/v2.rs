@@ -61,6 +61,10 @@ pub(super) async fn message(req: Admitted) -> Response {
                 tokio::time::sleep(wait).await;
                 error_response(code, retry_after)
             }
+            (wait, Resolved::Broken(body)) => {
+                tokio::time::sleep(wait).await;
+                super::broken(body)
+            }
             (wait, Resolved::Messages(out)) => {
                 let plan = plan_callbacks(&sh, &received.user_id, out);
                 callback::spawn(sh.clone(), target, wait, plan);
@@ -113,6 +117,7 @@ async fn respond(sh: &Arc<Shared>, user: &str, reply: Reply) -> Response {
     tokio::time::sleep(wait).await;
     let out = match resolved {
         Resolved::Error { code, retry_after } => return error_response(code, retry_after),
+        Resolved::Broken(body) => return super::broken(body),
         Resolved::Messages(out) => out,
     };
     let mut body = json!({"to": user, "from": sh.bot_id, "_v": "v2", "data": items(sh, &out.now)});
