@@ -65,6 +65,9 @@ pub enum AppError {
     /// smart-turn (`[audio.smart_turn]`) could not load.
     #[error(transparent)]
     SmartTurn(#[from] SmartTurnError),
+    /// The listener's certificate or key (`[server.tls]`) could not be used.
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::server::tls::TlsError),
 }
 
 /// The loaded engines, bot channel, audio assets and provider APIs.
@@ -91,6 +94,8 @@ pub struct Engines {
     pub silero: Option<Arc<SileroPool>>,
     /// smart-turn's worker threads, shared by every call (`[audio.smart_turn]` enabled).
     pub smart_turn: Option<Arc<SmartTurnPool>>,
+    /// The listener's certificate (`[server.tls]`), reloaded on SIGHUP.
+    pub tls: Option<Arc<crate::server::tls::Tls>>,
 }
 
 impl Engines {
@@ -169,6 +174,12 @@ impl Engines {
             .as_ref()
             .map(SmartTurnPool::load)
             .transpose()?;
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(crate::server::tls::Tls::load)
+            .transpose()?;
         let bot = settings.bot.get().build()?;
         let public_url = settings.server.public_url.as_deref();
         let providers = settings
@@ -189,6 +200,7 @@ impl Engines {
             directory: settings.routing.get().build(bot.clone())?,
             silero,
             smart_turn,
+            tls,
         })
     }
 }
@@ -260,17 +272,24 @@ pub async fn serve(
     let http_stop = CancellationToken::new();
     let with_metrics = admin.is_none();
     let limits = settings.server.conn_limits;
+    let tls = engines.tls.clone();
+    reload_on_sighup(tls.clone(), &http_stop);
     let http = spawn_http(
         listener,
         server::router(state.clone(), with_metrics),
-        limits,
+        (limits, tls),
         &http_stop,
     );
     let admin_http = admin.map(|l| {
         if let Ok(a) = l.local_addr() {
             tracing::info!(addr = %a, "Admin listener (/metrics, /live, /ready).");
         }
-        spawn_http(l, server::admin_router(state.clone()), limits, &http_stop)
+        spawn_http(
+            l,
+            server::admin_router(state.clone()),
+            (limits, None),
+            &http_stop,
+        )
     });
     let tcp_servers: Vec<_> = tcp_listeners
         .into_iter()
@@ -326,13 +345,41 @@ pub async fn serve(
 fn spawn_http(
     listener: TcpListener,
     router: axum::Router,
-    limits: server::accept::ConnLimits,
+    (limits, tls): (server::accept::ConnLimits, Option<Arc<server::tls::Tls>>),
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     tokio::spawn(server::accept::serve(
         listener,
         router,
-        limits,
+        (limits, tls),
         stop.clone(),
     ))
+}
+
+/// SIGHUP reloads the listener's certificate and key (`[server.tls]`); without TLS it is
+/// logged and ignored (rather than ending the daemon, its default), so `systemctl reload`
+/// is always safe.
+fn reload_on_sighup(tls: Option<Arc<server::tls::Tls>>, stop: &CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot listen for SIGHUP; certificate reloads need a restart.");
+        return;
+    };
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            match &tls {
+                None => tracing::info!("SIGHUP: no TLS certificate to reload."),
+                Some(t) => match t.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded."),
+                    Err(e) => tracing::error!(error = %e,
+                        "TLS reload failed; the previous certificate stays in use."),
+                },
+            }
+        }
+    });
 }

@@ -188,8 +188,16 @@ fn main() -> ExitCode {
                 // Files the engines would open at startup: named by their key here, so
                 // `ExecStartPre=voxhook validate` stops a broken install before it starts.
                 let a = &settings.audio;
+                let tls = settings.server.tls.as_ref().and_then(|t| {
+                    let e = voxhook::server::tls::Tls::load(t).err()?;
+                    Some(config::ConfigError {
+                        key: "server.tls".into(),
+                        message: e.to_string(),
+                    })
+                });
                 let missing: Vec<_> = (a.silero.iter().flat_map(|s| s.missing_files()))
                     .chain(a.smart_turn.iter().flat_map(|t| t.missing_files()))
+                    .chain(tls)
                     .collect();
                 if !missing.is_empty() {
                     eprintln!(

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Connections one source address may hold before they become calls (0: no limit).
     pub max_pending_per_ip: usize,
+    /// `[server.tls]`: native TLS (off when neither path is set).
+    pub tls: crate::server::tls::TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             header_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
             max_pending_per_ip: 64,
+            tls: Default::default(),
         }
     }
 }

@@ -136,6 +136,8 @@ pub struct ServerSettings {
     pub shutdown_grace_period: Duration,
     /// What the listener refuses before a request reaches a route.
     pub conn_limits: crate::server::accept::ConnLimits,
+    /// Native TLS (`None`: plain HTTP).
+    pub tls: Option<crate::server::tls::TlsSettings>,
 }
 
 /// Validated `[audio]`.
@@ -443,6 +445,7 @@ fn server(c: ServerConfig, errs: &mut Errors) -> ServerSettings {
             max_header_bytes: c.max_header_bytes,
             max_pending_per_ip: c.max_pending_per_ip,
         },
+        tls: c.tls.validate(errs),
     }
 }
 

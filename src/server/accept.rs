@@ -72,11 +72,12 @@ impl Drop for Slot {
     }
 }
 
-/// Serves `router` on `listener` with `limits` until `stop`, then waits for open requests.
+/// Serves `router` on `listener` with `limits` (over TLS when `tls` is given) until `stop`,
+/// then waits for open requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: ConnLimits,
+    (limits, tls): (ConnLimits, Option<Arc<super::tls::Tls>>),
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let pending = Arc::new(Pending::default());
@@ -108,31 +109,21 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = http
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            )
-            .with_upgrades();
-        let stop = stop.clone();
+        let (http, router, stop) = (http.clone(), router.clone(), stop.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         connections.spawn(async move {
             // Held until the request head is read and answered, or the socket is upgraded to
-            // a call: the upgrade ends this future.
+            // a call: the upgrade ends the connection's future.
             let _slot = slot;
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                _ = stop.cancelled() => {
-                    // Finish the request in hand, take no other on this connection.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some(acceptor) = acceptor else {
+                return serve_one(&http, stream, router, stop).await;
             };
-            if let Err(e) = ended {
-                if is_header_timeout(&e) {
-                    metrics::connection_refused("header_timeout");
-                }
-                tracing::debug!(error = %e, "HTTP connection ended with an error.");
+            // The handshake counts against the header timeout: a client that stalls in it
+            // holds a slot no longer than one that stalls in its headers.
+            match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_one(&http, tls, router, stop).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed."),
+                Err(_) => metrics::connection_refused("header_timeout"),
             }
         });
     }
@@ -140,6 +131,31 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// One connection, plain or TLS, until it ends or is upgraded to a call.
+async fn serve_one<IO>(http: &http1::Builder, io: IO, router: Router, stop: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stop.cancelled() => {
+            // Finish the request in hand, take no other on this connection.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        if is_header_timeout(&e) {
+            metrics::connection_refused("header_timeout");
+        }
+        tracing::debug!(error = %e, "HTTP connection ended with an error.");
+    }
 }
 
 /// hyper ends a connection whose head did not arrive in time with a timeout error.

@@ -7,6 +7,7 @@
 //! closed at once. [`accept`] is the HTTP accept loop and its connection limits.
 
 pub mod accept;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -72,6 +72,9 @@ pub struct CallerOptions {
     pub signature: Option<String>,
     /// The provider protocol spoken.
     pub wire: Wire,
+    /// For a `wss://` URL: the TLS client settings (trusted roots) to connect with; `None`:
+    /// the public web roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Which provider the caller plays.
@@ -190,6 +193,7 @@ impl CallerOptions {
             send_start: true,
             signature: None,
             wire: Wire::Twilio,
+            tls: None,
         }
     }
 
@@ -507,7 +511,11 @@ impl SimCaller {
             let value = value.parse().map_err(|e| fail(&e))?;
             req.headers_mut().insert(name, value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let connector = options
+            .tls
+            .clone()
+            .map(tokio_tungstenite::Connector::Rustls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector)
             .await
             .map_err(|e| fail(&e))?;
         Ok(Self::spawn(options, move |rx, log, speaking| {

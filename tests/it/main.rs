@@ -22,5 +22,6 @@ mod smart_turn;
 mod speech_backends;
 mod support;
 mod telnyx;
+mod tls;
 mod voice;
 mod vonage;
