@@ -34,10 +34,18 @@ pub struct ConnLimits {
     pub max_pending_per_ip: usize,
 }
 
-/// Connections per source address that have not become calls. Locked once when a
-/// connection is accepted and once when it upgrades or closes, never per frame.
+/// Connections per source address that have not become calls, in shards by address, so
+/// no one lock is taken by every call: a shard is locked once when a connection is
+/// accepted and once when it upgrades or closes, never per frame.
 #[derive(Default)]
-struct Pending(Mutex<HashMap<IpAddr, usize>>);
+struct Pending([Mutex<HashMap<IpAddr, usize>>; SHARDS]);
+
+const SHARDS: usize = 16;
+
+fn shard(ip: &IpAddr) -> usize {
+    use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(ip) as usize % SHARDS
+}
 
 /// One pending connection's place in [`Pending`]; freed when dropped.
 struct Slot {
@@ -47,7 +55,7 @@ struct Slot {
 
 impl Pending {
     fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<Slot> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.0[shard(&ip)].lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if limit > 0 && *n >= limit {
             return None;
@@ -62,7 +70,9 @@ impl Pending {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.pending.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.pending.0[shard(&self.ip)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
