@@ -314,6 +314,11 @@ async fn listen(
                         // Too late to interrupt with this utterance, or to decide its end.
                         confirming = None;
                         deciding = None;
+                        if recent_cap > CONFIRM_SAMPLES {
+                            // Up to 8 s (256 KiB) for the model: not kept while the caller
+                            // listens.
+                            recent = VecDeque::new();
+                        }
                     }
                     let to_actor = match ev {
                         VadEvent::Started(_) if streaming => {
