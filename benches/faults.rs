@@ -20,7 +20,8 @@
 //! 3. **SIGTERM run**: calls mid-conversation when the daemon is told to stop: each session
 //!    must still be closed exactly once, and the daemon exit 0.
 //! 4. **Soak** (`--soak N`): N clean calls, `--soak-concurrency` at once, the daemon's RSS
-//!    and open file descriptors sampled every second (start, middle, end).
+//!    and open file descriptors sampled every second (start, middle, end). `--calls 0` runs
+//!    the soak alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -99,7 +100,7 @@ fn opts() -> Opts {
                 .unwrap_or_else(|| panic!("{} takes a number", args[i]))
         };
         match args[i].as_str() {
-            "--calls" => o.calls = value().clamp(1, 20_000),
+            "--calls" => o.calls = value().min(20_000),
             "--concurrency" => o.concurrency = value().clamp(1, 1_000),
             "--seed" => o.seed = value() as u64,
             "--soak" => o.soak = value().min(100_000),
@@ -266,6 +267,8 @@ struct Outcome {
     user: String,
     fault: Fault,
     latency_ms: Option<f64>,
+    /// The upgrade succeeded (not refused, e.g. at capacity).
+    connected: bool,
 }
 
 /// The bot's side of `fault`, for `user`, at `ON_CONNECT` or at the first turn.
@@ -322,11 +325,13 @@ async fn one_call(
         user: user.clone(),
         fault,
         latency_ms: None,
+        connected: false,
     };
     let Ok(caller) = SimCaller::connect(CallerOptions::new(&url, &user, "+15550000000")).await
     else {
         return out;
     };
+    out.connected = true;
     // The greeting (or the fallback prompt a failed ON_CONNECT speaks).
     let _ = caller
         .wait_bot_quiet(Duration::from_millis(300), Duration::from_secs(15))
@@ -423,6 +428,7 @@ async fn run_calls(
                 user,
                 fault,
                 latency_ms: None,
+                connected: true,
             })
         }));
     }
@@ -489,7 +495,13 @@ async fn main() {
             .await
             .expect("the Kore simulator"),
     );
-    let max_calls = o.concurrency.max(o.soak_concurrency) + 16;
+    // Twice the callers at once: a call hung up by the generator still holds its admission
+    // permit until its bot session is closed, while the next caller already dials.
+    let max_calls = 2 * o.concurrency.max(o.soak_concurrency) + 16;
+    if o.calls == 0 {
+        soak(&bot, &o, &speech, max_calls).await;
+        return;
+    }
     println!(
         "voxhook fault suite: {} calls, {} at once, seed {}",
         o.calls, o.concurrency, o.seed
@@ -564,8 +576,9 @@ async fn main() {
     // one another call's fault delayed, not jitter.
     let disturbed = lat.iter().filter(|&&l| l > base_max * 1.25).count();
     println!(
-        "\nfault run: {} calls in {:.0} s; daemon alive after it: {alive}",
+        "\nfault run: {} calls ({} connected) in {:.0} s; daemon alive after it: {alive}",
         outcomes.len(),
+        outcomes.iter().filter(|x| x.connected).count(),
         t0.elapsed().as_secs_f64()
     );
     println!("  sessions opened (ON_CONNECT) {opened}; SESSION_CLOSURE exactly once {once}, more than once {more}, never {never}");
@@ -608,6 +621,7 @@ async fn main() {
             user: u.clone(),
             fault: Fault::Clean,
             latency_ms: None,
+            connected: true,
         })
         .collect();
     let (opened, once, more, never) = sessions(&bot, &outcomes);
@@ -664,8 +678,9 @@ async fn soak(bot: &Arc<KoreSim>, o: &Opts, speech: &Arc<Vec<i16>>, max_calls: u
     let (opened, once, more, never) = sessions(bot, &outcomes);
     let (panics, _, _) = d.report();
     println!(
-        "\nsoak: {} calls, {} at once, in {:.0} s; sessions opened {opened}, closed once {once}, more {more}, never {never}; panics {panics}",
+        "\nsoak: {} calls ({} connected), {} at once, in {:.0} s; sessions opened {opened}, closed once {once}, more {more}, never {never}; panics {panics}",
         o.soak,
+        outcomes.iter().filter(|x| x.connected).count(),
         o.soak_concurrency,
         t0.elapsed().as_secs_f64()
     );
