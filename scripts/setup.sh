@@ -32,6 +32,11 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
+# cargo-fuzz builds and runs the libFuzzer targets of fuzz/ (scripts/fuzz.sh, the smoke in
+# scripts/test.sh); pinned, since its build flags are what makes fuzzing work on stable.
+cargo_fuzz_version=0.13.2
+cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $cargo_fuzz_version" ||
+  cargo install --locked --quiet cargo-fuzz --version "$cargo_fuzz_version"
 python3 scripts/install-model.py
 python3 scripts/install-model.py --model base  # multilingual, for the accuracy and Spanish tests
 ./scripts/install-piper.sh

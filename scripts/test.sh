@@ -13,5 +13,6 @@ cargo build --locked --all-targets --quiet  # benches and examples must keep bui
 ./scripts/verify-unit.sh  # systemd-analyze verify + security on the unit (see the script)
 VOXHOOK__BOT__CLIENT_SECRET=example-secret cargo run --locked --quiet -- validate --config config/voxhook.toml
 cargo test --locked --lib --bins --tests
+./scripts/fuzz.sh all 3  # every wire decoder under libFuzzer for 3 s (README, Fuzzing)
 cargo run --locked --quiet -- demo --out target/demo-call.wav
 echo "test suite wall time: $(( $(date +%s) - start )) s"

@@ -51,3 +51,22 @@ pub mod systemd;
 pub mod telemetry;
 pub mod telephony;
 pub mod tts;
+
+/// The wire parsers that are private to their modules, for the fuzz targets in `fuzz/`.
+/// Not an API: each is one call of the function the daemon runs.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::bot::kore::KoreClient;
+    use crate::bot::{BotError, BotReply};
+
+    /// A Kore webhook answer (sync reply, or acknowledgement when the client is in async
+    /// mode) and the replies it becomes.
+    pub fn kore_response(client: &KoreClient, body: &[u8]) -> Result<Vec<BotReply>, BotError> {
+        client.decode_body(body).map(|r| client.replies(&r))
+    }
+
+    /// The conversation id in an inGenious `POST /conversations` answer.
+    pub fn ingenious_created(body: &[u8]) -> Result<String, BotError> {
+        crate::bot::ingenious::parse_created(body)
+    }
+}

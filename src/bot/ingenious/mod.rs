@@ -368,6 +368,14 @@ impl BotChannel for IngeniousClient {
     }
 }
 
+/// The conversation id in the answer to `POST /conversations`.
+pub(crate) fn parse_created(bytes: &[u8]) -> Result<String, BotError> {
+    let created: wire::Created = serde_json::from_slice(bytes)
+        .map_err(|e| BotError::InvalidResponse(format!("new chat: {e}")))?;
+    id_text(&created.conversation.id)
+        .ok_or_else(|| BotError::InvalidResponse("new chat without an id".into()))
+}
+
 /// An id as text (the docs show strings; a number is accepted).
 fn id_text(v: &Value) -> Option<String> {
     match v {
@@ -481,10 +489,7 @@ impl Conversation for IngeniousConversation {
                 deadline,
             )
             .await?;
-        let created: wire::Created = serde_json::from_slice(&bytes)
-            .map_err(|e| BotError::InvalidResponse(format!("new chat: {e}")))?;
-        let id = id_text(&created.conversation.id)
-            .ok_or_else(|| BotError::InvalidResponse("new chat without an id".into()))?;
+        let id = parse_created(&bytes)?;
         tracing::info!(conversation = %id, "inGenious chat created.");
         // Routed before the bot can speak: its greeting follows the postback.
         self.routes.add(id.clone()).await;

@@ -161,7 +161,7 @@ impl KoreClient {
     }
 
     /// What a response or callback says, as replies in order (end-of-task included).
-    fn replies(&self, resp: &wire::Response) -> Vec<BotReply> {
+    pub(crate) fn replies(&self, resp: &wire::Response) -> Vec<BotReply> {
         let mut out = Vec::new();
         let items: Vec<&Value> = match &resp.text {
             // v1: one string or object, or an array of them.
@@ -337,10 +337,17 @@ impl KoreClient {
                 Instant::now() + deadline,
             )
             .await?;
+        self.decode_body(&bytes)
+    }
+
+    /// A 2xx body of the webhook as its response: an acknowledgement in async mode, the
+    /// documented JSON otherwise; errors in it reject the request. Its own function so the
+    /// fuzz targets run exactly this (`crate::fuzzing`).
+    pub(crate) fn decode_body(&self, bytes: &[u8]) -> Result<wire::Response, BotError> {
         let resp = if self.s.callback.is_some() {
-            parse_ack(&bytes)
+            parse_ack(bytes)
         } else {
-            parse_reply(&bytes)?
+            parse_reply(bytes)?
         };
         if resp.errors.is_empty() {
             Ok(resp)
