@@ -5,7 +5,8 @@
 # Kore simulator), each with the VAD it ships and with the VAD off, stepping N up.
 #
 #   scripts/versus.sh            # the full run (~15 min on 2 cores)
-#   scripts/versus.sh --smoke    # ~40 s: 4 calls on each system, VAD on, 5 s holds
+#   scripts/versus.sh --smoke    # ~50 s: 4 calls on each system, VAD on, 10 s holds; fails
+#                                # unless every call held and replies were heard
 #
 # Environment: VERSUS_VOXHOOK_CALLS, VERSUS_PIPECAT_CALLS (comma-separated N steps),
 # VERSUS_DURATION (hold seconds), VERSUS_ONLY ("voxhook" or "pipecat"), VERSUS_VAD ("on",
@@ -36,17 +37,23 @@ mkdir -p target/versus
 rm -f target/versus/*.md
 
 bot="$venv/bin/python benches/versus/bot.py"
+# N steps per system and VAD: around each one's ceiling on 2 cores (one pipecat process
+# saturates its core at ~40 calls with Silero, ~80 without; voxhook's generator and daemon
+# share both cores).
 if $smoke; then
-    vox_calls=4 pc_calls=4 duration=5 vads=on
+    vox_on=4 vox_off=4 pc_on=4 pc_off=4 duration=10 vads=on
 else
-    vox_calls="${VERSUS_VOXHOOK_CALLS:-100,200,300,400,500}"
-    pc_calls="${VERSUS_PIPECAT_CALLS:-10,20,30,40,60}"
+    vox_on="${VERSUS_VOXHOOK_CALLS:-100,200,300,400,500}"
+    vox_off="${VERSUS_VOXHOOK_CALLS:-100,200,300,400,500}"
+    pc_on="${VERSUS_PIPECAT_CALLS:-20,30,40,50}"
+    pc_off="${VERSUS_PIPECAT_CALLS:-40,60,80,100}"
     duration="${VERSUS_DURATION:-20}"
     vads="${VERSUS_VAD:-on off}"
 fi
 only="${VERSUS_ONLY:-}"
 
 for vad in $vads; do
+    if [[ $vad == on ]]; then vox_calls=$vox_on pc_calls=$pc_on; else vox_calls=$vox_off pc_calls=$pc_off; fi
     if [[ -z "$only" || "$only" == voxhook ]]; then
         echo "versus: voxhook, VAD $vad, N = $vox_calls ($(uptime | sed 's/.*load/load/'))" >&2
         cargo bench --bench load --quiet -- --vad "$vad" --calls "$vox_calls" \
@@ -65,3 +72,12 @@ done
     for f in target/versus/*.md; do cat "$f"; echo; done
 } >target/versus-report.md
 cat target/versus-report.md
+
+if $smoke; then
+    # Every row: all calls held, and a reply latency measured at the callers.
+    awk -F'|' '$2 ~ /voxhook|pipecat/ {
+        rows++; gsub(/ /, "", $4); gsub(/ /, "", $5);
+        if ($4 != $5 || $11 ~ /–/) { bad++; print "versus smoke: bad row:" $0 > "/dev/stderr" } }
+        END { if (rows < 2 || bad) exit 1; print "versus smoke: ok (" rows " rows)" }' \
+        target/versus-report.md
+fi
