@@ -11,7 +11,7 @@
 # Environment: VERSUS_VOXHOOK_CALLS, VERSUS_PIPECAT_CALLS (comma-separated N steps),
 # VERSUS_DURATION (hold seconds), VERSUS_ONLY ("voxhook" or "pipecat"), VERSUS_VAD ("on",
 # "off" or "on off"). The report is target/versus-report.md (one file per row set in
-# target/versus/). Not part of scripts/test.sh or .ci/run: it takes minutes and needs PyPI
+# target/versus/, with the full notes of each in *.out). Not part of scripts/test.sh or .ci/run: it takes minutes and needs PyPI
 # for the first install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,18 +34,18 @@ fi
 
 cargo bench --bench load --no-run --quiet
 mkdir -p target/versus
-rm -f target/versus/*.md
+rm -f target/versus/*.md target/versus/*.out
 
 bot="$venv/bin/python benches/versus/bot.py"
 # N steps per system and VAD: around each one's ceiling on 2 cores (one pipecat process
-# saturates its core at ~40 calls with Silero, ~80 without; voxhook's generator and daemon
+# saturates its core at ~40 calls with Silero, ~100 without; voxhook's generator and daemon
 # share both cores).
 if $smoke; then
     vox_on=4 vox_off=4 pc_on=4 pc_off=4 duration=10 vads=on
 else
     vox_on="${VERSUS_VOXHOOK_CALLS:-100,200,300,400,500}"
-    vox_off="${VERSUS_VOXHOOK_CALLS:-100,200,300,400,500}"
-    pc_on="${VERSUS_PIPECAT_CALLS:-20,30,40,50}"
+    vox_off="${VERSUS_VOXHOOK_CALLS:-200,400,600,800}"
+    pc_on="${VERSUS_PIPECAT_CALLS:-10,20,30,40}"
     pc_off="${VERSUS_PIPECAT_CALLS:-40,60,80,100}"
     duration="${VERSUS_DURATION:-20}"
     vads="${VERSUS_VAD:-on off}"
@@ -57,12 +57,12 @@ for vad in $vads; do
     if [[ -z "$only" || "$only" == voxhook ]]; then
         echo "versus: voxhook, VAD $vad, N = $vox_calls ($(uptime | sed 's/.*load/load/'))" >&2
         cargo bench --bench load --quiet -- --vad "$vad" --calls "$vox_calls" \
-            --duration-secs "$duration" --label voxhook >/dev/null
+            --duration-secs "$duration" --label voxhook >"target/versus/voxhook-vad-$vad.out"
     fi
     if [[ -z "$only" || "$only" == pipecat ]]; then
         echo "versus: pipecat, VAD $vad, N = $pc_calls ($(uptime | sed 's/.*load/load/'))" >&2
         cargo bench --bench load --quiet -- --vad "$vad" --calls "$pc_calls" \
-            --duration-secs "$duration" --external "$bot" --label pipecat >/dev/null
+            --duration-secs "$duration" --external "$bot" --label pipecat >"target/versus/pipecat-vad-$vad.out"
     fi
 done
 
