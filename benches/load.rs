@@ -3,7 +3,7 @@
 //! ```text
 //! cargo bench --bench load -- --calls 100,500,1000,2000 [--duration-secs 30] [--engines fake|real]
 //!     [--ramp-per-sec 200] [--pause-secs 3] [--gen-threads 2] [--shards 8] [--silent]
-//!     [--whisper-threads N]
+//!     [--whisper-threads N] [--vad on|off] [--external CMD --label NAME]
 //! ```
 //!
 //! - `--calls`: the N of each run, one daemon per N (at most 5,000).
@@ -16,13 +16,29 @@
 //! - `--silent`: callers never speak and the bot does not greet, so only the caller-audio
 //!   path (socket, decode, resampling, VAD) is loaded.
 //! - `--whisper-threads`: `[stt] threads` with `--engines real`.
+//! - `--vad on|off` (side-by-side mode, `scripts/versus.sh`): `on` is the default VAD;
+//!   `off` takes the VAD off the turn: the fake STT ends it itself (`streaming = true`,
+//!   `endpointing_ms = 700`) and `[audio] vad_threshold = 1` keeps earshot from ever firing
+//!   (it still scores non-silent frames: the listener always runs it). Both set
+//!   `digits_end_of_utterance_ms = 0`, so every turn has the same 700 ms hangover (the bot's
+//!   PIN prompt would stretch voxhook's to 2 s, and the other system has no such rule).
+//! - `--external CMD`: drive another system instead of the daemon: `sh -c "exec CMD"` is
+//!   started once per N with `VERSUS_PORT`, `VERSUS_KORE_URL`, `VERSUS_CLIENT_ID`,
+//!   `VERSUS_CLIENT_SECRET`, `VERSUS_BOT_ID` and `VERSUS_VAD` in its environment; it must
+//!   serve Twilio Media Streams on `ws://127.0.0.1:$VERSUS_PORT/twilio` and answer
+//!   `GET /ready` (`benches/versus/bot.py`, the pipecat bot). Only what the callers see and
+//!   `/proc` are measured then (no `/metrics`, no daemon log). `--label`: its name in the
+//!   side-by-side table.
 //!
 //! For each N it starts the daemon (`CARGO_BIN_EXE_voxhook`, the release build under
 //! `cargo bench`) with a generated config, ramps up N calls, holds them for the duration,
 //! hangs them all up and prints one Markdown row: calls held, daemon CPU and RSS per call,
 //! inbound frames dropped, outbound frames late, per-frame handling time, the bridge
 //! latencies (end of speech → bot request, bot reply → first audio) and the generator's own
-//! CPU. The table is also written to `target/load-report.md`.
+//! CPU. The table is also written to `target/load-report.md`. With `--vad` or `--external`,
+//! a side-by-side table (server process tree CPU and RSS per call, caller-side latencies and
+//! late frames, the largest N that held) is printed too and written to
+//! `target/versus/<label>-vad-<on|off>.md`.
 //!
 //! The generator is lean on purpose: a hand-rolled WebSocket client (handshake, then frames
 //! written with a zero masking key, so a frame is plain bytes the daemon still unmasks),
@@ -116,6 +132,12 @@ struct Opts {
     silent: bool,
     /// `[stt] threads` for whisper (`--engines real`); `None`: the daemon's default.
     whisper_threads: Option<usize>,
+    /// `--vad on|off`: side-by-side mode, with (`true`) or without the VAD.
+    vad: Option<bool>,
+    /// `--external CMD`: the system under test instead of the daemon.
+    external: Option<String>,
+    /// The system's name in the side-by-side table.
+    label: String,
 }
 
 impl Opts {
@@ -172,7 +194,33 @@ impl Opts {
                 Some(_) => Some(num("--whisper-threads", 2.0)? as usize),
                 None => None,
             },
+            vad: match get("--vad") {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => return Err(format!("--vad {other}: on or off")),
+            },
+            external: get("--external").map(str::to_string),
+            label: get("--label")
+                .map(str::to_string)
+                .unwrap_or_else(|| match get("--external") {
+                    Some(_) => "external".into(),
+                    None => "voxhook".into(),
+                }),
         })
+    }
+
+    /// Side-by-side mode: the versus table, the same hangover for every turn.
+    fn versus(&self) -> bool {
+        self.vad.is_some() || self.external.is_some()
+    }
+
+    fn vad_tag(&self) -> &'static str {
+        if self.vad == Some(false) {
+            "off"
+        } else {
+            "on"
+        }
     }
 
     /// Upper bound of the whole run, for the watchdog.
@@ -243,9 +291,11 @@ async fn run(opts: Opts, nofile: u64) {
     };
     let mut kore = KoreChild::start(silent_calls);
     eprintln!(
-        "load bench: engines {}, utterance {:.2} s, hold {:?}, bot simulator pid {} at {}, fd limit {nofile}",
+        "load bench: engines {}, utterance {:.2} s (last loud frame ends at {:.2} s), hold {:?}, \
+         bot simulator pid {} at {}, fd limit {nofile}",
         opts.engines.name(),
         payloads.speech.len() as f64 * 0.02,
+        (payloads.last_loud + 1) as f64 * 0.02,
         opts.duration,
         kore.child.id(),
         kore.url
@@ -258,7 +308,17 @@ async fn run(opts: Opts, nofile: u64) {
         rows.push(row);
     }
     kore.stop();
-    let report = report(&opts, &rows);
+    let mut report = report(&opts, &rows);
+    if opts.versus() {
+        let versus = versus_report(&opts, &rows);
+        let dir = root.join("target").join("versus");
+        let path = dir.join(format!("{}-vad-{}.md", opts.label, opts.vad_tag()));
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &versus))
+        {
+            eprintln!("load bench: cannot write {}: {e}", path.display());
+        }
+        report = format!("{versus}\n{report}");
+    }
     println!("\n{report}");
     let path = root.join("target").join("load-report.md");
     match std::fs::write(&path, &report) {
@@ -384,7 +444,11 @@ async fn run_one(
     out_dir: &Path,
 ) -> Row {
     let mode = if opts.silent { "-silent" } else { "" };
-    let log_path = out_dir.join(format!("daemon-{}{mode}-{n}.log", opts.engines_tag()));
+    let log_path = if opts.versus() {
+        out_dir.join(format!("{}-vad-{}-{n}.log", opts.label, opts.vad_tag()))
+    } else {
+        out_dir.join(format!("daemon-{}{mode}-{n}.log", opts.engines_tag()))
+    };
     let mut row = Row {
         calls: n,
         log_path: log_path.display().to_string(),
@@ -401,14 +465,10 @@ async fn run_one(
         row.error = Some(e);
         return row;
     }
-    let idle_from = (
-        Instant::now(),
-        proc_cpu_secs(daemon.pid()).unwrap_or(f64::NAN),
-    );
+    let idle_from = (Instant::now(), tree_cpu_secs(daemon.pid()));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    row.daemon_rss_idle_kib = proc_rss_kib(daemon.pid()).unwrap_or(0);
-    row.daemon_idle_cpu_pct = 100.0
-        * (proc_cpu_secs(daemon.pid()).unwrap_or(f64::NAN) - idle_from.1)
+    row.daemon_rss_idle_kib = tree_rss_kib(daemon.pid());
+    row.daemon_idle_cpu_pct = 100.0 * (tree_cpu_secs(daemon.pid()) - idle_from.1)
         / (Instant::now() - idle_from.0).as_secs_f64();
 
     // Ramp.
@@ -428,6 +488,7 @@ async fn run_one(
         })
         .unzip();
     let ramp = ramp(n, daemon.port, opts, shard_txs, ctl.clone()).await;
+    let external = opts.external.is_some();
     row.connected = ramp.connected;
     row.connect_failed = ramp.failed;
     if let Some(e) = ramp.first_error {
@@ -438,7 +499,12 @@ async fn run_one(
     // Hold.
     let pid = daemon.pid();
     let before = Sample::take(pid, kore.child.id());
-    let m0 = scrape(daemon.port).await.ok();
+    // An external system has no `/metrics`: only the callers and `/proc` measure it.
+    let m0 = if external {
+        None
+    } else {
+        scrape(daemon.port).await.ok()
+    };
     let late_sum = |calls: &[Arc<Mutex<Observed>>]| {
         calls.iter().fold((0, 0), |(a, b), c| {
             let c = c.lock().unwrap();
@@ -452,7 +518,8 @@ async fn run_one(
     let mut rss_hold = 0;
     while Instant::now() < hold_end {
         tokio::time::sleep(Duration::from_secs(1).min(hold_end - Instant::now())).await;
-        if let Some(r) = proc_rss_kib(pid) {
+        let r = tree_rss_kib(pid);
+        if r > 0 {
             rss_hold = r;
         }
         if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -464,7 +531,10 @@ async fn run_one(
     let after = Sample::take(pid, kore.child.id());
     let window_end = utc_second();
     row.daemon_rss_hold_kib = rss_hold;
-    row.daemon_threads = proc_status_field(pid, "Threads:").unwrap_or(0);
+    row.daemon_threads = tree_pids(pid)
+        .iter()
+        .filter_map(|&p| proc_status_field(p, "Threads:"))
+        .sum();
     let wall = (after.at - before.at).as_secs_f64();
     let pct = |a: f64, b: f64| 100.0 * (b - a) / wall;
     row.daemon_cpu_pct = pct(before.daemon_cpu, after.daemon_cpu);
@@ -480,6 +550,7 @@ async fn run_one(
     row.held = calls.iter().filter(|c| c.lock().unwrap().held()).count();
     row.not_held = not_held(&calls);
     match (scrape(daemon.port).await, m0) {
+        _ if external => {}
         (Ok(total), Some(m0)) => {
             let dropped = "voxhook_inbound_frames_dropped_total";
             let late = "voxhook_outbound_frames_late_total";
@@ -533,7 +604,7 @@ async fn run_one(
     }
     row.tick_lag = Quantiles::of(lags);
     row.tick_work = Quantiles::of(work);
-    let drain_end = Instant::now() + Duration::from_secs(20);
+    let drain_end = Instant::now() + Duration::from_secs(if external { 0 } else { 20 });
     while Instant::now() < drain_end {
         match scrape(daemon.port).await {
             Ok(m) if m.value("voxhook_calls_live") == Some(0.0) => break,
@@ -541,7 +612,7 @@ async fn run_one(
             Err(_) => break,
         }
     }
-    let readers_end = Instant::now() + Duration::from_secs(5);
+    let readers_end = Instant::now() + Duration::from_secs(if external { 10 } else { 5 });
     while ctl.readers.load(Ordering::Relaxed) > 0 && Instant::now() < readers_end {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -689,6 +760,112 @@ fn report(opts: &Opts, rows: &[Row]) -> String {
     s
 }
 
+/// The silence that ends a turn in side-by-side mode (voxhook's `end_of_utterance_ms`, the
+/// pipecat bot's Silero `stop_secs` and both VAD-less endpointers).
+const END_OF_TURN_MS: f64 = 700.0;
+/// The fakes' own latencies: STT 50 ms after the end of the turn, TTS first chunk 30 ms.
+const FAKES_MS: f64 = 80.0;
+/// A step held only if the callers' p99 reply latency (after the end-of-turn silence) is
+/// under this.
+const MAX_REPLY_P99_MS: f64 = 1000.0;
+
+impl Row {
+    /// The caller-side end of speech → first reply audio, less the end-of-turn silence.
+    fn reply_p99_ms(&self) -> Option<f64> {
+        self.caller_eos_to_audio.p99.map(|x| x - END_OF_TURN_MS)
+    }
+
+    /// Held in the side-by-side sense: every call up, no frame late by more than a frame at
+    /// the caller, every turn answered, p99 reply latency under a second.
+    fn versus_held(&self) -> bool {
+        self.error.is_none()
+            && self.held == self.calls
+            && self.late_caller_frame == 0
+            && self.unanswered == 0
+            && self.answered > 0
+            && self.reply_p99_ms().is_some_and(|x| x < MAX_REPLY_P99_MS)
+    }
+}
+
+fn versus_report(opts: &Opts, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### Side by side: {}, VAD {}, {:?} hold, {} cores\n",
+        opts.label,
+        opts.vad_tag(),
+        opts.duration,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(
+        s,
+        "| system | VAD | calls | held | late at the caller (by > 20 ms) | server CPU % | \
+         CPU %/call | RSS KiB/call | turns answered / unanswered | end of speech → first \
+         reply audio p50 / p99 | less {END_OF_TURN_MS:.0} ms end of turn and {FAKES_MS:.0} ms \
+         fakes p50 / p99 | generator CPU % | held |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in rows {
+        let less = |q: Option<f64>| q.map(|x| x - END_OF_TURN_MS - FAKES_MS);
+        let overhead = Quantiles {
+            p50: less(r.caller_eos_to_audio.p50),
+            p99: less(r.caller_eos_to_audio.p99),
+            ..r.caller_eos_to_audio
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} ({}) | {:.0} | {:.3} | {:.1} | {} / {} | {} | {} | {:.0} | {} |",
+            opts.label,
+            opts.vad_tag(),
+            r.calls,
+            r.held,
+            r.late_caller,
+            r.late_caller_frame,
+            r.daemon_cpu_pct,
+            r.per_call(r.daemon_cpu_pct),
+            r.rss_per_call(),
+            r.answered,
+            r.unanswered,
+            r.caller_eos_to_audio.pair(0, "ms"),
+            overhead.pair(0, "ms"),
+            r.gen_cpu_pct,
+            match (&r.error, r.versus_held()) {
+                (Some(e), _) => format!("no: {e}"),
+                (None, true) => "yes".into(),
+                (None, false) => "no".into(),
+            },
+        );
+    }
+    let best = rows
+        .iter()
+        .filter(|r| r.versus_held())
+        .max_by_key(|r| r.calls);
+    let _ = writeln!(
+        s,
+        "\n{}: largest N held {}. End of speech: when the caller sent the utterance's last \
+         frame with a sample above 1000 (the quieter tail after it counts as end-of-turn \
+         silence). Held: all N calls up, no bot frame late at the caller by more \
+         than 20 ms, every turn answered, p99 of end of speech → first reply audio less the \
+         {END_OF_TURN_MS:.0} ms end-of-turn silence under {MAX_REPLY_P99_MS:.0} ms. CPU and RSS \
+         are the server's process tree over the hold (RSS: end of the hold less before the \
+         first call, per call); latencies and turns are the callers' whole run.",
+        opts.label,
+        match best {
+            Some(r) => format!(
+                "**{}** ({:.3} % of a core per call there: {:.0} calls per core)",
+                r.calls,
+                r.per_call(r.daemon_cpu_pct),
+                100.0 / r.per_call(r.daemon_cpu_pct).max(1e-9)
+            ),
+            None => "none of the steps".into(),
+        },
+    );
+    s
+}
+
 // ---------------------------------------------------------------------------------------
 // The daemon
 
@@ -705,11 +882,26 @@ impl Daemon {
             .map(|a| a.port())
             .map_err(|e| format!("free port: {e}"))?;
         let root = env!("CARGO_MANIFEST_DIR");
+        if let Some(cmd) = &opts.external {
+            return Daemon::start_external(cmd, port, opts, webhook_url, log);
+        }
+        // --vad off: the fake STT ends turns itself and earshot never fires (see the header).
+        let (stt_turns, audio) = match opts.vad {
+            None => ("", ""),
+            Some(true) => ("", "[audio]\ndigits_end_of_utterance_ms = 0\n"),
+            Some(false) => (
+                "streaming = true\nendpointing_ms = 700\n",
+                "[audio]\ndigits_end_of_utterance_ms = 0\nvad_threshold = 1.0\n",
+            ),
+        };
         let engines = match opts.engines {
-            Engines::Fake => "[stt]\nprovider = \"fake\"\n\
+            Engines::Fake => format!(
+                "[stt]\nprovider = \"fake\"\n\
                  transcripts = [\"I would like to check my balance.\"]\nlatency_ms = 50\n\
-                 [tts]\nprovider = \"fake\"\nms_per_char = 60\nfirst_chunk_latency_ms = 30\n"
-                .to_string(),
+                 {stt_turns}\
+                 [tts]\nprovider = \"fake\"\nms_per_char = 60\nfirst_chunk_latency_ms = 30\n\
+                 {audio}"
+            ),
             Engines::Real => format!(
                 "[stt]\nprovider = \"whisper\"\nmodel_path = \"{root}/models/ggml-tiny.en.bin\"\n\
                  {}[tts]\nprovider = \"flite\"\n",
@@ -735,22 +927,48 @@ impl Daemon {
             }
         );
         std::fs::write(&cfg, text).map_err(|e| format!("write {}: {e}", cfg.display()))?;
-        let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_voxhook"));
         cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&cfg)
             .env("VOXHOOK__BOT__CLIENT_SECRET", CLIENT_SECRET)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
+            .env("RUST_LOG", "info");
+        Daemon::spawn(cmd, "voxhook", port, log)
+    }
+
+    /// Starts `cmd` with its stderr in `log`, killed when the bench dies.
+    fn spawn(mut cmd: Command, what: &str, port: u16, log: &Path) -> Result<Daemon, String> {
+        let stderr = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().map_err(|e| format!("start voxhook: {e}"))?;
+        let child = cmd.spawn().map_err(|e| format!("start {what}: {e}"))?;
         Ok(Daemon {
             child,
             port,
             log: log.to_path_buf(),
         })
+    }
+
+    /// `--external`: `sh -c "exec CMD"` with the run's parameters in its environment.
+    fn start_external(
+        cmd: &str,
+        port: u16,
+        opts: &Opts,
+        webhook_url: &str,
+        log: &Path,
+    ) -> Result<Daemon, String> {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("exec {cmd}"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("VERSUS_PORT", port.to_string())
+            .env("VERSUS_KORE_URL", webhook_url)
+            .env("VERSUS_CLIENT_ID", CLIENT_ID)
+            .env("VERSUS_CLIENT_SECRET", CLIENT_SECRET)
+            .env("VERSUS_BOT_ID", BOT_ID)
+            .env("VERSUS_VAD", opts.vad_tag());
+        Daemon::spawn(c, cmd, port, log)
     }
 
     fn pid(&self) -> u32 {
@@ -981,7 +1199,7 @@ impl Sample {
     fn take(daemon: u32, kore: u32) -> Sample {
         Sample {
             at: Instant::now(),
-            daemon_cpu: proc_cpu_secs(daemon).unwrap_or(f64::NAN),
+            daemon_cpu: tree_cpu_secs(daemon),
             gen_cpu: self_cpu_secs().0,
             gen_user: self_cpu_secs().1,
             kore_cpu: proc_cpu_secs(kore).unwrap_or(f64::NAN),
@@ -1021,6 +1239,58 @@ fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
 
 fn proc_rss_kib(pid: u32) -> Option<u64> {
     proc_status_field(pid, "VmRSS:")
+}
+
+/// `root` and its descendants (a server that forks workers, a shell that execs; the
+/// daemon is one process).
+fn tree_pids(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// CPU seconds of the process tree (NaN when the root is gone).
+fn tree_cpu_secs(root: u32) -> f64 {
+    let pids = tree_pids(root);
+    match proc_cpu_secs(root) {
+        None => f64::NAN,
+        Some(own) => {
+            own + pids[1..]
+                .iter()
+                .filter_map(|&p| proc_cpu_secs(p))
+                .sum::<f64>()
+        }
+    }
+}
+
+/// Resident KiB of the process tree (0 when the root is gone).
+fn tree_rss_kib(root: u32) -> u64 {
+    tree_pids(root)
+        .iter()
+        .filter_map(|&p| proc_rss_kib(p))
+        .sum()
 }
 
 /// This process's CPU time (all threads) and its user part, in seconds.
@@ -1161,6 +1431,10 @@ impl Metrics {
 /// Pre-encoded media payloads (base64 μ-law), built once.
 struct Payloads {
     speech: Vec<Box<str>>,
+    /// The utterance's last frame with a sample above 1000 (the fakes' `LOUD`): the
+    /// callers' end of speech. The utterance's trailing quiet after it is the endpointers'
+    /// (not the bridges') time.
+    last_loud: usize,
     silence: Box<str>,
 }
 
@@ -1173,7 +1447,12 @@ impl Payloads {
             Codec::Mulaw.encode_into(samples, &mut bytes);
             B64.encode(bytes).into_boxed_str()
         };
+        let last_loud = pcm
+            .chunks(FRAME_SAMPLES)
+            .rposition(|f| f.iter().any(|x| x.unsigned_abs() > 1_000))
+            .unwrap_or(0);
         Payloads {
+            last_loud,
             speech: pcm.chunks(FRAME_SAMPLES).map(encode).collect(),
             // Digital μ-law silence.
             silence: B64.encode([0xFF_u8; FRAME_SAMPLES]).into_boxed_str(),
@@ -1241,7 +1520,8 @@ impl Observed {
             && self.play_end.is_none_or(|end| end + at_least <= now)
     }
 
-    fn on_media(&mut self, now: Instant) {
+    /// `play`: the audio the message holds (20 ms from voxhook, 40 ms from pipecat).
+    fn on_media(&mut self, now: Instant, play: Duration) {
         self.media_rx += 1;
         match self.play_end {
             Some(end) if self.in_message && now > end => {
@@ -1261,7 +1541,7 @@ impl Observed {
         }
         self.in_message = true;
         let start = self.play_end.filter(|end| *end > now).unwrap_or(now);
-        self.play_end = Some(start + FRAME);
+        self.play_end = Some(start + play);
     }
 
     fn on_mark(&mut self, now: Instant, name: String) {
@@ -1382,6 +1662,8 @@ struct Call {
     rng: u64,
     seen: Arc<Mutex<Observed>>,
     hung_up_at: Option<Instant>,
+    /// When this utterance's last loud frame was sent.
+    speech_end: Option<Instant>,
     done: bool,
 }
 
@@ -1479,6 +1761,7 @@ async fn connect(
         rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         seen,
         hung_up_at: None,
+        speech_end: None,
         done: false,
     };
     Ok((call, rd, leftover))
@@ -1583,9 +1866,12 @@ impl Call {
             }
             let payload: &str = match self.phase {
                 Phase::Speaking { frame } => {
+                    if frame == payloads.last_loud {
+                        self.speech_end = Some(now);
+                    }
                     if frame + 1 >= payloads.speech.len() {
                         s.turns += 1;
-                        s.awaiting = Some((now, false));
+                        s.awaiting = Some((self.speech_end.take().unwrap_or(now), false));
                         s.reply_started = false;
                         self.phase = Phase::AwaitReply {
                             since: now,
@@ -1770,20 +2056,46 @@ fn parse_frame(b: &[u8]) -> Option<(u8, usize, usize)> {
 
 fn on_text(s: &mut Observed, now: Instant, msg: &[u8]) {
     // serde writes the tag first: {"event":"media",… / {"event":"mark",… / {"event":"clear",…
-    if msg.starts_with(br#"{"event":"media""#) {
-        s.on_media(now);
-    } else if msg.starts_with(br#"{"event":"mark""#) {
-        let name = find_after(msg, br#""name":""#)
+    // Python's json.dumps (pipecat) puts a space after the colon: {"event": "media", …
+    let event = |name: &[u8]| {
+        let rest = msg
+            .strip_prefix(br#"{"event":"#)
+            .map(|r| r.strip_prefix(b" ").unwrap_or(r));
+        rest.is_some_and(|r| r.len() > name.len() + 1 && r[0] == b'"' && r[1..].starts_with(name))
+            && rest.is_some_and(|r| r[1 + name.len()] == b'"')
+    };
+    if event(b"media") {
+        s.on_media(now, media_duration(msg));
+    } else if event(b"mark") {
+        let name = find_after(msg, br#""name":"#)
+            .map(|r| r.strip_prefix(b" ").unwrap_or(r))
+            .and_then(|r| r.strip_prefix(b"\""))
             .and_then(|rest| rest.split(|&c| c == b'"').next())
             .map(|n| String::from_utf8_lossy(n).into_owned());
         match name {
             Some(n) => s.on_mark(now, n),
             None => s.bad_messages += 1,
         }
-    } else if msg.starts_with(br#"{"event":"clear""#) {
+    } else if event(b"clear") {
         s.on_clear();
     } else {
         s.bad_messages += 1;
+    }
+}
+
+/// The audio in a media message: its base64 μ-law payload at 8 kHz (one frame if unreadable).
+fn media_duration(msg: &[u8]) -> Duration {
+    let payload = find_after(msg, br#""payload":"#)
+        .map(|r| r.strip_prefix(b" ").unwrap_or(r))
+        .and_then(|r| r.strip_prefix(b"\""))
+        .and_then(|r| r.split(|&c| c == b'"').next());
+    match payload {
+        Some(p) if p.len() >= 4 => {
+            let pad = p.iter().rev().take_while(|&&c| c == b'=').count();
+            let bytes = p.len() / 4 * 3 - pad;
+            Duration::from_micros(bytes as u64 * 125)
+        }
+        _ => FRAME,
     }
 }
 

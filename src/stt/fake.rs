@@ -36,6 +36,11 @@ pub struct FakeSttConfig {
     /// Behave like a streaming backend: take the call's audio continuously and report
     /// `SpeechStarted` at the first loud frame of each utterance.
     pub streaming: bool,
+    /// With `streaming`: end the caller's turn itself (the backend's endpointing) after this
+    /// much audio with no loud sample since the utterance's last one; 0: the VAD ends turns.
+    /// A stand-in for a cloud backend's endpointing, and how the load benchmark takes the
+    /// VAD off the turn (`benches/load.rs --vad off`).
+    pub endpointing_ms: u64,
     /// Accepted for symmetry with real backends (a language override may set it).
     pub language: String,
 }
@@ -48,6 +53,7 @@ impl Default for FakeSttConfig {
             fail_every: 0,
             open_latency_ms: 0,
             streaming: false,
+            endpointing_ms: 0,
             language: "en".into(),
         }
     }
@@ -66,6 +72,8 @@ pub struct FakeSttSettings {
     pub streaming: bool,
     /// Time to open a session.
     pub open_latency: Duration,
+    /// The backend's own end of turn (see [`FakeSttConfig::endpointing_ms`]); 0: none.
+    pub endpointing_samples: usize,
 }
 
 impl Component for FakeSttSettings {
@@ -82,7 +90,13 @@ impl Component for FakeSttSettings {
             &ctx.key("latency_ms"),
             "must be at most 60000",
         );
+        errs.check(
+            raw.endpointing_ms == 0 || (raw.streaming && raw.endpointing_ms <= 60_000),
+            &ctx.key("endpointing_ms"),
+            "needs streaming = true and must be at most 60000",
+        );
         Self {
+            endpointing_samples: (raw.endpointing_ms * u64::from(RATE) / 1000) as usize,
             transcripts: raw.transcripts.into(),
             latency: Duration::from_millis(raw.latency_ms),
             fail_every: raw.fail_every,
@@ -116,6 +130,10 @@ impl SpeechToText for FakeStt {
         self.0.streaming
     }
 
+    fn endpointing(&self) -> bool {
+        self.0.streaming && self.0.endpointing_samples > 0
+    }
+
     async fn open(
         &self,
         _params: SttParams,
@@ -130,12 +148,14 @@ impl SpeechToText for FakeStt {
         let s = self.0.clone();
         let task = async move {
             let (mut samples, mut utterances, mut speaking) = (0usize, 0u32, false);
+            // Samples since the utterance's last loud one (endpointing only).
+            let mut quiet = 0usize;
             loop {
                 let input = tokio::select! {
                     _ = cancel.cancelled() => return,
                     it = input_rx.recv() => match it { Some(it) => it, None => return },
                 };
-                match input {
+                let finalize = match input {
                     SttInput::Audio(pcm) => {
                         let loud = pcm.iter().any(|&x| x.unsigned_abs() > LOUD);
                         if s.streaming && loud && !speaking {
@@ -147,42 +167,92 @@ impl SpeechToText for FakeStt {
                         if !s.streaming || speaking {
                             samples += pcm.len();
                         }
+                        quiet = if loud { 0 } else { quiet + pcm.len() };
+                        speaking && s.endpointing_samples > 0 && quiet >= s.endpointing_samples
                     }
-                    SttInput::Control(SttControl::KeepAlive) => {}
+                    SttInput::Control(SttControl::KeepAlive) => false,
                     SttInput::Control(SttControl::Close) => return,
-                    SttInput::Control(SttControl::Finalize) => {
-                        speaking = false;
-                        let audio_ms = (samples as u64 * 1000) / u64::from(RATE);
-                        samples = 0;
-                        utterances += 1;
-                        tokio::select! {
-                            _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(s.latency) => {}
-                        }
-                        let ev = if s.fail_every > 0 && utterances % s.fail_every == 0 {
-                            SttEvent::Error(format!("scripted failure of utterance {utterances}"))
+                    SttInput::Control(SttControl::Finalize) => true,
+                };
+                if !finalize {
+                    continue;
+                }
+                speaking = false;
+                let audio_ms = (samples as u64 * 1000) / u64::from(RATE);
+                samples = 0;
+                utterances += 1;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(s.latency) => {}
+                }
+                let ev = if s.fail_every > 0 && utterances % s.fail_every == 0 {
+                    SttEvent::Error(format!("scripted failure of utterance {utterances}"))
+                } else {
+                    let i = (utterances as usize - 1) % s.transcripts.len();
+                    SttEvent::Final(Transcript {
+                        text: if audio_ms == 0 {
+                            String::new()
                         } else {
-                            let i = (utterances as usize - 1) % s.transcripts.len();
-                            SttEvent::Final(Transcript {
-                                text: if audio_ms == 0 {
-                                    String::new()
-                                } else {
-                                    s.transcripts[i].clone()
-                                },
-                                confidence: Some(1.0),
-                                audio_ms,
-                                decode_ms: s.latency.as_millis() as u64,
-                                queue_ms: 0,
-                            })
-                        };
-                        if event_tx.send(ev).await.is_err() {
-                            return;
-                        }
-                    }
+                            s.transcripts[i].clone()
+                        },
+                        confidence: Some(1.0),
+                        audio_ms,
+                        decode_ms: s.latency.as_millis() as u64,
+                        queue_ms: 0,
+                    })
+                };
+                if event_tx.send(ev).await.is_err() {
+                    return;
                 }
             }
         };
         tokio::spawn(tracing::Instrument::in_current_span(task));
         Ok(SttStream { input, events })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stt::conformance::built;
+
+    /// `endpointing_ms`: the turn ends after that much quiet following speech, without a
+    /// `Finalize` (what the load benchmark's `--vad off` relies on).
+    #[tokio::test]
+    async fn endpointing_ends_the_turn_after_quiet() {
+        let stt =
+            built("provider = \"fake\"\nstreaming = true\nendpointing_ms = 100\nlatency_ms = 5");
+        assert!(stt.streaming() && stt.endpointing());
+        let params = SttParams {
+            call_id: "t".into(),
+            language: None,
+        };
+        let mut s = stt.open(params, CancellationToken::new()).await.unwrap();
+        let (loud, quiet) = (vec![4_000_i16; 320], vec![0_i16; 320]);
+        for _ in 0..4 {
+            s.input.send(SttInput::Audio(loud.clone())).await.unwrap();
+        }
+        // 80 ms of quiet: not yet.
+        for _ in 0..4 {
+            s.input.send(SttInput::Audio(quiet.clone())).await.unwrap();
+        }
+        assert!(matches!(
+            s.events.recv().await,
+            Some(SttEvent::SpeechStarted)
+        ));
+        let early = tokio::time::timeout(Duration::from_millis(50), s.events.recv()).await;
+        assert!(early.is_err(), "no final before endpointing_ms of quiet");
+        s.input.send(SttInput::Audio(quiet.clone())).await.unwrap();
+        match s.events.recv().await {
+            Some(SttEvent::Final(t)) => assert_eq!(t.text, "I would like to check my balance."),
+            other => panic!("expected a final, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpointing_needs_streaming() {
+        let r =
+            crate::stt::SttSettings::from_toml("stt", "provider = \"fake\"\nendpointing_ms = 100");
+        assert!(r.is_err());
     }
 }
