@@ -514,13 +514,7 @@ async fn main() {
 
 /// CPU time of this thread, in seconds (ONNX Runtime runs on it: one intra-op thread).
 fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    voxhook::audio::onnx::thread_cpu().as_secs_f64()
 }
 
 /// `pcm` with `n` samples of raised-cosine fade at each end.
