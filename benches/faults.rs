@@ -36,6 +36,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use voxhook::sim::caller::{caller_speech, CallerOptions, SimCaller};
 use voxhook::sim::kore::{KoreSim, Received, Reply};
+use voxhook::telephony::plivo::media::StreamCodec;
+use voxhook::telephony::telnyx::media::{Encoding, MediaCodec};
 
 const BOT_ID: &str = "st-faults";
 const CLIENT_ID: &str = "cs-faults";
@@ -74,6 +76,41 @@ const FAULTS: [Fault; 11] = [
     Fault::Malformed,
     Fault::Oversized,
 ];
+
+/// The WebSocket providers the fault run's calls take turns on (enabled with their
+/// defaults: no credentials on loopback).
+const PROVIDERS: [&str; 7] = [
+    "twilio",
+    "telnyx",
+    "plivo",
+    "exotel",
+    "jambonz",
+    "vonage",
+    "signalwire",
+];
+
+/// A call from `user` on `provider`'s route of the daemon at `base` (`ws://host:port`).
+fn caller_options(provider: &str, base: &str, user: &str) -> CallerOptions {
+    let to = "+15550000000";
+    let url = format!("{base}/{provider}");
+    let pcmu = MediaCodec {
+        encoding: Encoding::Pcmu,
+        rate: 8_000,
+    };
+    match provider {
+        "telnyx" => CallerOptions::telnyx(&url, user, to, pcmu, pcmu),
+        "plivo" => CallerOptions::plivo(&url, user, to, StreamCodec::DEFAULT),
+        "exotel" => CallerOptions::exotel(&url, user, to, 8_000),
+        "jambonz" => {
+            let mut o = CallerOptions::jambonz(&url, user, to, 8_000, 8_000);
+            o.parameters.insert("tenant".into(), "faults".into());
+            o
+        }
+        "vonage" => CallerOptions::vonage(&url, user, to, 8_000),
+        "signalwire" => CallerOptions::signalwire(&url, user, to, 8_000),
+        _ => CallerOptions::new(&url, user, to),
+    }
+}
 
 struct Opts {
     calls: usize,
@@ -143,9 +180,13 @@ impl Daemon {
              [tts]\nprovider = \"fake\"\nms_per_char = 30\nfirst_chunk_latency_ms = 30\n\
              [bot]\nplatform = \"kore_v2\"\nwebhook_url = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n\
              poll_interval_ms = 100\nrequest_timeout_ms = {REQUEST_TIMEOUT_MS}\n\
-             [call]\nno_input_timeout_ms = 0\nfiller_delay_ms = 0\n",
+             [call]\nno_input_timeout_ms = 0\nfiller_delay_ms = 0\n{}",
             dir.join("calls.jsonl").display(),
-            bot.webhook_url()
+            bot.webhook_url(),
+            PROVIDERS[1..]
+                .iter()
+                .map(|p| format!("[telephony.{p}]\nenabled = true\n"))
+                .collect::<String>()
         );
         let cfg = dir.join("voxhook.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -164,6 +205,10 @@ impl Daemon {
 
     fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/twilio", self.port)
+    }
+
+    fn base(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
     }
 
     async fn wait_ready(&mut self) {
@@ -265,6 +310,7 @@ impl Drop for Daemon {
 /// What one call measured: the reply latency of a clean call's question.
 struct Outcome {
     user: String,
+    provider: &'static str,
     fault: Fault,
     latency_ms: Option<f64>,
     /// The upgrade succeeded (not refused, e.g. at capacity).
@@ -312,7 +358,7 @@ fn bot_fault(bot: &KoreSim, user: &str, fault: Fault, at_connect: bool, rng: &mu
 }
 
 async fn one_call(
-    url: String,
+    (base, provider): (String, &'static str),
     user: String,
     fault: Fault,
     seed: u64,
@@ -323,12 +369,12 @@ async fn one_call(
     bot_fault(&bot, &user, fault, rng.random_bool(0.5), &mut rng);
     let mut out = Outcome {
         user: user.clone(),
+        provider,
         fault,
         latency_ms: None,
         connected: false,
     };
-    let Ok(caller) = SimCaller::connect(CallerOptions::new(&url, &user, "+15550000000")).await
-    else {
+    let Ok(caller) = SimCaller::connect(caller_options(provider, &base, &user)).await else {
         return out;
     };
     out.connected = true;
@@ -401,11 +447,12 @@ async fn one_call(
     out
 }
 
-/// Runs `faults.len()` calls, `concurrency` at once; returns their outcomes.
+/// Runs `faults.len()` calls, `concurrency` at once, on `providers` in turn; returns their
+/// outcomes.
 async fn run_calls(
     daemon: &Daemon,
     bot: &Arc<KoreSim>,
-    faults: Vec<Fault>,
+    (faults, providers): (Vec<Fault>, &[&'static str]),
     concurrency: usize,
     prefix: u64,
     seed: u64,
@@ -415,17 +462,26 @@ async fn run_calls(
     let mut tasks = Vec::with_capacity(faults.len());
     for (i, fault) in faults.into_iter().enumerate() {
         let permit = gate.clone().acquire_owned().await.unwrap();
-        let (url, bot, speech) = (daemon.url(), bot.clone(), speech.clone());
+        let (base, bot, speech) = (daemon.base(), bot.clone(), speech.clone());
+        let provider = providers[i % providers.len()];
         let user = format!("+1{prefix}{i:06}");
         tasks.push(tokio::spawn(async move {
             let o = tokio::time::timeout(
                 CALL_LIMIT,
-                one_call(url, user.clone(), fault, seed ^ i as u64, speech, bot),
+                one_call(
+                    (base, provider),
+                    user.clone(),
+                    fault,
+                    seed ^ i as u64,
+                    speech,
+                    bot,
+                ),
             )
             .await;
             drop(permit);
             o.unwrap_or(Outcome {
                 user,
+                provider,
                 fault,
                 latency_ms: None,
                 connected: true,
@@ -514,7 +570,7 @@ async fn main() {
     let clean = run_calls(
         &d,
         &bot,
-        vec![Fault::Clean; clean_n],
+        (vec![Fault::Clean; clean_n], &PROVIDERS),
         o.concurrency,
         100,
         o.seed,
@@ -552,7 +608,16 @@ async fn main() {
     let mut d = Daemon::start(&bot, max_calls, "faults");
     d.wait_ready().await;
     let t0 = Instant::now();
-    let outcomes = run_calls(&d, &bot, faults, o.concurrency, 200, o.seed, &speech).await;
+    let outcomes = run_calls(
+        &d,
+        &bot,
+        (faults, &PROVIDERS),
+        o.concurrency,
+        200,
+        o.seed,
+        &speech,
+    )
+    .await;
     d.settle().await;
     let alive = d.child.try_wait().unwrap().is_none();
     let (panics, reasons, by_user) = d.report();
@@ -590,6 +655,24 @@ async fn main() {
         pct(&mut lat, 0.99)
     );
     println!("  end reasons (call records): {reasons:?}");
+    println!("  by provider: calls, bot sessions opened, closed exactly once");
+    for p in PROVIDERS {
+        let mine: Vec<&Outcome> = outcomes.iter().filter(|x| x.provider == p).collect();
+        let opened: Vec<&&Outcome> = mine
+            .iter()
+            .filter(|x| bot.count_event(&x.user, "ON_CONNECT") > 0)
+            .collect();
+        let once = opened
+            .iter()
+            .filter(|x| bot.count_event(&x.user, "SESSION_CLOSURE") == 1)
+            .count();
+        println!(
+            "    {p:<11} {:>4} {:>4} {:>4}",
+            mine.len(),
+            opened.len(),
+            once
+        );
+    }
     println!("  by fault:");
     for (fault, reasons) in &by_fault {
         let n: usize = reasons.values().sum();
@@ -619,6 +702,7 @@ async fn main() {
         .iter()
         .map(|u| Outcome {
             user: u.clone(),
+            provider: "twilio",
             fault: Fault::Clean,
             latency_ms: None,
             connected: true,
@@ -664,7 +748,7 @@ async fn soak(bot: &Arc<KoreSim>, o: &Opts, speech: &Arc<Vec<i16>>, max_calls: u
     let outcomes = run_calls(
         &d,
         bot,
-        vec![Fault::Clean; o.soak],
+        (vec![Fault::Clean; o.soak], &PROVIDERS[..1]),
         o.soak_concurrency,
         400,
         o.seed,
