@@ -496,7 +496,11 @@ async fn run_calls(
 }
 
 /// `(sessions opened, sessions closed exactly once, closed more than once, never closed)`.
-fn sessions(bot: &KoreSim, outcomes: &[Outcome]) -> (usize, usize, usize, usize) {
+/// Over the calls of `users`: `(sessions opened, closed exactly once, more than once, never)`.
+fn sessions<'a>(
+    bot: &KoreSim,
+    users: impl IntoIterator<Item = &'a str>,
+) -> (usize, usize, usize, usize) {
     let mut events: HashMap<(String, String), usize> = HashMap::new();
     for r in bot.received() {
         if r.kind == "event" {
@@ -506,10 +510,10 @@ fn sessions(bot: &KoreSim, outcomes: &[Outcome]) -> (usize, usize, usize, usize)
         }
     }
     let (mut opened, mut once, mut more, mut never) = (0, 0, 0, 0);
-    for o in outcomes {
+    for user in users {
         let get = |e: &str| {
             events
-                .get(&(o.user.clone(), e.to_string()))
+                .get(&(user.to_string(), e.to_string()))
                 .copied()
                 .unwrap_or(0)
         };
@@ -588,7 +592,7 @@ async fn main() {
         base_max,
         base.len()
     );
-    let (opened, once, more, never) = sessions(&bot, &clean);
+    let (opened, once, more, never) = sessions(&bot, clean.iter().map(|x| x.user.as_str()));
     println!(
         "  sessions opened {opened}, closed once {once}, more than once {more}, never {never}"
     );
@@ -621,7 +625,7 @@ async fn main() {
     d.settle().await;
     let alive = d.child.try_wait().unwrap().is_none();
     let (panics, reasons, by_user) = d.report();
-    let (opened, once, more, never) = sessions(&bot, &outcomes);
+    let (opened, once, more, never) = sessions(&bot, outcomes.iter().map(|x| x.user.as_str()));
     let mut by_fault: BTreeMap<Fault, BTreeMap<String, usize>> = BTreeMap::new();
     for x in &outcomes {
         let reason = by_user
@@ -657,21 +661,9 @@ async fn main() {
     println!("  end reasons (call records): {reasons:?}");
     println!("  by provider: calls, bot sessions opened, closed exactly once");
     for p in PROVIDERS {
-        let mine: Vec<&Outcome> = outcomes.iter().filter(|x| x.provider == p).collect();
-        let opened: Vec<&&Outcome> = mine
-            .iter()
-            .filter(|x| bot.count_event(&x.user, "ON_CONNECT") > 0)
-            .collect();
-        let once = opened
-            .iter()
-            .filter(|x| bot.count_event(&x.user, "SESSION_CLOSURE") == 1)
-            .count();
-        println!(
-            "    {p:<11} {:>4} {:>4} {:>4}",
-            mine.len(),
-            opened.len(),
-            once
-        );
+        let mine = outcomes.iter().filter(|x| x.provider == p);
+        let (opened, once, _, _) = sessions(&bot, mine.clone().map(|x| x.user.as_str()));
+        println!("    {p:<11} {:>4} {opened:>4} {once:>4}", mine.count());
     }
     println!("  by fault:");
     for (fault, reasons) in &by_fault {
@@ -698,17 +690,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let code = d.stop();
-    let outcomes: Vec<Outcome> = users
-        .iter()
-        .map(|u| Outcome {
-            user: u.clone(),
-            provider: "twilio",
-            fault: Fault::Clean,
-            latency_ms: None,
-            connected: true,
-        })
-        .collect();
-    let (opened, once, more, never) = sessions(&bot, &outcomes);
+    let (opened, once, more, never) = sessions(&bot, users.iter().map(String::as_str));
     let (panics, reasons, _) = d.report();
     println!(
         "\nSIGTERM run: {} calls connected, SIGTERM 1.5 s into their questions; exit code {code:?}",
@@ -759,7 +741,7 @@ async fn soak(bot: &Arc<KoreSim>, o: &Opts, speech: &Arc<Vec<i16>>, max_calls: u
     tokio::time::sleep(Duration::from_secs(2)).await;
     sampler.abort();
     let s = samples.lock().unwrap().clone();
-    let (opened, once, more, never) = sessions(bot, &outcomes);
+    let (opened, once, more, never) = sessions(bot, outcomes.iter().map(|x| x.user.as_str()));
     let (panics, _, _) = d.report();
     println!(
         "\nsoak: {} calls ({} connected), {} at once, in {:.0} s; sessions opened {opened}, closed once {once}, more {more}, never {never}; panics {panics}",

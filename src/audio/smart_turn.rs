@@ -287,7 +287,7 @@ pub struct SmartTurnPool {
     queues: Vec<std_mpsc::SyncSender<Job>>,
     next: AtomicUsize,
     settings: SmartTurnSettings,
-    /// Decisions made and their CPU, read by tests and the benchmark.
+    /// Decisions made, read by the tests.
     decisions: Arc<AtomicU64>,
 }
 

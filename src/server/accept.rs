@@ -161,14 +161,10 @@ where
         }
     };
     if let Err(e) = ended {
-        if is_header_timeout(&e) {
+        // hyper ends a connection whose head did not arrive in time with a timeout.
+        if e.is_timeout() {
             metrics::connection_refused("header_timeout");
         }
         tracing::debug!(error = %e, "HTTP connection ended with an error.");
     }
-}
-
-/// hyper ends a connection whose head did not arrive in time with a timeout error.
-fn is_header_timeout(e: &hyper::Error) -> bool {
-    e.is_timeout()
 }
